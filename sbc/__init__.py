@@ -1,0 +1,1 @@
+"""SIP session border controller / B2BUA on Twisted."""

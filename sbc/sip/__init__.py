@@ -1,0 +1,1 @@
+"""Sans-IO SIP core: messages, URIs, SDP, transactions, dialogs.  No Twisted imports here."""
