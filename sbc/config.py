@@ -1,0 +1,756 @@
+# -*- test-case-name: tests.test_config -*-
+"""The SBC configuration: one TOML file, read once at start-up into frozen attrs objects.
+
+Loading is the edge where everything is validated and converted (STYLE C4).  Whatever goes
+wrong -- a missing or unreadable file, a TOML syntax error, an unknown key at any level, a
+value of the wrong type or out of range -- raises :class:`ConfigError`, whose ``str`` is a
+single line naming the file, the key path and the problem::
+
+    etc/sbc.toml: trunk[0].allow[1]: '10.0.0.300/32' is not an IPv4 or IPv6 network
+
+The schema is declarative.  A section is a frozen, slotted attrs class whose fields are
+declared with :func:`setting` (a scalar or list value), :func:`section` (a nested table) or
+:func:`section_list` (an array of tables).  Each setting names a *check*: a function that
+receives the raw TOML value and returns the converted value or raises :class:`Invalid`.
+Checks that involve several keys of one table go in a ``_check_section`` classmethod.  To
+add a section (security, media, agent, vendor ...), write its class and add one
+``section(...)`` field to :class:`Config`; unknown-key detection, error paths, defaults and
+the README reference table (:func:`iter_schema`) follow automatically.
+
+This module must not import Twisted: the pure core (``sbc.sip``, ``sbc.policy`` ...) may
+import it to read its settings.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tomllib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import attrs
+from attrs import field, frozen
+
+__all__ = [
+    "AdminConfig",
+    "Config",
+    "ConfigError",
+    "Invalid",
+    "ListenConfig",
+    "SbcSection",
+    "SchemaEntry",
+    "SipConfig",
+    "TrunkConfig",
+    "default_config_path",
+    "iter_schema",
+    "load_config",
+    "load_config_text",
+]
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+T = TypeVar("T")
+
+
+# --------------------------------------------------------------------------------------
+# Errors
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used.  ``str(error)`` is one line: ``file: key: problem``.
+
+    ``key`` is the dotted key path (``trunk[0].allow[1]``) or ``None`` for problems with the
+    file as a whole (missing, unreadable, TOML syntax).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], key: str | None, problem: str) -> None:
+        self.path = os.fspath(path)
+        self.key = key
+        self.problem = _one_line(problem)
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        if self.key:
+            return f"{self.path}: {self.key}: {self.problem}"
+        return f"{self.path}: {self.problem}"
+
+
+class Invalid(Exception):
+    """Raised by a check: ``problem`` describes the bad value.
+
+    ``key`` optionally names a key (or ``key[index]``) below the one being checked, so a
+    list check can point at the offending element and a table check at the offending key.
+    """
+
+    def __init__(self, problem: str, key: str | None = None) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.key = key
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _join(where: str, key: str | None) -> str:
+    if not key:
+        return where
+    if not where:
+        return key
+    if key.startswith("["):
+        return where + key
+    return f"{where}.{key}"
+
+
+# --------------------------------------------------------------------------------------
+# Declarative schema
+
+
+_SCHEMA = "sbc.config.schema"
+
+
+@frozen
+class _Setting:
+    key: str | None  # TOML key, when it differs from the attribute name
+    check: Callable[[Any], Any]
+    doc: str
+    type_name: str
+
+
+@frozen
+class _Section:
+    key: str | None
+    cls: type
+    many: bool
+    doc: str
+
+
+def setting(
+    check: Callable[[Any], Any],
+    *,
+    doc: str,
+    type_name: str,
+    default: Any = attrs.NOTHING,
+    key: str | None = None,
+) -> Any:
+    """Declare a scalar or list setting.  Without ``default`` the key is required."""
+    return field(
+        default=default,
+        metadata={_SCHEMA: _Setting(key, check, doc, type_name)},
+    )
+
+
+def section(cls: type[T], *, doc: str, key: str | None = None) -> Any:
+    """Declare a nested table, optional in the file (its own defaults apply)."""
+    return field(factory=cls, metadata={_SCHEMA: _Section(key, cls, False, doc)})
+
+
+def section_list(cls: type, *, doc: str, key: str | None = None) -> Any:
+    """Declare an array of tables (``[[key]]``); absent means an empty tuple."""
+    return field(factory=tuple, metadata={_SCHEMA: _Section(key, cls, True, doc)})
+
+
+def _toml_key(f: attrs.Attribute[Any]) -> str:
+    spec = f.metadata[_SCHEMA]
+    return spec.key or f.name
+
+
+def _schema_fields(cls: type) -> list[attrs.Attribute[Any]]:
+    return [f for f in attrs.fields(cls) if _SCHEMA in f.metadata]
+
+
+def _type_name(value: object) -> str:
+    return {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a float",
+        str: "a string",
+        list: "an array",
+        dict: "a table",
+    }.get(type(value), type(value).__name__)
+
+
+def _build(cls: type[T], table: object, where: str, ctx: _Context) -> T:
+    """Check and convert one TOML table into an instance of the section class ``cls``."""
+    if not isinstance(table, dict):
+        raise ConfigError(ctx.path, where, f"expected a table, got {_type_name(table)}")
+    fields = _schema_fields(cls)
+    by_key = {_toml_key(f): f for f in fields}
+    for key in table:
+        if key not in by_key:
+            raise ConfigError(ctx.path, _join(where, key), "unknown key")
+    values: dict[str, Any] = {}
+    for key, f in by_key.items():
+        spec = f.metadata[_SCHEMA]
+        here = _join(where, key)
+        if key not in table:
+            if f.default is attrs.NOTHING:
+                raise ConfigError(ctx.path, here, "required key is missing")
+            continue
+        raw = table[key]
+        if isinstance(spec, _Section):
+            if spec.many:
+                if not isinstance(raw, list):
+                    raise ConfigError(
+                        ctx.path, here, f"expected an array of tables, got {_type_name(raw)}"
+                    )
+                values[f.name] = tuple(
+                    _build(spec.cls, item, f"{here}[{i}]", ctx) for i, item in enumerate(raw)
+                )
+            else:
+                values[f.name] = _build(spec.cls, raw, here, ctx)
+        else:
+            try:
+                values[f.name] = _call_check(spec.check, raw, ctx)
+            except Invalid as e:
+                raise ConfigError(ctx.path, _join(here, e.key), e.problem) from None
+    try:
+        instance = cls(**values)
+        check_section = getattr(cls, "_check_section", None)
+        if check_section is not None:
+            check_section(instance, ctx)
+    except Invalid as e:
+        raise ConfigError(ctx.path, _join(where, e.key), e.problem) from None
+    return instance
+
+
+def _call_check(check: Callable[..., Any], raw: Any, ctx: _Context) -> Any:
+    if getattr(check, "needs_context", False):
+        return check(raw, ctx)
+    return check(raw)
+
+
+@frozen
+class _Context:
+    """What checks may need besides the value: where the file is (for relative paths)."""
+
+    path: str
+    base_dir: Path
+
+
+# --------------------------------------------------------------------------------------
+# Checks: each takes the raw TOML value and returns the converted one or raises Invalid.
+
+
+def _expect(value: object, kind: type | tuple[type, ...], what: str) -> None:
+    # bool is an int subclass in Python; TOML keeps them apart, and so do we.
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        raise Invalid(f"expected {what}, got {_type_name(value)}")
+
+
+def boolean(value: object) -> bool:
+    _expect(value, bool, "a boolean")
+    assert isinstance(value, bool)
+    return value
+
+
+def integer(low: int | None = None, high: int | None = None) -> Callable[[object], int]:
+    def check(value: object) -> int:
+        _expect(value, int, "an integer")
+        assert isinstance(value, int)
+        if (low is not None and value < low) or (high is not None and value > high):
+            if high is None:
+                raise Invalid(f"{value} is out of range (must be >= {low})")
+            raise Invalid(f"{value} is out of range ({low}..{high})")
+        return value
+
+    return check
+
+
+def positive_float(value: object) -> float:
+    _expect(value, (int, float), "a number")
+    assert isinstance(value, (int, float))
+    number = float(value)
+    if not (number > 0 and number != float("inf")):
+        raise Invalid(f"{value!r} must be a positive number")
+    return number
+
+
+def string(value: object) -> str:
+    _expect(value, str, "a string")
+    assert isinstance(value, str)
+    return value
+
+
+def text_line(value: object) -> str:
+    """A non-empty printable string that is safe to put into a SIP header."""
+    text = string(value)
+    if not text or not text.isprintable():
+        raise Invalid(f"{text!r} must be a non-empty string of printable characters")
+    return text
+
+
+def one_of(*choices: str) -> Callable[[object], str]:
+    def check(value: object) -> str:
+        text = string(value)
+        if text not in choices:
+            raise Invalid(f"{text!r} is not one of {', '.join(repr(c) for c in choices)}")
+        return text
+
+    return check
+
+
+def matches(pattern: str, what: str) -> Callable[[object], str]:
+    compiled = re.compile(pattern)
+
+    def check(value: object) -> str:
+        text = string(value)
+        if not compiled.fullmatch(text):
+            raise Invalid(f"{text!r} is not {what}")
+        return text
+
+    return check
+
+
+def ip_literal(value: object) -> str:
+    """An IPv4 or IPv6 address literal (no brackets), returned in canonical form."""
+    text = string(value)
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise Invalid(f"{text!r} is not an IPv4 or IPv6 address") from None
+
+
+def network(value: object) -> Network:
+    """A CIDR network; an address with host bits set (``10.0.0.1/8``) is an error."""
+    text = string(value)
+    try:
+        loose = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise Invalid(f"{text!r} is not an IPv4 or IPv6 network") from None
+    try:
+        return ipaddress.ip_network(text, strict=True)
+    except ValueError:
+        raise Invalid(f"{text!r} has host bits set (did you mean {str(loose)!r}?)") from None
+
+
+def list_of(item: Callable[[object], T], *, non_empty: bool = False) -> Callable[[object], tuple[T, ...]]:
+    def check(value: object) -> tuple[T, ...]:
+        _expect(value, list, "an array")
+        assert isinstance(value, list)
+        if non_empty and not value:
+            raise Invalid("must list at least one entry")
+        out = []
+        for i, element in enumerate(value):
+            try:
+                out.append(item(element))
+            except Invalid as e:
+                raise Invalid(e.problem, _join(f"[{i}]", e.key)) from None
+        return tuple(out)
+
+    return check
+
+
+_LABEL = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
+_HOSTNAME = re.compile(rf"{_LABEL}(\.{_LABEL})*\.?")
+
+
+def _is_host(text: str) -> bool:
+    if text.startswith("[") and text.endswith("]"):
+        try:
+            return isinstance(ipaddress.ip_address(text[1:-1]), ipaddress.IPv6Address)
+        except ValueError:
+            return False
+    try:
+        ipaddress.IPv4Address(text)
+        return True
+    except ValueError:
+        pass
+    # A dotted-quad lookalike that is not a valid IPv4 address is an error, not a name.
+    if re.fullmatch(r"[0-9.]+", text):
+        return False
+    return len(text) <= 253 and bool(_HOSTNAME.fullmatch(text))
+
+
+def hostname(value: object) -> str:
+    """A DNS name or an IP literal (IPv6 with or without brackets)."""
+    text = string(value)
+    if ":" in text and not text.startswith("["):
+        try:
+            return str(ipaddress.IPv6Address(text))
+        except ValueError:
+            raise Invalid(f"{text!r} is not a host name or IP address") from None
+    if not _is_host(text):
+        raise Invalid(f"{text!r} is not a host name or IP address")
+    return text
+
+
+def _check_sip_uri(text: str) -> None:
+    scheme, colon, rest = text.partition(":")
+    if not colon or scheme.lower() not in ("sip", "sips"):
+        raise Invalid(f"{text!r} is not a sip: or sips: URI")
+    if any(c.isspace() for c in text) or not text.isprintable() or "<" in text or ">" in text:
+        raise Invalid(f"{text!r} is not a sip: or sips: URI (bad characters)")
+    hostport = rest.rpartition("@")[2]
+    hostport = re.split(r"[;?]", hostport, maxsplit=1)[0]
+    if hostport.startswith("["):
+        host, bracket, tail = hostport.partition("]")
+        host += bracket
+        port = tail[1:] if tail.startswith(":") else None
+        if tail and port is None:
+            raise Invalid(f"{text!r} has a bad host part")
+    else:
+        host, colon, port_text = hostport.partition(":")
+        port = port_text if colon else None
+    if not _is_host(host):
+        raise Invalid(f"{text!r} has a bad host part {host!r}")
+    if port is not None and not (port.isdigit() and 1 <= int(port) <= 65535):
+        raise Invalid(f"{text!r} has a bad port {port!r}")
+
+
+def sip_uri(value: object) -> str:
+    text = string(value)
+    _check_sip_uri(text)
+    return text
+
+
+def sip_uri_template(value: object) -> str:
+    """A sip:/sips: URI with a ``{user}`` placeholder and no other ``{...}`` fields."""
+    text = string(value)
+    if "{user}" not in text:
+        raise Invalid(f"{text!r} must contain the placeholder {{user}}")
+    try:
+        sample = text.format(user="user")
+    except (KeyError, IndexError, ValueError):
+        raise Invalid(f"{text!r} may contain no placeholder but {{user}}") from None
+    try:
+        _check_sip_uri(sample)
+    except Invalid:
+        raise Invalid(f"{text!r} is not a sip: or sips: URI template") from None
+    return text
+
+
+def _resolve(value: object, ctx: _Context) -> Path:
+    text = string(value)
+    if not text:
+        raise Invalid("must be a file path, got an empty string")
+    path = Path(text).expanduser()
+    if not path.is_absolute():
+        path = ctx.base_dir / path
+    return path
+
+
+def _read_pem(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise Invalid(f"file {str(path)!r} does not exist") from None
+    except OSError as e:
+        raise Invalid(f"cannot read {str(path)!r}: {e.strerror or e}") from None
+
+
+def _load_certificates(path: Path) -> list[Any]:
+    from cryptography import x509  # imported lazily: only TLS listeners need it
+
+    data = _read_pem(path)
+    try:
+        certs = x509.load_pem_x509_certificates(data)
+    except ValueError:
+        certs = []
+    if not certs:
+        raise Invalid(f"{str(path)!r} holds no PEM certificate")
+    return certs
+
+
+def certificate_file(value: object, ctx: _Context) -> Path:
+    path = _resolve(value, ctx)
+    _load_certificates(path)
+    return path
+
+
+certificate_file.needs_context = True  # type: ignore[attr-defined]
+
+
+def private_key_file(value: object, ctx: _Context) -> Path:
+    from cryptography.hazmat.primitives import serialization
+
+    path = _resolve(value, ctx)
+    data = _read_pem(path)
+    try:
+        serialization.load_pem_private_key(data, password=None)
+    except TypeError:
+        raise Invalid(f"{str(path)!r} is encrypted; the SBC needs an unencrypted key") from None
+    except Exception:  # ValueError, UnsupportedAlgorithm, ...
+        raise Invalid(f"{str(path)!r} holds no usable PEM private key") from None
+    return path
+
+
+private_key_file.needs_context = True  # type: ignore[attr-defined]
+
+
+# --------------------------------------------------------------------------------------
+# Sections
+
+
+@frozen
+class SbcSection:
+    """``[sbc]``: identity of this SBC."""
+
+    fqdn: str = setting(
+        hostname,
+        default="localhost",
+        type_name="string",
+        doc="Public FQDN (or IP literal) the SBC puts in Contact and Via.",
+    )
+    user_agent: str = setting(
+        text_line,
+        default="sbc/0.1",
+        type_name="string",
+        doc="Value of the User-Agent / Server header.",
+    )
+
+
+@frozen
+class ListenConfig:
+    """``[[listen]]``: one SIP listening socket."""
+
+    transport: str = setting(
+        one_of("udp", "tcp", "tls"), type_name='"udp" | "tcp" | "tls"', doc="Transport protocol (required)."
+    )
+    address: str = setting(
+        ip_literal, type_name="string", doc="IPv4 or IPv6 literal to bind, e.g. \"0.0.0.0\" or \"::1\" (required)."
+    )
+    port: int = setting(integer(1, 65535), type_name="integer", doc="Port, 1..65535 (required).")
+    certificate: Path | None = setting(
+        certificate_file,
+        default=None,
+        type_name="path",
+        doc="TLS only, required for tls: PEM certificate. Relative paths are relative to the config file's directory.",
+    )
+    private_key: Path | None = setting(
+        private_key_file,
+        default=None,
+        type_name="path",
+        doc="TLS only, required for tls: unencrypted PEM private key matching `certificate`.",
+    )
+    chain: Path | None = setting(
+        certificate_file,
+        default=None,
+        type_name="path",
+        doc="TLS only, optional: PEM file of intermediate CA certificates sent after `certificate`.",
+    )
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        """What makes a listener unique."""
+        return (self.transport, self.address, self.port)
+
+    def _check_section(self, ctx: _Context) -> None:
+        if self.transport == "tls":
+            for name in ("certificate", "private_key"):
+                if getattr(self, name) is None:
+                    raise Invalid("required for a tls listener", name)
+            assert self.certificate is not None and self.private_key is not None
+            _check_key_matches(self.certificate, self.private_key)
+        else:
+            for name in ("certificate", "private_key", "chain"):
+                if getattr(self, name) is not None:
+                    raise Invalid(f"only valid for a tls listener, not {self.transport}", name)
+
+
+def _check_key_matches(certificate: Path, private_key: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    cert = _load_certificates(certificate)[0]
+    key = serialization.load_pem_private_key(_read_pem(private_key), password=None)
+    fmt = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    if cert.public_key().public_bytes(*fmt) != key.public_key().public_bytes(*fmt):
+        raise Invalid(f"{str(private_key)!r} does not match certificate {str(certificate)!r}", "private_key")
+
+
+@frozen
+class AdminConfig:
+    """``[admin]``: the admin HTTP endpoint (``/healthz``)."""
+
+    address: str = setting(ip_literal, default="127.0.0.1", type_name="string", doc="IP literal to bind.")
+    port: int = setting(integer(1, 65535), default=8080, type_name="integer", doc="TCP port, 1..65535.")
+    enabled: bool = setting(boolean, default=True, type_name="boolean", doc="Serve the admin endpoint at all.")
+
+
+@frozen
+class SipConfig:
+    """``[sip]``: RFC 3261 timers and transport limits."""
+
+    t1: float = setting(positive_float, default=0.5, type_name="float", doc="RTT estimate T1, seconds (RFC 3261 §17.1.1.1).")
+    t2: float = setting(
+        positive_float, default=4.0, type_name="float", doc="Maximum retransmit interval T2, seconds; must be >= t1."
+    )
+    t4: float = setting(
+        positive_float, default=5.0, type_name="float", doc="Maximum time a message stays in the network T4, seconds."
+    )
+    max_message_size: int = setting(
+        integer(1024, 65535),
+        default=65535,
+        type_name="integer",
+        doc="Largest SIP message accepted, bytes (1024..65535); larger ones get 513.",
+    )
+    max_udp_size: int = setting(
+        integer(512, 65535),
+        default=1300,
+        type_name="integer",
+        doc="Requests larger than this go over TCP instead of UDP (RFC 3261 §18.1.1); <= max_message_size.",
+    )
+    tcp_idle_timeout: float = setting(
+        positive_float, default=300.0, type_name="float", doc="Close idle TCP/TLS connections after this many seconds."
+    )
+    max_connections: int = setting(
+        integer(1), default=1024, type_name="integer", doc="Maximum simultaneous TCP/TLS connections."
+    )
+
+    def _check_section(self, ctx: _Context) -> None:
+        if self.t2 < self.t1:
+            raise Invalid(f"{self.t2} must be >= t1 ({self.t1})", "t2")
+        if self.max_udp_size > self.max_message_size:
+            raise Invalid(
+                f"{self.max_udp_size} must be <= max_message_size ({self.max_message_size})", "max_udp_size"
+            )
+
+
+_NAME = r"[a-z0-9-]+"
+
+
+@frozen
+class TrunkConfig:
+    """``[[trunk]]``: a PBX or carrier allowed to send calls, and where its calls go."""
+
+    name: str = setting(
+        matches(_NAME, "a valid name ([a-z0-9-]+)"), type_name="string", doc="Unique name, [a-z0-9-]+ (required)."
+    )
+    allow: tuple[Network, ...] = setting(
+        list_of(network, non_empty=True),
+        type_name="array of strings",
+        doc="Source networks admitted, CIDR, IPv4 or IPv6; host bits must be zero (required).",
+    )
+    agent_uri: str = setting(
+        sip_uri_template,
+        type_name="string",
+        doc="sip:/sips: URI template for the B-leg; `{user}` is replaced by the called user (required).",
+    )
+    vendor: str = setting(
+        matches(_NAME, "a valid vendor name ([a-z0-9-]+)"),
+        default="generic",
+        type_name="string",
+        doc="Vendor quirk plugin applied to this trunk.",
+    )
+    outbound_proxy: str | None = setting(
+        sip_uri, default=None, type_name="string", doc="Optional sip: URI every request toward this trunk is sent to."
+    )
+
+    def agent_target(self, user: str) -> str:
+        """The B-leg request URI for ``user``."""
+        return self.agent_uri.format(user=user)
+
+
+@frozen
+class Config:
+    """The whole configuration.  Build it with :func:`load_config`; never mutate it."""
+
+    path: Path = field(default=Path("<memory>"))
+    sbc: SbcSection = section(SbcSection, doc="Identity of this SBC.")
+    listen: tuple[ListenConfig, ...] = section_list(ListenConfig, doc="SIP listening sockets.")
+    admin: AdminConfig = section(AdminConfig, doc="Admin HTTP endpoint.")
+    sip: SipConfig = section(SipConfig, doc="SIP timers and limits.")
+    trunks: tuple[TrunkConfig, ...] = section_list(TrunkConfig, key="trunk", doc="Trunks (PBXs) admitted.")
+
+    def _check_section(self, ctx: _Context) -> None:
+        seen: dict[tuple[str, str, int], int] = {}
+        for i, listener in enumerate(self.listen):
+            if listener.key in seen:
+                raise Invalid(
+                    f"duplicate listener {listener.transport} {listener.address} port {listener.port} "
+                    f"(same as listen[{seen[listener.key]}])",
+                    f"listen[{i}]",
+                )
+            seen[listener.key] = i
+        names: dict[str, int] = {}
+        for i, trunk in enumerate(self.trunks):
+            if trunk.name in names:
+                raise Invalid(
+                    f"duplicate trunk name {trunk.name!r} (same as trunk[{names[trunk.name]}])", f"trunk[{i}].name"
+                )
+            names[trunk.name] = i
+
+
+# --------------------------------------------------------------------------------------
+# Loading
+
+
+def load_config_text(text: str, path: str | os.PathLike[str] = "<string>") -> Config:
+    """Parse and validate TOML ``text``; ``path`` is used in errors and for relative paths."""
+    where = os.fspath(path)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(where, None, f"TOML syntax error: {e}") from None
+    base_dir = Path(where).parent if where and not where.startswith("<") else Path.cwd()
+    ctx = _Context(path=where, base_dir=base_dir)
+    config = _build(Config, data, "", ctx)
+    return attrs.evolve(config, path=Path(where))
+
+
+def load_config(path: str | os.PathLike[str] | Any) -> Config:
+    """Read and validate the TOML file at ``path`` (a ``str``, ``Path`` or Twisted ``FilePath``)."""
+    fp_path = getattr(path, "path", None)  # twisted.python.filepath.FilePath
+    where = fp_path if isinstance(fp_path, str) else os.fspath(path)
+    try:
+        raw = Path(where).read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(where, None, "file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(where, None, "is a directory, not a file") from None
+    except OSError as e:
+        raise ConfigError(where, None, f"cannot read file: {e.strerror or e}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(where, None, f"not valid UTF-8 (byte {e.start})") from None
+    return load_config_text(text, where)
+
+
+def default_config_path() -> Path:
+    """The configuration shipped with the source tree: ``<repo>/etc/sbc.toml``.
+
+    ``twistd sbc`` itself defaults to ``etc/sbc.toml`` relative to the working directory;
+    this helper finds the same file from anywhere (tests, tools).
+    """
+    return Path(__file__).resolve().parent.parent / "etc" / "sbc.toml"
+
+
+# --------------------------------------------------------------------------------------
+# Introspection, for documentation and tests
+
+
+@frozen
+class SchemaEntry:
+    """One key of the schema, as the README reference table lists it."""
+
+    key: str  # e.g. "sip.t1", "trunk[].allow"
+    type_name: str
+    default: str  # rendered as TOML, or "required" / "none"
+    doc: str
+
+
+def _render_default(value: Any) -> str:
+    if value is attrs.NOTHING:
+        return "required"
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    return repr(value)
+
+
+def iter_schema(cls: type = Config, prefix: str = "") -> Iterator[SchemaEntry]:
+    """Yield every key of the schema, depth first, in declaration order."""
+    for f in _schema_fields(cls):
+        spec = f.metadata[_SCHEMA]
+        key = _join(prefix, _toml_key(f))
+        if isinstance(spec, _Section):
+            yield from iter_schema(spec.cls, key + ("[]" if spec.many else ""))
+        else:
+            yield SchemaEntry(key, spec.type_name, _render_default(f.default), spec.doc)
