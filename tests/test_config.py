@@ -1,0 +1,568 @@
+# -*- test-case-name: tests.test_config -*-
+"""Tests for sbc.config: schema, defaults, one-line errors, TLS file checks."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+from pathlib import Path
+
+import attrs
+from hypothesis import given
+from hypothesis import strategies as st
+from twisted.python.filepath import FilePath
+from twisted.trial.unittest import SynchronousTestCase
+
+from sbc.config import (
+    AdminConfig,
+    Config,
+    ConfigError,
+    ListenConfig,
+    SbcSection,
+    SipConfig,
+    TrunkConfig,
+    default_config_path,
+    iter_schema,
+    load_config,
+    load_config_text,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+
+TRUNK = """
+[[trunk]]
+name = "pbx"
+allow = ["192.0.2.0/24"]
+agent_uri = "sip:{user}@agent.example.com"
+"""
+
+
+def error_of(text: str, path: str = "etc/sbc.toml") -> str:
+    """Load ``text``; return the one-line error, or fail if it loaded."""
+    try:
+        load_config_text(text, path)
+    except ConfigError as e:
+        message = str(e)
+        assert "\n" not in message, message
+        return message
+    raise AssertionError(f"no ConfigError for {text!r}")
+
+
+def make_tls_files(directory: Path, name: str = "sbc") -> tuple[Path, Path]:
+    """Write a self-signed EC certificate and its key; return (cert, key) paths."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sbc.example.com")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .sign(key, hashes.SHA256())
+    )
+    cert_path = directory / f"{name}.crt"
+    key_path = directory / f"{name}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+class DefaultsTests(SynchronousTestCase):
+    def test_empty_file_gives_documented_defaults(self) -> None:
+        config = load_config_text("", "x.toml")
+        self.assertEqual(config.sbc, SbcSection(fqdn="localhost", user_agent="sbc/0.1"))
+        self.assertEqual(config.admin, AdminConfig(address="127.0.0.1", port=8080, enabled=True))
+        self.assertEqual(
+            config.sip,
+            SipConfig(
+                t1=0.5,
+                t2=4.0,
+                t4=5.0,
+                max_message_size=65535,
+                max_udp_size=1300,
+                tcp_idle_timeout=300.0,
+                max_connections=1024,
+            ),
+        )
+        self.assertEqual((config.listen, config.trunks), ((), ()))
+        self.assertEqual(config.path, Path("x.toml"))
+
+    def test_shipped_default_config(self) -> None:
+        """etc/sbc.toml: loopback UDP+TCP on v4 and v6, admin on 8080, trunk `local`."""
+        path = default_config_path()
+        self.assertEqual(path, REPO / "etc" / "sbc.toml")
+        config = load_config(path)
+        self.assertEqual(
+            {(l.transport, l.address, l.port) for l in config.listen},
+            {
+                ("udp", "127.0.0.1", 5060),
+                ("tcp", "127.0.0.1", 5060),
+                ("udp", "::1", 5060),
+                ("tcp", "::1", 5060),
+            },
+        )
+        self.assertEqual((config.admin.address, config.admin.port, config.admin.enabled), ("127.0.0.1", 8080, True))
+        [trunk] = config.trunks
+        self.assertEqual(trunk.name, "local")
+        self.assertEqual(
+            trunk.allow, (ipaddress.ip_network("127.0.0.1/32"), ipaddress.ip_network("::1/128"))
+        )
+        self.assertEqual(trunk.agent_uri, "sip:{user}@127.0.0.1:5090")
+        self.assertEqual(trunk.agent_target("alice"), "sip:alice@127.0.0.1:5090")
+        self.assertEqual(config.path, path)
+
+    def test_shipped_example_configs_parse_up_to_tls_files(self) -> None:
+        """Examples only fail on the TLS files they reference, never on a key or value."""
+        for example in sorted((REPO / "etc" / "examples").glob("*.toml")):
+            try:
+                load_config(example)
+            except ConfigError as e:
+                self.assertRegex(str(e), r"listen\[\d+\]\.(certificate|private_key|chain): file ")
+
+    def test_full_file(self) -> None:
+        config = load_config_text(
+            """
+            [sbc]
+            fqdn = "sbc.example.com"
+            user_agent = "Example SBC 2"
+            [[listen]]
+            transport = "udp"
+            address = "2001:DB8::0:1"
+            port = 5062
+            [admin]
+            enabled = false
+            address = "::"
+            port = 9000
+            [sip]
+            t1 = 1
+            t2 = 8
+            t4 = 2.5
+            max_message_size = 1024
+            max_udp_size = 1024
+            tcp_idle_timeout = 30
+            max_connections = 1
+            [[trunk]]
+            name = "hq-1"
+            vendor = "teams"
+            allow = ["10.0.0.0/8", "2001:db8::/32", "192.0.2.7"]
+            agent_uri = "sips:{user}@[2001:db8::5]:5061;transport=tls"
+            outbound_proxy = "sip:proxy.example.com:5070;lr"
+            """,
+            "f.toml",
+        )
+        self.assertEqual(config.sbc.fqdn, "sbc.example.com")
+        self.assertEqual(config.listen, (ListenConfig(transport="udp", address="2001:db8::1", port=5062),))
+        self.assertEqual(config.admin, AdminConfig(address="::", port=9000, enabled=False))
+        self.assertEqual((config.sip.t1, config.sip.t2, config.sip.t4), (1.0, 8.0, 2.5))
+        self.assertIsInstance(config.sip.t1, float)
+        self.assertEqual(config.sip.tcp_idle_timeout, 30.0)
+        [trunk] = config.trunks
+        self.assertEqual(
+            trunk,
+            TrunkConfig(
+                name="hq-1",
+                vendor="teams",
+                allow=(
+                    ipaddress.IPv4Network("10.0.0.0/8"),
+                    ipaddress.IPv6Network("2001:db8::/32"),
+                    ipaddress.IPv4Network("192.0.2.7/32"),
+                ),
+                agent_uri="sips:{user}@[2001:db8::5]:5061;transport=tls",
+                outbound_proxy="sip:proxy.example.com:5070;lr",
+            ),
+        )
+
+    def test_frozen_and_slotted(self) -> None:
+        config = load_config_text(TRUNK)
+        for obj in (config, config.sbc, config.admin, config.sip, config.trunks[0]):
+            self.assertFalse(hasattr(obj, "__dict__"), type(obj))
+            with self.assertRaises(attrs.exceptions.FrozenInstanceError):
+                obj.__setattr__(attrs.fields(type(obj))[0].name, None)
+
+    def test_can_be_built_in_code(self) -> None:
+        """Other modules' tests build configs directly; sections have defaults."""
+        config = Config(trunks=(TrunkConfig(name="t", allow=(), agent_uri="sip:{user}@h"),))
+        self.assertEqual(config.sip.t1, 0.5)
+        self.assertEqual(config.trunks[0].vendor, "generic")
+
+
+class FileErrorTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.dir = Path(self.mktemp()).resolve()
+        self.dir.mkdir(parents=True)
+
+    def test_missing_file(self) -> None:
+        path = self.dir / "nope.toml"
+        with self.assertRaises(ConfigError) as cm:
+            load_config(path)
+        self.assertEqual(str(cm.exception), f"{path}: file not found")
+        self.assertIsNone(cm.exception.key)
+        self.assertEqual(cm.exception.path, str(path))
+
+    def test_directory(self) -> None:
+        with self.assertRaises(ConfigError) as cm:
+            load_config(self.dir)
+        self.assertEqual(str(cm.exception), f"{self.dir}: is a directory, not a file")
+
+    def test_unreadable(self) -> None:
+        if os.geteuid() == 0:
+            raise self.skipTest("root can read any file")  # type: ignore[misc]
+        path = self.dir / "secret.toml"
+        path.write_text("")
+        path.chmod(0)
+        with self.assertRaises(ConfigError) as cm:
+            load_config(path)
+        self.assertEqual(str(cm.exception), f"{path}: cannot read file: Permission denied")
+
+    def test_not_utf8(self) -> None:
+        path = self.dir / "latin1.toml"
+        path.write_bytes(b'[sbc]\nuser_agent = "caf\xe9"\n')
+        with self.assertRaises(ConfigError) as cm:
+            load_config(path)
+        self.assertEqual(str(cm.exception), f"{path}: not valid UTF-8 (byte 23)")
+
+    def test_syntax_error_is_one_line_with_position(self) -> None:
+        message = error_of("[sip]\nt1 = \n")
+        self.assertTrue(message.startswith("etc/sbc.toml: TOML syntax error: "), message)
+        self.assertIn("line 2", message)
+
+    def test_filepath_and_str_accepted(self) -> None:
+        path = self.dir / "ok.toml"
+        path.write_text(TRUNK)
+        self.assertEqual(load_config(FilePath(str(path))).trunks[0].name, "pbx")
+        self.assertEqual(load_config(str(path)).path, path)
+
+
+class KeyErrorTests(SynchronousTestCase):
+    """Each bad input gives exactly this one line."""
+
+    cases = [
+        # unknown keys, at every level
+        ("colour = 1", "etc/sbc.toml: colour: unknown key"),
+        ("[sbc]\nfqnd = 'x'", "etc/sbc.toml: sbc.fqnd: unknown key"),
+        ("[sip]\nt3 = 1.0", "etc/sbc.toml: sip.t3: unknown key"),
+        ("[admin]\nbind = '1.2.3.4'", "etc/sbc.toml: admin.bind: unknown key"),
+        (
+            "[[listen]]\ntransport='udp'\naddress='::1'\nport=5060\ninterface='lo'",
+            "etc/sbc.toml: listen[0].interface: unknown key",
+        ),
+        (TRUNK + "trunk_name = 'x'\n", "etc/sbc.toml: trunk[0].trunk_name: unknown key"),
+        ("[trunks]", "etc/sbc.toml: trunks: unknown key"),
+        ("path = 'x'", "etc/sbc.toml: path: unknown key"),
+        # wrong shapes
+        ("sbc = 1", "etc/sbc.toml: sbc: expected a table, got an integer"),
+        ("[[sbc]]", "etc/sbc.toml: sbc: expected a table, got an array"),
+        ("[listen]", "etc/sbc.toml: listen: expected an array of tables, got a table"),
+        ("listen = [1]", "etc/sbc.toml: listen[0]: expected a table, got an integer"),
+        # wrong types
+        ("[sip]\nt1 = true", "etc/sbc.toml: sip.t1: expected a number, got a boolean"),
+        ("[sip]\nt1 = '0.5'", "etc/sbc.toml: sip.t1: expected a number, got a string"),
+        ("[admin]\nport = true", "etc/sbc.toml: admin.port: expected an integer, got a boolean"),
+        ("[admin]\nport = 80.0", "etc/sbc.toml: admin.port: expected an integer, got a float"),
+        ("[admin]\nenabled = 1", "etc/sbc.toml: admin.enabled: expected a boolean, got an integer"),
+        ("[sbc]\nfqdn = 7", "etc/sbc.toml: sbc.fqdn: expected a string, got an integer"),
+        ("[sbc]\nfqdn = 2024-01-01", "etc/sbc.toml: sbc.fqdn: expected a string, got date"),
+        # bad values
+        ("[sbc]\nfqdn = 'bad_host!'", "etc/sbc.toml: sbc.fqdn: 'bad_host!' is not a host name or IP address"),
+        ("[sbc]\nfqdn = '10.0.0.300'", "etc/sbc.toml: sbc.fqdn: '10.0.0.300' is not a host name or IP address"),
+        (
+            '[sbc]\nuser_agent = "a\\r\\nX-Evil: 1"',
+            "etc/sbc.toml: sbc.user_agent: 'a\\r\\nX-Evil: 1' must be a non-empty string of printable characters",
+        ),
+        ("[sbc]\nuser_agent = ''", "etc/sbc.toml: sbc.user_agent: '' must be a non-empty string of printable characters"),
+        ("[admin]\naddress = 'localhost'", "etc/sbc.toml: admin.address: 'localhost' is not an IPv4 or IPv6 address"),
+        ("[admin]\nport = 0", "etc/sbc.toml: admin.port: 0 is out of range (1..65535)"),
+        ("[admin]\nport = 65536", "etc/sbc.toml: admin.port: 65536 is out of range (1..65535)"),
+        ("[sip]\nt1 = 0", "etc/sbc.toml: sip.t1: 0 must be a positive number"),
+        ("[sip]\nt4 = -1.5", "etc/sbc.toml: sip.t4: -1.5 must be a positive number"),
+        ("[sip]\nt2 = inf", "etc/sbc.toml: sip.t2: inf must be a positive number"),
+        ("[sip]\nt1 = nan", "etc/sbc.toml: sip.t1: nan must be a positive number"),
+        ("[sip]\nt1 = 5.0", "etc/sbc.toml: sip.t2: 4.0 must be >= t1 (5.0)"),
+        ("[sip]\nmax_message_size = 1023", "etc/sbc.toml: sip.max_message_size: 1023 is out of range (1024..65535)"),
+        ("[sip]\nmax_message_size = 65536", "etc/sbc.toml: sip.max_message_size: 65536 is out of range (1024..65535)"),
+        (
+            "[sip]\nmax_message_size = 1200\nmax_udp_size = 1300",
+            "etc/sbc.toml: sip.max_udp_size: 1300 must be <= max_message_size (1200)",
+        ),
+        ("[sip]\nmax_connections = 0", "etc/sbc.toml: sip.max_connections: 0 is out of range (must be >= 1)"),
+        ("[sip]\ntcp_idle_timeout = 0", "etc/sbc.toml: sip.tcp_idle_timeout: 0 must be a positive number"),
+    ]
+
+    def test_cases(self) -> None:
+        for text, expected in self.cases:
+            self.assertEqual(error_of(text), expected, text)
+
+
+def listen(transport: str = "udp", address: str = "127.0.0.1", port: int = 5060, extra: str = "") -> str:
+    return f"[[listen]]\ntransport = '{transport}'\naddress = '{address}'\nport = {port}\n{extra}\n"
+
+
+class ListenTests(SynchronousTestCase):
+    def test_required_keys(self) -> None:
+        self.assertEqual(error_of("[[listen]]\naddress='::1'\nport=1"), "etc/sbc.toml: listen[0].transport: required key is missing")
+        self.assertEqual(error_of("[[listen]]\ntransport='tcp'\nport=1"), "etc/sbc.toml: listen[0].address: required key is missing")
+        self.assertEqual(error_of("[[listen]]\ntransport='tcp'\naddress='::1'"), "etc/sbc.toml: listen[0].port: required key is missing")
+
+    def test_bad_values(self) -> None:
+        self.assertEqual(
+            error_of(listen() + listen("sctp")),
+            "etc/sbc.toml: listen[1].transport: 'sctp' is not one of 'udp', 'tcp', 'tls'",
+        )
+        self.assertEqual(
+            error_of(listen(address="[::1]")), "etc/sbc.toml: listen[0].address: '[::1]' is not an IPv4 or IPv6 address"
+        )
+        self.assertEqual(error_of(listen(port=0)), "etc/sbc.toml: listen[0].port: 0 is out of range (1..65535)")
+
+    def test_duplicates_compare_canonical_addresses(self) -> None:
+        self.assertEqual(
+            error_of(listen("udp", "::1") + listen("tcp", "::1") + listen("udp", "0:0::1")),
+            "etc/sbc.toml: listen[2]: duplicate listener udp ::1 port 5060 (same as listen[0])",
+        )
+        config = load_config_text(listen("udp", "::1") + listen("udp", "::1", 5061) + listen("udp", "127.0.0.1"))
+        self.assertEqual(len(config.listen), 3)
+
+    def test_tls_needs_certificate_and_key(self) -> None:
+        self.assertEqual(error_of(listen("tls")), "etc/sbc.toml: listen[0].certificate: required for a tls listener")
+
+    def test_tls_options_rejected_on_plain_listeners(self) -> None:
+        tmp = Path(self.mktemp()).resolve()
+        tmp.mkdir(parents=True)
+        cert, key = make_tls_files(tmp)
+        self.assertEqual(
+            error_of(listen("tcp", extra=f"certificate = '{cert}'")),
+            "etc/sbc.toml: listen[0].certificate: only valid for a tls listener, not tcp",
+        )
+
+
+class TlsFileTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.dir = Path(self.mktemp()).resolve()
+        self.dir.mkdir(parents=True)
+        self.cert, self.key = make_tls_files(self.dir)
+
+    def tls(self, **keys: str) -> str:
+        return listen("tls", port=5061, extra="\n".join(f"{k} = '{v}'" for k, v in keys.items()))
+
+    def test_good_files_load(self) -> None:
+        config = load_config_text(self.tls(certificate=str(self.cert), private_key=str(self.key), chain=str(self.cert)))
+        [l] = config.listen
+        self.assertEqual((l.certificate, l.private_key, l.chain), (self.cert, self.key, self.cert))
+
+    def test_relative_paths_resolve_against_config_directory(self) -> None:
+        config_path = self.dir / "sbc.toml"
+        config_path.write_text(self.tls(certificate="sbc.crt", private_key="sbc.key"))
+        [l] = load_config(config_path).listen
+        self.assertEqual((l.certificate, l.private_key), (self.cert, self.key))
+
+    def test_missing_key_file(self) -> None:
+        missing = self.dir / "missing.key"
+        self.assertEqual(
+            error_of(self.tls(certificate=str(self.cert), private_key=str(missing))),
+            f"etc/sbc.toml: listen[0].private_key: file '{missing}' does not exist",
+        )
+
+    def test_garbage_certificate(self) -> None:
+        junk = self.dir / "junk.pem"
+        junk.write_text("-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n")
+        self.assertEqual(
+            error_of(self.tls(certificate=str(junk), private_key=str(self.key))),
+            f"etc/sbc.toml: listen[0].certificate: '{junk}' holds no PEM certificate",
+        )
+
+    def test_certificate_where_key_expected(self) -> None:
+        self.assertEqual(
+            error_of(self.tls(certificate=str(self.cert), private_key=str(self.cert))),
+            f"etc/sbc.toml: listen[0].private_key: '{self.cert}' holds no usable PEM private key",
+        )
+
+    def test_mismatched_key(self) -> None:
+        _, other_key = make_tls_files(self.dir, "other")
+        self.assertEqual(
+            error_of(self.tls(certificate=str(self.cert), private_key=str(other_key))),
+            f"etc/sbc.toml: listen[0].private_key: '{other_key}' does not match certificate '{self.cert}'",
+        )
+
+    def test_bad_chain(self) -> None:
+        self.assertEqual(
+            error_of(self.tls(certificate=str(self.cert), private_key=str(self.key), chain=str(self.key))),
+            f"etc/sbc.toml: listen[0].chain: '{self.key}' holds no PEM certificate",
+        )
+
+
+def trunk(**keys: object) -> str:
+    fields = {"name": "pbx", "allow": ["192.0.2.0/24"], "agent_uri": "sip:{user}@agent.example.com"}
+    fields.update(keys)
+    lines = ["[[trunk]]"]
+    for k, v in fields.items():
+        if v is None:
+            continue
+        if isinstance(v, list):
+            lines.append(f"{k} = [{', '.join(repr(x) for x in v)}]")
+        else:
+            lines.append(f"{k} = {v!r}")
+    return "\n".join(lines) + "\n"
+
+
+class TrunkTests(SynchronousTestCase):
+    def test_example_from_the_brief(self) -> None:
+        self.assertEqual(
+            error_of(trunk(allow=["10.0.0.0/8", "10.0.0.300/32"])),
+            "etc/sbc.toml: trunk[0].allow[1]: '10.0.0.300/32' is not an IPv4 or IPv6 network",
+        )
+
+    def test_host_bits_set_is_an_error(self) -> None:
+        self.assertEqual(
+            error_of(trunk(allow=["192.0.2.1/24"])),
+            "etc/sbc.toml: trunk[0].allow[0]: '192.0.2.1/24' has host bits set (did you mean '192.0.2.0/24'?)",
+        )
+        self.assertEqual(
+            error_of(trunk(allow=["2001:db8::1/32"])),
+            "etc/sbc.toml: trunk[0].allow[0]: '2001:db8::1/32' has host bits set (did you mean '2001:db8::/32'?)",
+        )
+
+    def test_allow_converted_to_networks(self) -> None:
+        [t] = load_config_text(trunk(allow=["192.0.2.0/24", "2001:db8::/32", "::1"])).trunks
+        self.assertEqual(
+            t.allow,
+            (ipaddress.IPv4Network("192.0.2.0/24"), ipaddress.IPv6Network("2001:db8::/32"), ipaddress.IPv6Network("::1/128")),
+        )
+        self.assertIn(ipaddress.ip_address("192.0.2.200"), t.allow[0])
+
+    def test_allow_shape(self) -> None:
+        self.assertEqual(error_of(trunk(allow=[])), "etc/sbc.toml: trunk[0].allow: must list at least one entry")
+        self.assertEqual(
+            error_of(trunk(allow="10.0.0.0/8")), "etc/sbc.toml: trunk[0].allow: expected an array, got a string"
+        )
+        self.assertEqual(
+            error_of("[[trunk]]\nname='a'\nagent_uri='sip:{user}@h'\nallow=['10.0.0.0/8', 7]"),
+            "etc/sbc.toml: trunk[0].allow[1]: expected a string, got an integer",
+        )
+
+    def test_required_keys(self) -> None:
+        for key in ("name", "allow", "agent_uri"):
+            self.assertEqual(
+                error_of(trunk(**{key: None})), f"etc/sbc.toml: trunk[0].{key}: required key is missing"
+            )
+
+    def test_names(self) -> None:
+        self.assertEqual(
+            error_of(trunk(name="HQ_pbx")), "etc/sbc.toml: trunk[0].name: 'HQ_pbx' is not a valid name ([a-z0-9-]+)"
+        )
+        self.assertEqual(error_of(trunk(name="")), "etc/sbc.toml: trunk[0].name: '' is not a valid name ([a-z0-9-]+)")
+        self.assertEqual(
+            error_of(trunk() + trunk(name="other") + trunk()),
+            "etc/sbc.toml: trunk[2].name: duplicate trunk name 'pbx' (same as trunk[0])",
+        )
+        self.assertEqual(
+            error_of(trunk(vendor="Big Vendor")),
+            "etc/sbc.toml: trunk[0].vendor: 'Big Vendor' is not a valid vendor name ([a-z0-9-]+)",
+        )
+
+    def test_agent_uri(self) -> None:
+        good = [
+            "sip:{user}@127.0.0.1:5090",
+            "sips:{user}@agents.example.com;transport=tls",
+            "sip:{user}@[::1]:5090",
+            "sip:agent.example.com;user={user}",
+        ]
+        for uri in good:
+            self.assertEqual(load_config_text(trunk(agent_uri=uri)).trunks[0].agent_uri, uri)
+        bad = {
+            "sip:alice@h": "'sip:alice@h' must contain the placeholder {user}",
+            "sip:{user}@{host}": "'sip:{user}@{host}' may contain no placeholder but {user}",
+            "tel:{user}": "'tel:{user}' is not a sip: or sips: URI template",
+            "sip:{user}@": "'sip:{user}@' is not a sip: or sips: URI template",
+            "sip:{user}@h:99999": "'sip:{user}@h:99999' is not a sip: or sips: URI template",
+            "sip:{user}@h x": "'sip:{user}@h x' is not a sip: or sips: URI template",
+        }
+        for uri, problem in bad.items():
+            self.assertEqual(error_of(trunk(agent_uri=uri)), f"etc/sbc.toml: trunk[0].agent_uri: {problem}")
+
+    def test_outbound_proxy(self) -> None:
+        [t] = load_config_text(trunk(outbound_proxy="sip:[2001:db8::1]:5060;lr")).trunks
+        self.assertEqual(t.outbound_proxy, "sip:[2001:db8::1]:5060;lr")
+        self.assertIsNone(load_config_text(trunk()).trunks[0].outbound_proxy)
+        self.assertEqual(
+            error_of(trunk(outbound_proxy="http://proxy")),
+            "etc/sbc.toml: trunk[0].outbound_proxy: 'http://proxy' is not a sip: or sips: URI",
+        )
+        self.assertEqual(
+            error_of(trunk(outbound_proxy="sip:[::1")),
+            "etc/sbc.toml: trunk[0].outbound_proxy: 'sip:[::1' has a bad host part '[::1'",
+        )
+
+
+# Values of every TOML type, for the fuzz tests below.
+toml_values = st.one_of(
+    st.integers(-(2**63), 2**63 - 1).map(str),
+    st.floats(allow_nan=True).map(repr),
+    st.booleans().map(lambda b: "true" if b else "false"),
+    st.text(max_size=20).map(lambda s: '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'),
+    st.sampled_from(['["10.0.0.0/8"]', "[]", '["::1/128", 3]', "{}", '"sip:{user}@h"', '"udp"', '"::1"']),
+)
+schema_keys = sorted({e.key.split(".")[-1] for e in iter_schema()} | {"bogus"})
+sections = ["sbc", "admin", "sip", "[listen]", "[trunk]", "bogus"]
+
+
+class FuzzTests(SynchronousTestCase):
+    @given(st.text(max_size=200))
+    def test_any_text_loads_or_raises_one_line_config_error(self, text: str) -> None:
+        try:
+            config = load_config_text(text, "fuzz.toml")
+        except ConfigError as e:
+            self.assertNotIn("\n", str(e))
+            self.assertTrue(str(e).startswith("fuzz.toml: "))
+        else:
+            self.assertIsInstance(config, Config)
+
+    @given(st.lists(st.tuples(st.sampled_from(sections), st.lists(st.tuples(st.sampled_from(schema_keys), toml_values), max_size=5)), max_size=4))
+    def test_structured_input_loads_or_raises_one_line_config_error(
+        self, tables: list[tuple[str, list[tuple[str, str]]]]
+    ) -> None:
+        text = ""
+        for name, items in tables:
+            text += f"[{name}]\n"
+            seen = set()
+            for key, value in items:
+                if key not in seen:
+                    seen.add(key)
+                    text += f"{key} = {value}\n"
+        try:
+            load_config_text(text, "fuzz.toml")
+        except ConfigError as e:
+            self.assertNotIn("\n", str(e))
+            self.assertRegex(str(e), r"^fuzz\.toml: \S")
+
+
+class DocumentationTests(SynchronousTestCase):
+    def test_schema_lists_every_key(self) -> None:
+        keys = [e.key for e in iter_schema()]
+        self.assertIn("trunk[].agent_uri", keys)
+        self.assertIn("listen[].private_key", keys)
+        self.assertEqual(len(keys), len(set(keys)))
+        self.assertEqual(len(keys), 23)
+
+    def test_readme_reference_covers_every_key(self) -> None:
+        readme = (REPO / "README.md").read_text(encoding="utf-8")
+        missing = [e.key for e in iter_schema() if f"| `{e.key}` |" not in readme]
+        self.assertEqual(missing, [])
+
+    def test_default_config_mentions_every_section(self) -> None:
+        text = default_config_path().read_text(encoding="utf-8")
+        for header in ("[sbc]", "[[listen]]", "[admin]", "[sip]", "[[trunk]]"):
+            self.assertIn(header, text)
