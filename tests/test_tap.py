@@ -1,0 +1,117 @@
+# -*- test-case-name: tests.test_tap -*-
+"""Tests for sbc.tap (twistd options and service maker) and the drop-in."""
+
+from __future__ import annotations
+
+import ast
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+from twisted.application.service import IServiceMaker, MultiService
+from twisted.plugin import getPlugins
+from twisted.python import usage
+from twisted.trial.unittest import SynchronousTestCase
+
+from sbc import tap
+from sbc.config import Config, ConfigError, default_config_path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class OptionsTests(SynchronousTestCase):
+    def test_default_config_path(self) -> None:
+        self.assertEqual(tap.Options()["config"], "etc/sbc.toml")
+
+    def test_loads_config_in_postOptions(self) -> None:
+        for flag in ("--config", "-c"):
+            options = tap.Options()
+            options.parseOptions([flag, str(default_config_path())])
+            self.assertIsInstance(options.loaded_config, Config)
+            assert options.loaded_config is not None
+            self.assertEqual(options.loaded_config.trunks[0].name, "local")
+
+    def test_bad_config_exits_with_one_line(self) -> None:
+        bad = Path(self.mktemp())
+        bad.write_text('[[trunk]]\nname = "x"\nallow = ["10.0.0.300/32"]\nagent_uri = "sip:{user}@h"\n')
+        options = tap.Options()
+        with self.assertRaises(SystemExit) as cm:
+            options.parseOptions(["--config", str(bad)])
+        self.assertEqual(cm.exception.code, f"{bad}: trunk[0].allow[0]: '10.0.0.300/32' is not an IPv4 or IPv6 network")
+        self.assertIsInstance(cm.exception, tap.ConfigExit)
+        self.assertIsInstance(cm.exception.error, ConfigError)  # type: ignore[attr-defined]
+        self.assertIsNone(options.loaded_config)
+
+    def test_missing_config(self) -> None:
+        with self.assertRaises(SystemExit) as cm:
+            tap.Options().parseOptions(["-c", "/nonexistent/sbc.toml"])
+        self.assertEqual(cm.exception.code, "/nonexistent/sbc.toml: file not found")
+
+    def test_unknown_option_is_a_usage_error(self) -> None:
+        self.assertRaises(usage.UsageError, tap.Options().parseOptions, ["--bogus"])
+
+
+class MakeServiceTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.calls: list[tuple[Config, Any]] = []
+        self.built = MultiService()
+
+        def build_service(config: Config, reactor: Any) -> MultiService:
+            self.calls.append((config, reactor))
+            return self.built
+
+        fake = types.ModuleType("sbc.service")
+        fake.build_service = build_service  # type: ignore[attr-defined]
+        self.patch(sys, "modules", {**sys.modules, "sbc.service": fake})
+
+    def test_builds_from_loaded_config_with_global_reactor(self) -> None:
+        from twisted.internet import reactor
+
+        options = tap.Options()
+        options.parseOptions(["-c", str(default_config_path())])
+        service = tap.makeService(options)
+        self.assertIs(service, self.built)
+        self.assertEqual(len(self.calls), 1)
+        config, given_reactor = self.calls[0]
+        self.assertIs(config, options.loaded_config)
+        self.assertIs(given_reactor, reactor)
+
+    def test_loads_config_when_options_were_not_parsed(self) -> None:
+        options = tap.Options()
+        options["config"] = str(default_config_path())
+        tap.makeService(options)
+        self.assertEqual(self.calls[0][0].path, default_config_path())
+
+    def test_unparsed_bad_config_exits(self) -> None:
+        options = tap.Options()
+        options["config"] = "/nonexistent.toml"
+        with self.assertRaises(SystemExit) as cm:
+            tap.makeService(options)
+        self.assertEqual(cm.exception.code, "/nonexistent.toml: file not found")
+        self.assertEqual(self.calls, [])
+
+
+class DropinTests(SynchronousTestCase):
+    def test_plugin_is_discovered(self) -> None:
+        makers = [m for m in getPlugins(IServiceMaker) if m.tapname == "sbc"]
+        self.assertEqual(len(makers), 1)
+        [maker] = makers
+        self.assertIs(maker.options, tap.Options)
+        self.assertIs(maker.makeService, tap.makeService)
+        self.assertIn("session border controller", maker.description)
+
+    def test_dropin_imports_only_service_maker(self) -> None:
+        """The drop-in is read while listing plugins: it must stay tiny and import-light."""
+        source = (REPO / "twisted" / "plugins" / "sbc_dropin.py").read_text()
+        tree = ast.parse(source)
+        imports = [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))]
+        self.assertEqual(
+            [(getattr(n, "module", None), [a.name for a in n.names]) for n in imports],
+            [("twisted.application.service", ["ServiceMaker"])],
+        )
+        self.assertLessEqual(len([l for l in source.splitlines() if l.strip()]), 3)
+
+    def test_no_init_files_in_twisted_namespace(self) -> None:
+        self.assertFalse((REPO / "twisted" / "__init__.py").exists())
+        self.assertFalse((REPO / "twisted" / "plugins" / "__init__.py").exists())
