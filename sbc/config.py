@@ -508,7 +508,7 @@ class ListenConfig:
     """``[[listen]]``: one SIP listening socket."""
 
     transport: str = setting(
-        one_of("udp", "tcp", "tls"), type_name='"udp" | "tcp" | "tls"', doc="Transport protocol (required)."
+        one_of("udp", "tcp", "tls"), type_name='"udp", "tcp" or "tls"', doc="Transport protocol (required)."
     )
     address: str = setting(
         ip_literal, type_name="string", doc="IPv4 or IPv6 literal to bind, e.g. \"0.0.0.0\" or \"::1\" (required)."
