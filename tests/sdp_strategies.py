@@ -103,20 +103,39 @@ def session_descriptions(draw: st.DrawFn) -> SessionDescription:
     return sd
 
 
-_SOUP_LINES = st.one_of(
+# Lines that parse, many with values the parsed views must tolerate.
+_PARSEABLE_LINES = st.one_of(
     st.sampled_from(
         [
-            b"v=0", b"v=1", b"v=x", b"o=- 1 1 IN IP4 192.0.2.1", b"o=- 1 x IN IP4 h", b"o=short",
-            b"s=-", b"t=0 0", b"c=IN IP4 192.0.2.1", b"c=IN IP6 2001:db8::1", b"c=IN IP4 ::1",
-            b"c=IN IP4 0.0.0.0", b"c=IN IP6 [2001:db8::2]/3", b"c=IN IP4 224.2.1.1/127/3", b"c=IN",
-            b"m=audio 49170 RTP/AVP 0 8 101", b"m=audio 0 RTP/AVP 0", b"m=video 99999 RTP/AVP 96",
-            b"m=audio x RTP/AVP 0", b"m=audio 5/0 RTP/AVP 0", b"m=audio 5/2 RTP/AVP", b"m=audio",
+            b"s=-", b"t=0 0", b"c=IN IP4 192.0.2.1", b"c=IN IP6 2001:db8::1", b"c=IN IP4 0.0.0.0",
+            b"c=IN IP6 [2001:db8::2]/3", b"c=IN IP4 224.2.1.1/127/3", b"c=IN IP4 host/x/y",
+            b"c=ATM NSAP 47.0091", b"m=audio 49170 RTP/AVP 0 8 101", b"m=audio 0 RTP/AVP 0",
+            b"m=video 9 UDP/TLS/RTP/SAVPF 96", b"m=audio 5/2 RTP/AVP", b"m=image 0 udptl t38",
             b"a=rtpmap:101 telephone-event/8000", b"a=rtpmap:x y", b"a=rtpmap:96", b"a=fmtp:",
+            b"a=rtpmap:0 PCMU/x", b"a=rtpmap:8 /8000", b"a=fmtp:101", b"a=rtcp-fb:",
             b"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:abc|2^20", b"a=crypto:x", b"a=crypto:",
-            b"a=rtcp:", b"a=rtcp:70000", b"a=rtcp:53 IN IP6 ::1", b"a=candidate:1 1 UDP x y z typ",
-            b"a=candidate:1 1 UDP 1 192.0.2.1 5 typ host raddr 1 rport x", b"a=ptime:2.5",
-            b"a=group:", b"a=mid:", b"a=sendonly", b"a=inactive", b"b=TIAS:64000", b"b=AS:x",
-            b"k=clear:secret", b"", b"  ", b"=", b"a", b"1=2",
+            b"a=crypto:1 S inline", b"a=rtcp:", b"a=rtcp:70000", b"a=rtcp:53 IN IP6 ::1",
+            b"a=rtcp:53 IN", b"a=candidate:1 1 UDP x y z typ", b"a=candidate:",
+            b"a=candidate:1 1 UDP 1 192.0.2.1 5 typ host raddr 1 rport x odd",
+            b"a=ptime:2.5", b"a=ptime:", b"a=maxptime:99999999999999999999999999999999999999",
+            b"a=group:", b"a=group:BUNDLE", b"a=mid:", b"a=sendonly", b"a=inactive", b"a=sendrecv:x",
+            b"a=ice-lite", b"a=ice-options:", b"a=ice-ufrag:", b"a=ice-pwd", b"a=fingerprint",
+            b"a=", b"a=:", b"a= : ", b"b=TIAS:64000", b"b=AS:x", b"b=", b"b=:", b"k=clear:secret",
+            b"k=", b"x=?", b"", b"  ", b"\t",
+        ]
+    ),
+    st.tuples(st.sampled_from([b"a=", b"b=", b"i=", b"z="]), st.binary(max_size=20)).map(
+        lambda t: t[0] + t[1].replace(b"\n", b"").replace(b"\r", b"")
+    ),
+)
+
+# Lines that make parsing fail (or may).
+_BREAKING_LINES = st.one_of(
+    st.sampled_from(
+        [
+            b"v=1", b"v=x", b"o=- 1 x IN IP4 h", b"o=short", b"c=IN IP4 ::1", b"c=IN",
+            b"m=video 99999 RTP/AVP 96", b"m=audio x RTP/AVP 0", b"m=audio 5/0 RTP/AVP 0",
+            b"m=audio", b"=", b"a", b"1=2", b"m=audio 4000 RTP/AVP 0",
         ]
     ),
     st.binary(max_size=20),
@@ -126,8 +145,14 @@ _SOUP_LINES = st.one_of(
 @st.composite
 def sdp_soup(draw: st.DrawFn) -> bytes:
     """Bytes that look like SDP: plausible, broken and random lines, mixed line ends."""
-    lines = draw(st.lists(_SOUP_LINES, max_size=15))
-    if draw(st.booleans()):
-        lines = [b"v=0", b"o=- 1 1 IN IP4 192.0.2.1", b"c=IN IP4 192.0.2.1"] + lines
-    eol = draw(st.sampled_from([b"\r\n", b"\n", b"\r", b""]))
+    lines = draw(st.lists(_PARSEABLE_LINES, max_size=15))
+    if draw(st.integers(0, 3)) == 0:
+        position = draw(st.integers(0, len(lines)))
+        lines.insert(position, draw(_BREAKING_LINES))
+    if draw(st.integers(0, 5)) > 0:
+        prefix = [b"v=0", b"o=- 1 1 IN IP4 192.0.2.1"]
+        if draw(st.booleans()):
+            prefix.append(draw(st.sampled_from([b"c=IN IP4 192.0.2.1", b"c=IN IP6 ::", b"c=IN IP4 0.0.0.0"])))
+        lines = prefix + lines
+    eol = draw(st.sampled_from([b"\r\n"] * 5 + [b"\n"] * 3 + [b"\r", b""]))
     return eol.join(lines) + draw(st.sampled_from([b"", b"\r\n", b"\n"]))

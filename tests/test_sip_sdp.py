@@ -206,7 +206,7 @@ class RealisticParseTests(SynchronousTestCase):
         self.assertEqual(video.codecs(), (Codec(31, "H261", 90000),))
 
     def test_secrets_never_in_repr_or_str(self) -> None:
-        sd = parse_sdp(SRTP + b"k=base64:c2VjcmV0a2V5\r\n" if False else SRTP)
+        sd = parse_sdp(SRTP)
         keyed = parse_sdp(
             SRTP.replace(b"t=2873397496 2873404696\r\n", b"t=0 0\r\nk=base64:c2VjcmV0a2V5\r\n")
         )
@@ -256,9 +256,11 @@ class RealisticParseTests(SynchronousTestCase):
         )
         self.assertEqual(sd.direction(1), Direction.RECVONLY)
         self.assertEqual(video.codecs()[1], Codec(97, "rtx", 90000, None, "apt=96"))
-        # c=0.0.0.0 in a WebRTC offer with ICE is the "no address yet" placeholder; it still
-        # reads as RFC 2543 hold.  The B2BUA decides; the view only reports.
+        # c=0.0.0.0 with ICE is the trickle "no default candidate yet" placeholder, not hold.
         self.assertTrue(sd.connection_for(0).is_hold_address)
+        self.assertFalse(sd.is_media_on_hold(0))
+        self.assertTrue(sd.is_media_on_hold(1) is False and sd.on_hold is False)
+        self.assertTrue(sd.without_ice().is_media_on_hold(0))  # RFC 2543 hold without ICE
 
     def test_rfc5118_ipv6_in_sdp(self) -> None:
         body = body_of(SHARED / "torture/rfc5118/ipv6-in-sdp.dat")

@@ -1010,14 +1010,20 @@ class SessionDescription:
 
     def is_media_on_hold(self, index: int) -> bool:
         """True if media ``index`` is active and put on hold by its sender: a=sendonly or
-        a=inactive (RFC 3264 §8.4), or the RFC 2543 c=0.0.0.0 style."""
+        a=inactive (RFC 3264 §8.4), or the RFC 2543 c=0.0.0.0 style.
+
+        c=0.0.0.0 does not mean hold in a section that carries ICE attributes (session or
+        media level): there it is the trickle-ICE "no default candidate yet" placeholder
+        (RFC 8839 §4.2.1, RFC 8840)."""
         section = self.media[index]
         if section.rejected:
             return False
         if self.direction(index) in (Direction.SENDONLY, Direction.INACTIVE):
             return True
         connection = self.connection_for(index)
-        return connection is not None and connection.is_hold_address
+        if connection is None or not connection.is_hold_address:
+            return False
+        return not (section.has_ice or any(_is_ice(line) for line in self.session))
 
     @property
     def on_hold(self) -> bool:
