@@ -284,6 +284,8 @@ class RealisticParseTests(SynchronousTestCase):
         self.assertIsNone(sd.origin.address and sd.connection)
         self.assertEqual(sd.origin.address, "host.example.com")
         self.assertIsNone(Connection("IN", "IP4", "host.example.com").ip)
+        self.assertFalse(Connection("IN", "IP4", "host.example.com").is_hold_address)
+        self.assertTrue(Connection("IN", "IP6", "::").is_hold_address)
 
     def test_vendor_messages(self) -> None:
         bodies = {p.name: body_of(p) for p in sorted((SHARED / "vendor-messages").glob("*INVITE*.txt"))}
@@ -677,6 +679,8 @@ class RewriteTests(SynchronousTestCase):
         flag = audio.with_attribute("rtcp-mux")
         self.assertEqual(flag.lines[-1], SdpLine("a", b"rtcp-mux"))
         self.assertRaises(ValueError, audio.with_attribute, "x", b"1\r\na=evil")
+        for bad_name in ("", "a b", "rtpmap:0", "x\n"):
+            self.assertRaises(ValueError, audio.with_attribute, bad_name, b"1")
         session = sd.with_session_attribute("ice-lite")
         self.assertTrue(session.ice_lite)
         self.assertEqual(session.session[-1], SdpLine("a", b"ice-lite"))

@@ -205,7 +205,8 @@ def _attribute_line(name: str, value: bytes | str | None, eol: bytes) -> SdpLine
     if isinstance(value, str):
         value = value.encode("utf-8")
     raw_name = name.encode("latin-1")
-    _check_value(raw_name)
+    if not raw_name or b":" in raw_name or any(ch in b" \t\r\n" for ch in raw_name):
+        raise ValueError(f"not an attribute name: {name!r}")
     if value is None:
         return SdpLine("a", raw_name, eol)
     _check_value(value)
@@ -721,6 +722,7 @@ class MediaSection:
 
     @property
     def ptime(self) -> int | None:
+        """a=ptime in whole milliseconds (a fractional part is dropped)."""
         value = self.attribute("ptime")
         return _number(value.split(b".")[0]) if value is not None else None
 
