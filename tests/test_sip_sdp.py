@@ -753,6 +753,11 @@ class RewriteTests(SynchronousTestCase):
         self.assertEqual(added.media[0].crypto()[1], new)
         self.assertIn(b"a=crypto:4 AES_CM_128_HMAC_SHA1_80 inline:WVNf", added.to_bytes())
         self.assertNotIn("WVNfX19z", repr(added) + repr(new))
+        # A new crypto line goes right after the existing ones (Teams: before a=rtcp-mux).
+        teams = parse_sdp(body_of(SHARED / "vendor-messages/teams-INVITE-1.txt")).with_crypto(0, new)
+        types = [l.attribute_name for l in teams.media[0].lines[-4:]]
+        self.assertEqual(types, ["crypto", "crypto", "rtcp-mux", "sendrecv"])
+        self.assertEqual(teams.media[0].lines[-3].eol, b"\n")  # the body's own line end
         # On a description without crypto the line is appended to the media section.
         g711 = parse_sdp(G711).with_crypto(0, new)
         self.assertEqual(g711.media[0].lines[-1].value[:9], b"crypto:4 ")
