@@ -685,6 +685,8 @@ def load_config_text(text: str, path: str | os.PathLike[str] = "<string>") -> Co
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(where, None, f"TOML syntax error: {e}") from None
+    except RecursionError:  # tomllib recurses once per nesting level
+        raise ConfigError(where, None, "TOML syntax error: arrays or tables nested too deeply") from None
     base_dir = Path(where).parent if where and not where.startswith("<") else Path.cwd()
     ctx = _Context(path=where, base_dir=base_dir)
     config = _build(Config, data, "", ctx)

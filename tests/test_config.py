@@ -241,6 +241,10 @@ class FileErrorTests(SynchronousTestCase):
         self.assertTrue(message.startswith("etc/sbc.toml: TOML syntax error: "), message)
         self.assertIn("line 2", message)
 
+    def test_deep_nesting_is_a_config_error(self) -> None:
+        for text in ("a = " + "[" * 100_000 + "]" * 100_000, "a = " + "{b=" * 5000 + "1" + "}" * 5000):
+            self.assertEqual(error_of(text), "etc/sbc.toml: TOML syntax error: arrays or tables nested too deeply")
+
     def test_filepath_and_str_accepted(self) -> None:
         path = self.dir / "ok.toml"
         path.write_text(TRUNK)
