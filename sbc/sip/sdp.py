@@ -61,6 +61,7 @@ __all__ = [
     "Origin",
     "Rtcp",
     "RtpMap",
+    "STATIC_PAYLOAD_TYPES",
     "SdpLine",
     "SessionDescription",
     "TelephoneEvent",
