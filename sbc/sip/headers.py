@@ -16,6 +16,7 @@ __all__ = [
     "canonical_name",
     "header_key",
     "split_values",
+    "first_value",
     "is_token",
     "TOKEN_CHARS",
 ]
@@ -185,3 +186,38 @@ def split_values(value: bytes) -> list[bytes]:
         raise SipParseError("empty item in header list")
     items.append(item)
     return items
+
+
+def first_value(value: bytes) -> bytes:
+    """The first item of a comma-separated list, without looking at the others."""
+    comma = value.find(b",")
+    if comma < 0:
+        item = value.strip(b" \t")
+    elif b'"' not in value and b"<" not in value:
+        item = value[:comma].strip(b" \t")
+    else:
+        in_quote = in_angle = False
+        i, n = 0, len(value)
+        while i < n:
+            c = value[i]
+            if in_quote:
+                if c == 0x5C:
+                    i += 1
+                elif c == 0x22:
+                    in_quote = False
+            elif c == 0x22:
+                in_quote = True
+            elif in_angle:
+                if c == 0x3E:
+                    in_angle = False
+            elif c == 0x3C:
+                in_angle = True
+            elif c == 0x2C:
+                break
+            i += 1
+        if in_quote or in_angle:
+            raise SipParseError("unterminated quoted string or <")
+        item = value[:i].strip(b" \t")
+    if not item:
+        raise SipParseError("empty item in header list")
+    return item

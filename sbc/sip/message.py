@@ -21,6 +21,7 @@ from sbc.sip.headers import (
     MULTI_VALUE,
     TOKEN_CHARS,
     canonical_name,
+    first_value,
     header_key,
     is_token,
     split_values,
@@ -582,13 +583,7 @@ class Message:
         lst = self._index().get("via")
         if not lst:
             raise SipParseError("missing Via")
-        value = lst[0].value
-        if b"," in value:
-            items = split_values(value)
-            if not items:
-                raise SipParseError("empty Via")
-            value = items[0]
-        return parse_via(value)
+        return parse_via(first_value(lst[0].value))
 
     @_cached
     def cseq(self) -> CSeq:
