@@ -26,6 +26,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import string as string_module
 import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -413,9 +414,12 @@ def sip_uri_template(value: object) -> str:
     if "{user}" not in text:
         raise Invalid(f"{text!r} must contain the placeholder {{user}}")
     try:
-        sample = text.format(user="user")
-    except (KeyError, IndexError, ValueError):
-        raise Invalid(f"{text!r} may contain no placeholder but {{user}}") from None
+        fields = [(name, spec, conv) for _, name, spec, conv in string_module.Formatter().parse(text) if name is not None]
+    except ValueError:  # unbalanced braces
+        fields = [("", None, None)]
+    if any(field != ("user", "", None) for field in fields):
+        raise Invalid(f"{text!r} may contain no placeholder but {{user}}")
+    sample = text.format(user="user")
     try:
         _check_sip_uri(sample)
     except Invalid:
@@ -427,7 +431,12 @@ def _resolve(value: object, ctx: _Context) -> Path:
     text = string(value)
     if not text:
         raise Invalid("must be a file path, got an empty string")
-    path = Path(text).expanduser()
+    if "\x00" in text:
+        raise Invalid(f"{text!r} is not a valid file path")
+    try:
+        path = Path(text).expanduser()
+    except RuntimeError:  # ~user that does not exist
+        raise Invalid(f"{text!r}: cannot expand the home directory") from None
     if not path.is_absolute():
         path = ctx.base_dir / path
     return path
@@ -438,6 +447,8 @@ def _read_pem(path: Path) -> bytes:
         return path.read_bytes()
     except FileNotFoundError:
         raise Invalid(f"file {str(path)!r} does not exist") from None
+    except IsADirectoryError:
+        raise Invalid(f"{str(path)!r} is a directory, not a file") from None
     except OSError as e:
         raise Invalid(f"cannot read {str(path)!r}: {e.strerror or e}") from None
 
@@ -705,6 +716,8 @@ def load_config(path: str | os.PathLike[str] | Any) -> Config:
         raise ConfigError(where, None, "is a directory, not a file") from None
     except OSError as e:
         raise ConfigError(where, None, f"cannot read file: {e.strerror or e}") from None
+    except ValueError as e:  # e.g. an embedded NUL byte in the path
+        raise ConfigError(repr(where), None, f"cannot read file: {e}") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:

@@ -245,6 +245,11 @@ class FileErrorTests(SynchronousTestCase):
         for text in ("a = " + "[" * 100_000 + "]" * 100_000, "a = " + "{b=" * 5000 + "1" + "}" * 5000):
             self.assertEqual(error_of(text), "etc/sbc.toml: TOML syntax error: arrays or tables nested too deeply")
 
+    def test_nul_in_path(self) -> None:
+        with self.assertRaises(ConfigError) as cm:
+            load_config("a\x00b.toml")
+        self.assertEqual(str(cm.exception), "'a\\x00b.toml': cannot read file: embedded null byte")
+
     def test_filepath_and_str_accepted(self) -> None:
         path = self.dir / "ok.toml"
         path.write_text(TRUNK)
@@ -401,6 +406,20 @@ class TlsFileTests(SynchronousTestCase):
             f"etc/sbc.toml: listen[0].private_key: '{other_key}' does not match certificate '{self.cert}'",
         )
 
+    def test_odd_paths(self) -> None:
+        self.assertEqual(
+            error_of('[[listen]]\ntransport="tls"\naddress="::1"\nport=5061\ncertificate="a\\u0000b"'),
+            "etc/sbc.toml: listen[0].certificate: 'a\\x00b' is not a valid file path",
+        )
+        self.assertEqual(
+            error_of(self.tls(certificate=str(self.dir))),
+            f"etc/sbc.toml: listen[0].certificate: '{self.dir}' is a directory, not a file",
+        )
+        self.assertEqual(
+            error_of(self.tls(certificate="~no-such-user-xyz/c.pem")),
+            "etc/sbc.toml: listen[0].certificate: '~no-such-user-xyz/c.pem': cannot expand the home directory",
+        )
+
     def test_bad_chain(self) -> None:
         self.assertEqual(
             error_of(self.tls(certificate=str(self.cert), private_key=str(self.key), chain=str(self.key))),
@@ -489,6 +508,11 @@ class TrunkTests(SynchronousTestCase):
         bad = {
             "sip:alice@h": "'sip:alice@h' must contain the placeholder {user}",
             "sip:{user}@{host}": "'sip:{user}@{host}' may contain no placeholder but {user}",
+            "sip:{user[0]}@h{user}": "'sip:{user[0]}@h{user}' may contain no placeholder but {user}",
+            "sip:{user!r}@h{user}": "'sip:{user!r}@h{user}' may contain no placeholder but {user}",
+            "sip:{user:>5}@h{user}": "'sip:{user:>5}@h{user}' may contain no placeholder but {user}",
+            "sip:{user}@h}": "'sip:{user}@h}' may contain no placeholder but {user}",
+            "sip:{user}@h{}": "'sip:{user}@h{}' may contain no placeholder but {user}",
             "tel:{user}": "'tel:{user}' is not a sip: or sips: URI template",
             "sip:{user}@": "'sip:{user}@' is not a sip: or sips: URI template",
             "sip:{user}@h:99999": "'sip:{user}@h:99999' is not a sip: or sips: URI template",
