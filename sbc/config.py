@@ -115,7 +115,7 @@ _SCHEMA = "sbc.config.schema"
 @frozen
 class _Setting:
     key: str | None  # TOML key, when it differs from the attribute name
-    check: Callable[[Any], Any]
+    check: Callable[..., Any]
     doc: str
     type_name: str
 
@@ -129,7 +129,7 @@ class _Section:
 
 
 def setting(
-    check: Callable[[Any], Any],
+    check: Callable[..., Any],
     *,
     doc: str,
     type_name: str,

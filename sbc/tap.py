@@ -10,7 +10,7 @@ that touches the global reactor.
 
 from __future__ import annotations
 
-from twisted.application.service import IService
+from twisted.application.service import MultiService
 from twisted.logger import Logger
 from twisted.python import usage
 
@@ -57,7 +57,7 @@ class Options(usage.Options):
             raise ConfigExit(e) from None
 
 
-def makeService(options: Options) -> IService:
+def makeService(options: Options) -> MultiService:
     """Build the SBC's service tree from parsed options (called by twistd/twist)."""
     from twisted.internet import reactor  # installed by twistd/twist by now
 

@@ -19,7 +19,7 @@ from twisted.web.test.requesthelper import DummyRequest
 from sbc.admin import build_admin_root, build_admin_site
 
 
-def get(root: Any, path: bytes, method: bytes = b"GET") -> tuple[int, dict[bytes, list[bytes]], bytes]:
+def get(root: Any, path: bytes, method: bytes = b"GET") -> tuple[int, dict[bytes, Any], bytes]:
     """Render ``path`` synchronously; return (code, headers, body)."""
     segments = path.lstrip(b"/").split(b"/")
     request = DummyRequest(segments)

@@ -221,7 +221,7 @@ class FileErrorTests(SynchronousTestCase):
 
     def test_unreadable(self) -> None:
         if os.geteuid() == 0:
-            raise self.skipTest("root can read any file")  # type: ignore[misc]
+            raise self.skipTest("root can read any file")
         path = self.dir / "secret.toml"
         path.write_text("")
         path.chmod(0)
@@ -428,7 +428,7 @@ class TlsFileTests(SynchronousTestCase):
 
 
 def trunk(**keys: object) -> str:
-    fields = {"name": "pbx", "allow": ["192.0.2.0/24"], "agent_uri": "sip:{user}@agent.example.com"}
+    fields: dict[str, object] = {"name": "pbx", "allow": ["192.0.2.0/24"], "agent_uri": "sip:{user}@agent.example.com"}
     fields.update(keys)
     lines = ["[[trunk]]"]
     for k, v in fields.items():

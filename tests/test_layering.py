@@ -180,7 +180,7 @@ class LayeringTests(SynchronousTestCase):
         if result.returncode != 0 and "ModuleNotFoundError" in result.stderr and "sbc." in result.stderr:
             # A module under construction by another helper may not import yet; the static
             # check above still applies.  Report instead of failing on someone else's WIP.
-            raise self.skipTest(result.stderr.strip().splitlines()[-1])  # type: ignore[misc]
+            raise self.skipTest(result.stderr.strip().splitlines()[-1])
         self.assertEqual((result.returncode, result.stdout.strip()), (0, ""), result.stderr)
 
     def test_plugins_import_only_allowed_modules(self) -> None:

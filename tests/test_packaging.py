@@ -38,7 +38,7 @@ class TwistdTests(SynchronousTestCase):
     def tool(self, name: str) -> str:
         path = BIN / name
         if not path.exists():
-            raise self.skipTest(f"{path} not found")  # type: ignore[misc]
+            raise self.skipTest(f"{path} not found")
         return str(path)
 
     def assertOneLineFailure(self, result: subprocess.CompletedProcess[str], expected: str) -> None:
@@ -96,9 +96,9 @@ class TwistdTests(SynchronousTestCase):
 class WheelTests(SynchronousTestCase):
     def test_wheel_ships_dropin_but_not_twisted_init(self) -> None:
         try:
-            import wheel  # noqa: F401  (setuptools < 70.1 needs it for bdist_wheel)
+            import wheel  # type: ignore[import-untyped]  # noqa: F401  (setuptools < 70.1 needs it for bdist_wheel)
         except ImportError:
-            raise self.skipTest("the 'wheel' package is not installed")  # type: ignore[misc]
+            raise self.skipTest("the 'wheel' package is not installed")
         tmp = Path(self.mktemp()).resolve()
         src = tmp / "src"
         src.mkdir(parents=True)

@@ -40,7 +40,7 @@ class OptionsTests(SynchronousTestCase):
             options.parseOptions(["--config", str(bad)])
         self.assertEqual(cm.exception.code, f"{bad}: trunk[0].allow[0]: '10.0.0.300/32' is not an IPv4 or IPv6 network")
         self.assertIsInstance(cm.exception, tap.ConfigExit)
-        self.assertIsInstance(cm.exception.error, ConfigError)  # type: ignore[attr-defined]
+        self.assertIsInstance(cm.exception.error, ConfigError)
         self.assertIsNone(options.loaded_config)
 
     def test_missing_config(self) -> None:
