@@ -31,7 +31,7 @@ from sbc.sip.sdp import (
 )
 from tests.sdp_strategies import sdp_soup, session_descriptions
 
-SHARED = Path("/work/shared")
+SHARED = Path(__file__).resolve().parents[2] / "shared"  # shared/ sits beside the checkout
 
 
 def crlf(text: str) -> bytes:
