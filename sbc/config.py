@@ -24,6 +24,7 @@ import it to read its settings.
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
 import string as string_module
@@ -181,7 +182,8 @@ def _build(cls: type[T], table: object, where: str, ctx: _Context) -> T:
     by_key = {_toml_key(f): f for f in fields}
     for key in table:
         if key not in by_key:
-            raise ConfigError(ctx.path, _join(where, key), "unknown key")
+            shown = key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
+            raise ConfigError(ctx.path, _join(where, shown), "unknown key")
     values: dict[str, Any] = {}
     for key, f in by_key.items():
         spec = f.metadata[_SCHEMA]

@@ -272,6 +272,8 @@ class KeyErrorTests(SynchronousTestCase):
         ),
         (TRUNK + "trunk_name = 'x'\n", "etc/sbc.toml: trunk[0].trunk_name: unknown key"),
         ("[trunks]", "etc/sbc.toml: trunks: unknown key"),
+        ('[sip]\n"t1 x" = 1', 'etc/sbc.toml: sip."t1 x": unknown key'),
+        ('[sip]\n"a\\nb" = 1', 'etc/sbc.toml: sip."a\\nb": unknown key'),
         ("path = 'x'", "etc/sbc.toml: path: unknown key"),
         # wrong shapes
         ("sbc = 1", "etc/sbc.toml: sbc: expected a table, got an integer"),
