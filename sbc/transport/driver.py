@@ -1,0 +1,261 @@
+# -*- test-case-name: tests.test_transport -*-
+"""
+The bridge between sockets and the sans-IO SIP core.
+
+``SipDriver`` owns the registry of local sockets and stream connections, feeds what they
+receive into the :class:`~sbc.sip.endpoint.Endpoint` with the current time from an injected
+clock, writes out what the endpoint queues, and logs what the endpoint refused (rate-limited).
+It never lets an exception escape into a transport callback.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+from attrs import evolve
+from typing import TYPE_CHECKING, Protocol as TypingProtocol
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from sbc.sip.endpoint import Endpoint, Notice, Peer, with_top_via
+from sbc.sip.errors import SipParseError
+from sbc.sip.message import Request, Response
+
+from ._ratelimit import RateLimitedLog
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .stream import SipStreamProtocol
+    from .udp import SipDatagramProtocol
+
+__all__ = ["SipDriver", "Target"]
+
+
+class _Writable(TypingProtocol):
+    def write(self, data: bytes) -> None: ...
+
+
+class Target(tuple):  # type: ignore[type-arg]
+    """(transport, host, port) of a next hop for requests we originate."""
+
+    __slots__ = ()
+
+    def __new__(cls, transport: str, host: str, port: int) -> "Target":
+        return tuple.__new__(cls, (transport, host, port))
+
+    transport = property(lambda self: self[0])
+    host = property(lambda self: self[1])
+    port = property(lambda self: self[2])
+
+
+class SipDriver:
+    """
+    Feeds the SIP core and delivers its output.
+
+    :param endpoint: the sans-IO core.
+    :param clock: where ``now`` comes from.
+    :param max_udp_size: requests larger than this go over TCP instead of UDP
+        (RFC 3261 §18.1.1; 1300 bytes unless the path MTU is known).
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        clock: IReactorTime,
+        *,
+        max_udp_size: int = 1300,
+        max_message_size: int = 65_535,
+        connect_tcp: "ConnectTcp | None" = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.clock = clock
+        self.max_udp_size = max_udp_size
+        self.max_message_size = max_message_size
+        self._ids = itertools.count(1)
+        self._udp: dict[int, SipDatagramProtocol] = {}
+        self._streams: dict[int, SipStreamProtocol] = {}
+        self._by_address: dict[tuple[str, str, int], int] = {}
+        self._connect_tcp = connect_tcp
+        self._pending: dict[tuple[str, str, int], list[bytes]] = {}
+        self._notice_log = RateLimitedLog(self.log, clock)
+        self.counters: dict[str, int] = {}
+
+    # -- registry --------------------------------------------------------------------------
+
+    def add_udp(self, proto: "SipDatagramProtocol") -> int:
+        conn = next(self._ids)
+        self._udp[conn] = proto
+        return conn
+
+    def remove_udp(self, conn: int) -> None:
+        self._udp.pop(conn, None)
+
+    def add_stream(self, proto: "SipStreamProtocol") -> int:
+        conn = next(self._ids)
+        self._streams[conn] = proto
+        peer = proto.peer
+        if peer is not None:
+            self._by_address[(peer.transport, peer.host, peer.port)] = conn
+        return conn
+
+    def remove_stream(self, conn: int) -> None:
+        proto = self._streams.pop(conn, None)
+        if proto is not None and proto.peer is not None:
+            key = (proto.peer.transport, proto.peer.host, proto.peer.port)
+            if self._by_address.get(key) == conn:
+                del self._by_address[key]
+
+    @property
+    def stream_count(self) -> int:
+        return len(self._streams)
+
+    def local_port(self, peer: Peer) -> int | None:
+        """The local port a peer reached us on (advertised in Contact)."""
+        proto = self._udp.get(peer.conn) if peer.transport == "udp" else self._streams.get(peer.conn)
+        return proto.local_port if proto is not None else None
+
+    # -- input -----------------------------------------------------------------------------
+
+    def datagram_received(self, data: bytes, peer: Peer) -> None:
+        try:
+            if len(data) > self.max_message_size:
+                self._count("oversize")
+                self.endpoint.receive_parse_failure(
+                    data, SipParseError("Message Too Large", 513), peer)
+            else:
+                self.endpoint.receive(data, peer, self.clock.seconds())
+        except Exception:
+            self.log.failure("SIP core raised on a datagram from {host}:{port}",
+                             host=peer.host, port=peer.port)
+        self.flush()
+
+    def message_received(self, message: Request | Response, peer: Peer) -> None:
+        try:
+            self.endpoint.receive_message(message, peer, self.clock.seconds())
+        except Exception:
+            self.log.failure("SIP core raised on a stream message from {host}:{port}",
+                             host=peer.host, port=peer.port)
+        self.flush()
+
+    def parse_failure(self, data: bytes, error: SipParseError, peer: Peer) -> None:
+        try:
+            self.endpoint.receive_parse_failure(data, error, peer)
+        except Exception:
+            self.log.failure("SIP core raised on a malformed message from {host}:{port}",
+                             host=peer.host, port=peer.port)
+        self.flush()
+
+    # -- output ----------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        for data, peer in self.endpoint.messages_to_send():
+            self.send_to_peer(data, peer)
+        for notice in self.endpoint.notices():
+            self._log_notice(notice)
+
+    def send_to_peer(self, data: bytes, peer: Peer) -> bool:
+        """Send back the way a message came: the same UDP socket, or the same connection."""
+        if peer.transport == "udp":
+            proto = self._udp.get(peer.conn) or next(iter(self._udp.values()), None)
+            if proto is None or proto.transport is None:
+                self._count("no-udp-socket")
+                return False
+            proto.send(data, (peer.host, peer.port))
+            return True
+        stream = self._streams.get(peer.conn)
+        if stream is None:
+            conn = self._by_address.get((peer.transport, peer.host, peer.port))
+            stream = self._streams.get(conn) if conn is not None else None
+        if stream is None:
+            # RFC 3261 §18.2.2 would have us open a new connection to the Via's sent-by; a
+            # response whose connection is gone is dropped and counted instead.
+            self._count("connection-gone")
+            self.log.info("connection to {host}:{port} gone; {size}-byte message dropped",
+                          host=peer.host, port=peer.port, size=len(data))
+            return False
+        stream.send(data)
+        return True
+
+    def send_request(self, request: Request, target: Target) -> None:
+        """
+        Send a request we originate to a next hop.
+
+        Over UDP a request larger than ``max_udp_size`` goes over TCP to the same host and port
+        instead (RFC 3261 §18.1.1), with the top Via's transport changed to match.
+        """
+        transport = target.transport
+        if transport == "udp":
+            data = request.to_bytes()
+            if len(data) <= self.max_udp_size:
+                proto = next(iter(self._udp.values()), None)
+                if proto is None:
+                    self._count("no-udp-socket")
+                    return
+                proto.send(data, (target.host, target.port))
+                return
+            request = _via_transport(request, "TCP")
+            transport = "tcp"
+        self._send_stream(request.to_bytes(), transport, target.host, target.port)
+
+    def _send_stream(self, data: bytes, transport: str, host: str, port: int) -> None:
+        key = (transport, host, port)
+        conn = self._by_address.get(key)
+        if conn is not None and conn in self._streams:
+            self._streams[conn].send(data)
+            return
+        if self._connect_tcp is None or transport != "tcp":
+            self._count("no-route")
+            self.log.warn("no {transport} connection to {host}:{port}; request dropped",
+                          transport=transport, host=host, port=port)
+            return
+        pending = self._pending.get(key)
+        if pending is not None:
+            pending.append(data)
+            return
+        self._pending[key] = [data]
+        d = self._connect_tcp(host, port)
+
+        def connected(proto: "SipStreamProtocol") -> None:
+            for item in self._pending.pop(key, []):
+                proto.send(item)
+
+        def failed(failure: object) -> None:
+            lost = self._pending.pop(key, [])
+            self._count("connect-failed")
+            self.log.warn("TCP connect to {host}:{port} failed; {n} message(s) dropped",
+                          host=host, port=port, n=len(lost))
+
+        d.addCallbacks(connected, failed)
+
+    # -- bookkeeping -----------------------------------------------------------------------
+
+    def _count(self, what: str) -> None:
+        self.counters[what] = self.counters.get(what, 0) + 1
+
+    def _log_notice(self, notice: Notice) -> None:
+        self._count(notice.reason)
+        self._notice_log.emit(
+            notice.reason,
+            "{reason} from {transport}:{host}:{port}: {detail}",
+            reason=notice.reason,
+            transport=notice.peer.transport,
+            host=notice.peer.host,
+            port=notice.peer.port,
+            detail=notice.detail,
+            status=notice.status,
+        )
+
+
+class ConnectTcp(TypingProtocol):
+    def __call__(self, host: str, port: int) -> "Deferred[SipStreamProtocol]": ...
+
+
+def _via_transport(request: Request, transport: str) -> Request:
+    """Return ``request`` with its top Via's transport changed."""
+    return with_top_via(request, evolve(request.top_via, transport=transport))
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from twisted.internet.defer import Deferred

@@ -1,0 +1,115 @@
+# -*- test-case-name: tests.test_transport -*-
+"""
+SIP over stream transports (TCP and TLS): Content-Length framing, RFC 5626 CRLF keep-alives,
+size limits and idle timeouts.  The framing itself is the sans-IO ``StreamFramer``.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+from twisted.protocols.policies import TimeoutMixin
+from twisted.python.failure import Failure
+
+from sbc.sip.endpoint import Peer
+from sbc.sip.errors import MessageTooLarge, SipParseError
+from sbc.sip.message import salvage_error_response
+from sbc.sip.parse import KeepAlive, ParseFailure, StreamFramer
+
+from .driver import SipDriver
+
+__all__ = ["SipStreamProtocol", "SipStreamFactory"]
+
+
+class SipStreamProtocol(Protocol, TimeoutMixin):
+    log = Logger()
+
+    def __init__(self, driver: SipDriver, transport_name: str, *, max_message: int,
+                 idle_timeout: float | None) -> None:
+        self.driver = driver
+        self.transport_name = transport_name
+        self.framer = StreamFramer(max_message=max_message)
+        self.idle_timeout = idle_timeout
+        self.peer: Peer | None = None
+        self.conn = 0
+        self.local_port: int | None = None
+        self._closing = False
+
+    def connectionMade(self) -> None:
+        remote = self.transport.getPeer()
+        self.local_port = self.transport.getHost().port
+        self.peer = Peer(self.transport_name, remote.host, remote.port, 0)
+        self.conn = self.driver.add_stream(self)
+        self.peer = Peer(self.transport_name, remote.host, remote.port, self.conn)
+        self.setTimeout(self.idle_timeout)
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self.setTimeout(None)
+        self.driver.remove_stream(self.conn)
+
+    def timeoutConnection(self) -> None:
+        self.log.info("closing idle {transport} connection from {host}:{port}",
+                      transport=self.transport_name, host=self.peer.host if self.peer else "?",
+                      port=self.peer.port if self.peer else 0)
+        self.transport.loseConnection()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._closing:
+            return
+        self.resetTimeout()
+        try:
+            items = self.framer.feed(data)
+        except SipParseError as e:
+            self._framing_error(e)
+            return
+        assert self.peer is not None
+        for item in items:
+            if isinstance(item, KeepAlive):
+                if item.pong_required:
+                    self.transport.write(b"\r\n")
+            elif isinstance(item, ParseFailure):
+                self.driver.parse_failure(item.data, item.error, self.peer)
+            else:
+                self.driver.message_received(item, self.peer)
+
+    def _framing_error(self, error: SipParseError) -> None:
+        """The byte stream can no longer be framed: answer if we can, then close."""
+        assert self.peer is not None
+        self._closing = True
+        status = 513 if isinstance(error, MessageTooLarge) else error.status
+        head = bytes(self.framer.pending()[:8192]) if hasattr(self.framer, "pending") else b""
+        reply = salvage_error_response(head, status, error.reason) if head else None
+        self.log.info("{transport} connection from {host}:{port} closed: {reason}",
+                      transport=self.transport_name, host=self.peer.host, port=self.peer.port,
+                      reason=error.reason)
+        self.driver._count("framing-error")
+        if reply is not None:
+            self.transport.write(reply)
+        self.transport.loseConnection()
+
+    def send(self, data: bytes) -> None:
+        if self.transport is not None and not self._closing:
+            self.transport.write(data)
+
+
+class SipStreamFactory(Factory):
+    """Builds stream protocols for one listener; refuses connections over the limit."""
+
+    log = Logger()
+
+    def __init__(self, driver: SipDriver, transport_name: str, *, max_message: int = 65_535,
+                 idle_timeout: float | None = 300.0, max_connections: int = 1024) -> None:
+        self.driver = driver
+        self.transport_name = transport_name
+        self.max_message = max_message
+        self.idle_timeout = idle_timeout
+        self.max_connections = max_connections
+
+    def buildProtocol(self, addr: object) -> SipStreamProtocol | None:  # type: ignore[override]
+        if self.driver.stream_count >= self.max_connections:
+            self.driver._count("connection-limit")
+            self.log.warn("refusing {transport} connection from {addr}: limit of {n} reached",
+                          transport=self.transport_name, addr=addr, n=self.max_connections)
+            return None
+        return SipStreamProtocol(self.driver, self.transport_name, max_message=self.max_message,
+                                 idle_timeout=self.idle_timeout)

@@ -1,0 +1,50 @@
+# -*- test-case-name: tests.test_transport -*-
+"""SIP over UDP: one datagram is one message (RFC 3261 §18.3)."""
+
+from __future__ import annotations
+
+from twisted.internet.protocol import DatagramProtocol
+from twisted.logger import Logger
+
+from sbc.sip.endpoint import Peer
+
+from .driver import SipDriver
+
+__all__ = ["SipDatagramProtocol", "MAX_DATAGRAM"]
+
+#: Listen with this maximum: Twisted's default of 8,192 would truncate large INVITEs.
+MAX_DATAGRAM = 65_535
+
+# Datagrams that are only whitespace: RFC 5626 keep-alives sent over UDP by some phones, and
+# NAT-binding refreshes.  They need no answer.
+_WHITESPACE = frozenset(b" \t\r\n")
+
+
+class SipDatagramProtocol(DatagramProtocol):
+    log = Logger()
+
+    def __init__(self, driver: SipDriver) -> None:
+        self.driver = driver
+        self.conn = 0
+        self.local_port: int | None = None
+
+    def startProtocol(self) -> None:
+        self.conn = self.driver.add_udp(self)
+        self.local_port = self.transport.getHost().port
+
+    def stopProtocol(self) -> None:
+        self.driver.remove_udp(self.conn)
+
+    def datagramReceived(self, data: bytes, addr: tuple[str, int]) -> None:  # type: ignore[override]
+        if len(data) <= 4 and not (set(data) - _WHITESPACE):
+            return
+        host, port = addr[0], addr[1]
+        self.driver.datagram_received(data, Peer("udp", host, port, self.conn))
+
+    def send(self, data: bytes, addr: tuple[str, int]) -> None:
+        try:
+            self.transport.write(data, addr)
+        except OSError as e:
+            # ICMP errors surface here on some platforms; one lost datagram is not fatal.
+            self.log.info("UDP send to {host}:{port} failed: {error}", host=addr[0],
+                          port=addr[1], error=e)

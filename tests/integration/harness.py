@@ -1,0 +1,203 @@
+"""
+Run the real SBC as a separate process (``python -m twisted sbc --config ...``) on free
+loopback ports, and talk to it with real sockets and SIPp.
+
+Only processes started here are ever stopped, by their own pid.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED = REPO.parent / "shared"
+SCENARIOS = REPO / "bench" / "scenarios"
+FQDN = "sbc.test.invalid"
+
+
+def free_port(kind: int = socket.SOCK_DGRAM, family: int = socket.AF_INET) -> int:
+    """A port that is free for both UDP and TCP on 127.0.0.1 and ::1 right now."""
+    for _ in range(50):
+        with socket.socket(family, kind) as s:
+            s.bind(("127.0.0.1" if family == socket.AF_INET else "::1", 0))
+            port = s.getsockname()[1]
+        ok = True
+        for fam, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+            for k in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+                try:
+                    with socket.socket(fam, k) as t:
+                        t.bind((host, port))
+                except OSError:
+                    ok = False
+        if ok:
+            return port
+    raise RuntimeError("no free port")
+
+
+def sipp_path() -> str | None:
+    return shutil.which("sipp")
+
+
+class RunningSbc:
+    """An SBC process with its own config file and log."""
+
+    def __init__(self, extra_toml: str = "", *, tls: tuple[Path, Path] | None = None) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="sbc-it-"))
+        self.sip_port = free_port()
+        self.admin_port = free_port(socket.SOCK_STREAM)
+        self.tls_port = free_port(socket.SOCK_STREAM) if tls else None
+        listeners = []
+        for transport in ("udp", "tcp"):
+            for address in ("127.0.0.1", "::1"):
+                listeners.append(
+                    f'[[listen]]\ntransport = "{transport}"\naddress = "{address}"\n'
+                    f"port = {self.sip_port}\n"
+                )
+        if tls:
+            cert, key = tls
+            listeners.append(
+                f'[[listen]]\ntransport = "tls"\naddress = "127.0.0.1"\nport = {self.tls_port}\n'
+                f'certificate = "{cert}"\nprivate_key = "{key}"\n'
+            )
+        self.config = self.dir / "sbc.toml"
+        self.config.write_text(
+            f'[sbc]\nfqdn = "{FQDN}"\n\n'
+            + "\n".join(listeners)
+            + f'\n[admin]\naddress = "127.0.0.1"\nport = {self.admin_port}\n\n'
+            '[[trunk]]\nname = "local"\nallow = ["127.0.0.1/32", "::1/128"]\n'
+            'agent_uri = "sip:{user}@127.0.0.1:5090"\n' + extra_toml
+        )
+        self.log = self.dir / "sbc.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 20.0) -> "RunningSbc":
+        env = dict(os.environ, PYTHONPATH=str(REPO))
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "twisted", "sbc", "--config", str(self.config)],
+                cwd=self.dir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+            )
+        atexit.register(self.stop)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("SBC exited at start-up:\n" + self.log.read_text())
+            if self.ping():
+                return self
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("SBC did not answer OPTIONS in time:\n" + self.log.read_text())
+
+    def ping(self) -> bool:
+        reply = udp_exchange(options_request(self.sip_port), self.sip_port, timeout=0.3)
+        return reply is not None and reply.startswith(b"SIP/2.0 200")
+
+    def rss_kib(self) -> int:
+        assert self.proc is not None
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise RuntimeError("no VmRSS")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        shutil.rmtree(self.dir, ignore_errors=True) if self.proc is None else None
+
+    def log_text(self) -> str:
+        try:
+            return self.log.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+
+_shared: RunningSbc | None = None
+
+
+def shared_sbc() -> RunningSbc:
+    """One SBC process shared by the integration tests of this run."""
+    global _shared
+    if _shared is None or not _shared.alive():
+        _shared = RunningSbc().start()
+    return _shared
+
+
+def options_request(port: int, *, host: str = "127.0.0.1", transport: str = "UDP",
+                    branch: str = "z9hG4bK-it-1", call_id: str = "it-1@test") -> bytes:
+    h = f"[{host}]" if ":" in host else host
+    return (
+        f"OPTIONS sip:ping@{h}:{port} SIP/2.0\r\n"
+        f"Via: SIP/2.0/{transport} {h}:9;branch={branch}\r\n"
+        "Max-Forwards: 70\r\n"
+        "From: <sip:probe@test.invalid>;tag=probe1\r\n"
+        f"To: <sip:ping@{h}:{port}>\r\n"
+        f"Call-ID: {call_id}\r\n"
+        "CSeq: 1 OPTIONS\r\n"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
+
+
+def udp_exchange(data: bytes, port: int, *, host: str = "127.0.0.1",
+                 timeout: float = 1.0) -> bytes | None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        s.settimeout(timeout)
+        s.sendto(data, (host, port))
+        try:
+            return s.recvfrom(70000)[0]
+        except (socket.timeout, ConnectionRefusedError):
+            return None
+
+
+def read_sip_message(sock: socket.socket, buf: bytearray, timeout: float) -> bytes | None:
+    """Read one Content-Length-framed message from a stream socket (None on timeout/close)."""
+    sock.settimeout(timeout)
+    while True:
+        end = buf.find(b"\r\n\r\n")
+        if end >= 0:
+            head = bytes(buf[:end])
+            length = 0
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() in (b"content-length", b"l"):
+                    length = int(value.strip() or b"0")
+            total = end + 4 + length
+            if len(buf) >= total:
+                msg = bytes(buf[:total])
+                del buf[:total]
+                return msg
+        try:
+            chunk = sock.recv(65536)
+        except socket.timeout:
+            return None
+        if not chunk:
+            return None
+        buf += chunk
+
+
+def status_of(reply: bytes | None) -> int | None:
+    if reply is None:
+        return None
+    parts = reply.split(b" ", 2)
+    return int(parts[1]) if len(parts) > 1 and parts[0] == b"SIP/2.0" else None
