@@ -13,6 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from sbc.sip.message import Request, Response, parse_message
 from sbc.sip.transaction import (
+    AckMissing,
     AckReceived,
     AckTimeout,
     CancelReceived,
@@ -27,6 +28,7 @@ from sbc.sip.transaction import (
     TransactionStateError,
     TransactionTerminated,
     TransactionTimeout,
+    TransportError,
     TxState,
     build_cancel,
 )
@@ -116,8 +118,8 @@ class Harness:
     """Drives a layer the way the Twisted adapter does: after each input, drain; fire timers
     exactly at next_deadline()."""
 
-    def __init__(self, timers: Timers = Timers()) -> None:
-        self.layer = TransactionLayer(timers)
+    def __init__(self, timers: Timers = Timers(), **kw: Any) -> None:
+        self.layer = TransactionLayer(timers, **kw)
         self.now = 0.0
         self.sent: list[tuple[float, Any, Any]] = []
         self.events: list[Any] = []
@@ -1011,6 +1013,95 @@ class MatchingTests(_Base):
         self.assertEqual(len(h.layer), 0)
 
 
+# ============================================================================ UAS 2xx retransmission
+
+
+class Retransmit2xxTests(_Base):
+    """The opt-in UAS core behaviour of RFC 3261 §13.3.1.4 (TransactionLayer(retransmit_2xx=True))."""
+
+    def start(self, reliable: bool = False) -> tuple[Harness, TransactionKey, Request, Response]:
+        h = Harness(retransmit_2xx=True)
+        inv = request()
+        h.receive(inv, reliable=reliable)
+        [ev] = h.take_events()
+        ok = answer(inv, 200, to_tag="uas1")
+        h.send_response(ev.key, ok)
+        return h, ev.key, inv, ok
+
+    def test_off_by_default(self) -> None:
+        h = Harness()
+        inv = request()
+        h.receive(inv)
+        [ev] = h.take_events()
+        h.send_response(ev.key, answer(inv, 200))
+        h.advance_to(FAR)
+        self.assertEqual(len(h.sent), 1)
+        self.assertEqual(h.events, [TransactionTerminated(ev.key)])
+
+    def test_retransmits_until_64t1_then_ack_missing(self) -> None:
+        h, key, inv, ok = self.start()
+        h.advance_to(31.99)
+        self.assertEqual(
+            h.times_sent(200), [0.0, 0.5, 1.5, 3.5, 7.5, 11.5, 15.5, 19.5, 23.5, 27.5, 31.5]
+        )
+        h.advance_to(32.0)
+        self.assertEqual(h.events, [AckMissing(key, inv, ok), TransactionTerminated(key)])
+        self.assertEqual(h.layer._awaiting_ack, {})
+
+    def test_ack_stops_retransmissions(self) -> None:
+        h, key, inv, ok = self.start()
+        h.advance_to(2.0)
+        self.assertEqual(h.times_sent(200), [0.0, 0.5, 1.5])
+        # ACK of another dialog (To tag) or CSeq does not stop them
+        for other in (request("ACK", branch="z9hG4bKx", to_tag="nope"),
+                      request("ACK", branch="z9hG4bKx", to_tag="uas1", cseq=2)):
+            h.receive(other)
+        self.assertEqual([type(e) for e in h.take_events()], [AckReceived, AckReceived])
+        h.advance_to(3.5)
+        self.assertEqual(h.times_sent(200), [0.0, 0.5, 1.5, 3.5])
+        ack = request("ACK", branch="z9hG4bKack", to_tag="uas1")
+        h.receive(ack)
+        self.assertEqual(h.take_events(), [AckReceived(ack, PEER)])
+        self.assertEqual(h.layer.state(key), TxState.ACCEPTED)  # still absorbs INVITE retransmits
+        h.advance_to(FAR)
+        self.assertEqual(h.times_sent(200), [0.0, 0.5, 1.5, 3.5])
+        self.assertEqual(h.events, [TransactionTerminated(key)])  # no AckMissing
+
+    def test_tu_resend_replaces_the_retransmitted_response(self) -> None:
+        h, key, inv, ok = self.start()
+        ok2 = answer(inv, 202, to_tag="uas1")
+        h.now = 0.1
+        h.send_response(key, ok2)
+        h.advance_to(0.5)
+        self.assertEqual([m.status for _, m, _ in h.sent], [200, 202, 202])
+
+    def test_reliable_no_retransmission_but_ack_missing(self) -> None:
+        h, key, inv, ok = self.start(reliable=True)
+        h.advance_to(FAR)
+        self.assertEqual(len(h.sent), 1)
+        self.assertEqual(h.events, [AckMissing(key, inv, ok), TransactionTerminated(key)])
+
+
+class TransportErrorTests(_Base):
+    def test_client_and_server(self) -> None:
+        h = Harness()
+        req = request("OPTIONS")
+        ckey = h.send_request(req, reliable=True)
+        inv = request("INVITE", branch="z9hG4bKin")
+        h.receive(inv, reliable=True)
+        [ev] = h.take_events()
+        self.assertTrue(h.layer.transport_error(ckey))
+        self.assertTrue(h.layer.transport_error(ev.key))
+        h.pump()
+        self.assertEqual(h.events, [
+            TransportError(ckey, req), TransactionTerminated(ckey),
+            TransportError(ev.key, inv), TransactionTerminated(ev.key),
+        ])
+        self.assertFalse(h.layer.transport_error(ckey))
+        self.assertEqual(len(h.layer), 0)
+        self.assertIsNone(h.layer.next_deadline())
+
+
 # ============================================================================ heap
 
 
@@ -1064,9 +1155,9 @@ class TimerHeapTests(SynchronousTestCase):
 class _Net:
     """Two layers (A sends requests, B serves them) joined by a lossy, reordering network."""
 
-    def __init__(self) -> None:
+    def __init__(self, retransmit_2xx: bool = False) -> None:
         self.a = TransactionLayer()
-        self.b = TransactionLayer()
+        self.b = TransactionLayer(retransmit_2xx=retransmit_2xx)
         self.now = 0.0
         self.flight: list[tuple[str, Any, bool]] = []  # (destination, message, reliable)
         self.created: set[TransactionKey] = set()  # every key seen to become live, per layer
@@ -1193,13 +1284,15 @@ _starts = st.lists(st.tuples(st.sampled_from(["INVITE", "OPTIONS", "BYE"]), st.b
 
 
 class RandomInterleavingTests(SynchronousTestCase):
-    @settings(max_examples=1500)
-    @given(_starts, _steps)
-    def test_everything_is_released(self, starts: list[tuple[str, bool]], steps: list[tuple[Any, ...]]) -> None:
+    @settings(max_examples=2000)
+    @given(_starts, _steps, st.booleans())
+    def test_everything_is_released(
+        self, starts: list[tuple[str, bool]], steps: list[tuple[Any, ...]], retransmit_2xx: bool
+    ) -> None:
         """Random requests, losses, duplicates, reorderings, answers, CANCELs and time jumps:
         once the TU has answered everything and time has run out, both layers are empty and
         every transaction was released exactly once."""
-        net = _Net()
+        net = _Net(retransmit_2xx)
         for method, reliable in starts:
             net.start(method, reliable)
         net.collect()
@@ -1233,6 +1326,7 @@ class RandomInterleavingTests(SynchronousTestCase):
         self.assertEqual(len(net.b), 0)
         self.assertIsNone(net.a.next_deadline())
         self.assertIsNone(net.b.next_deadline())
+        self.assertEqual(net.b._awaiting_ack, {})
         # each transaction released exactly once
         self.assertEqual(sorted(net.terminated_a), sorted(net.created))
         self.assertEqual(sorted(net.terminated_b), sorted(net.created_b))

@@ -45,6 +45,7 @@ from sbc.sip.errors import SipError, SipParseError
 from sbc.sip.message import Header, Request, Response
 
 __all__ = [
+    "AckMissing",
     "AckReceived",
     "AckTimeout",
     "CancelReceived",
@@ -62,6 +63,7 @@ __all__ = [
     "TransactionStateError",
     "TransactionTerminated",
     "TransactionTimeout",
+    "TransportError",
     "TxState",
     "build_ack",
     "build_cancel",
@@ -199,6 +201,26 @@ class AckTimeout:
 
 
 @frozen
+class AckMissing:
+    """With ``retransmit_2xx``: the 2xx sent through INVITE server transaction ``key`` got no
+    ACK within 64*T1 (RFC 3261 §13.3.1.4: the UAS should end the session with a BYE)."""
+
+    key: TransactionKey
+    request: Request
+    response: Response
+
+
+@frozen
+class TransportError:
+    """The caller reported that the transport of transaction ``key`` failed
+    (:meth:`TransactionLayer.transport_error`); the transaction is released.  For a client
+    transaction the TU acts as if a 503 was received (RFC 3261 §8.1.3.1)."""
+
+    key: TransactionKey
+    request: Request
+
+
+@frozen
 class TransactionTerminated:
     """The transaction was released (always the last event about ``key``)."""
 
@@ -213,6 +235,8 @@ Event = Union[
     StrayResponse,
     TransactionTimeout,
     AckTimeout,
+    AckMissing,
+    TransportError,
     TransactionTerminated,
 ]
 
@@ -287,6 +311,7 @@ class _In(enum.Enum):
     RECV_FINAL = enum.auto()  # 300..699
     RECV_REQUEST = enum.auto()  # retransmission of the request that created the server tx
     RECV_ACK = enum.auto()
+    RECV_ACK_2XX = enum.auto()  # an ACK for our 2xx (own transaction; retransmit_2xx only)
     # from the TU
     SEND_1XX = enum.auto()
     SEND_2XX = enum.auto()
@@ -305,11 +330,12 @@ class _In(enum.Enum):
     TIMER_L = enum.auto()
     TIMER_M = enum.auto()
     CANCEL_WAIT = enum.auto()  # 64*T1 after a CANCEL was sent (RFC 3261 §9.1)
+    TIMER_2XX = enum.auto()  # UAS core 2xx retransmission (RFC 3261 §13.3.1.4, opt-in)
 
 
 _TU_INPUTS = frozenset({_In.SEND_1XX, _In.SEND_2XX, _In.SEND_FINAL})
 
-# Timer slots: each transaction runs at most one retransmission timer (slot 0: A, E, G)
+# Timer slots: each transaction runs at most one retransmission timer (slot 0: A, E, G, 2xx)
 # and one lifetime timer (slot 1: B, D, F, H, I, J, K, L, M, CANCEL_WAIT) at a time.
 _RETRANSMIT = 0
 _LIFETIME = 1
@@ -488,12 +514,13 @@ class _NonInviteClient(_Transaction):
 class _InviteServer(_Transaction):
     """RFC 3261 §17.2.1, Figure 7 as amended by RFC 6026 (Accepted state, Timer L)."""
 
-    __slots__ = ("to_tag",)
+    __slots__ = ("to_tag", "ack_key")
     INITIAL = TxState.PROCEEDING
 
     def __init__(self, key: TransactionKey, request: Request, peer: Peer, reliable: bool) -> None:
         super().__init__(key, request, peer, reliable)
         self.to_tag: str | None = None  # To tag of the last response (RFC 2543 ACK matching)
+        self.ack_key: tuple[str, int, str] | None = None  # waiting for the ACK of our 2xx
 
     def _send_response(self, layer: "TransactionLayer", response: Response, now: float) -> None:
         self.last = response
@@ -503,6 +530,27 @@ class _InviteServer(_Transaction):
     def _accept(self, layer: "TransactionLayer", response: Response, now: float) -> None:
         self._send_response(layer, response, now)
         layer._arm(self, _LIFETIME, _I.TIMER_L, layer._64t1, now)
+        if layer.retransmit_2xx:
+            # RFC 3261 §13.3.1.4 (UAS core, opt-in): retransmit the 2xx until its ACK comes.
+            self.ack_key = (self.request.call_id, self.request.cseq.seq, self.to_tag or "")
+            layer._awaiting_ack[self.ack_key] = self
+            if not self.reliable:
+                self.interval = layer.timers.t1
+                layer._arm(self, _RETRANSMIT, _I.TIMER_2XX, self.interval, now)
+
+    def _timer_2xx(self, layer: "TransactionLayer", _msg: Any, now: float) -> None:
+        self._resend_last(layer, None, now)
+        self.interval = min(2 * self.interval, layer.timers.t2)
+        layer._arm(self, _RETRANSMIT, _I.TIMER_2XX, self.interval, now)
+
+    def _acked(self, layer: "TransactionLayer", ack: Request, now: float) -> None:
+        layer._disarm(self, _RETRANSMIT)
+        layer._forget_ack(self)
+        layer._events.append(AckReceived(ack, self.peer))
+
+    def _timer_l(self, layer: "TransactionLayer", _msg: Any, now: float) -> None:
+        if self.ack_key is not None and self.last is not None:
+            layer._events.append(AckMissing(self.key, self.request, self.last))  # type: ignore[arg-type]
 
     def _complete(self, layer: "TransactionLayer", response: Response, now: float) -> None:
         self._send_response(layer, response, now)
@@ -523,8 +571,6 @@ class _InviteServer(_Transaction):
         layer._disarm(self, _RETRANSMIT)
         layer._arm(self, _LIFETIME, _I.TIMER_I, 0.0 if self.reliable else layer.timers.t4, now)
 
-    def _ack_up(self, layer: "TransactionLayer", ack: Request, now: float) -> None:
-        layer._events.append(AckReceived(ack, self.peer))
 
     TRANSITIONS: ClassVar[_Table] = {
         (_S.PROCEEDING, _I.RECV_REQUEST): (_Transaction._resend_last, _S.PROCEEDING),
@@ -540,9 +586,11 @@ class _InviteServer(_Transaction):
         (_S.CONFIRMED, _I.RECV_ACK): (None, _S.CONFIRMED),
         (_S.CONFIRMED, _I.TIMER_I): (None, _S.TERMINATED),
         (_S.ACCEPTED, _I.RECV_REQUEST): (None, _S.ACCEPTED),
-        (_S.ACCEPTED, _I.RECV_ACK): (_ack_up, _S.ACCEPTED),
+        (_S.ACCEPTED, _I.RECV_ACK): (_acked, _S.ACCEPTED),
+        (_S.ACCEPTED, _I.RECV_ACK_2XX): (_acked, _S.ACCEPTED),
         (_S.ACCEPTED, _I.SEND_2XX): (_send_response, _S.ACCEPTED),
-        (_S.ACCEPTED, _I.TIMER_L): (None, _S.TERMINATED),
+        (_S.ACCEPTED, _I.TIMER_2XX): (_timer_2xx, _S.ACCEPTED),
+        (_S.ACCEPTED, _I.TIMER_L): (_timer_l, _S.TERMINATED),
     }
 
 
@@ -608,8 +656,15 @@ class TransactionLayer:
     # Rebuild the heap when it holds this many dead entries and they are the majority.
     _COMPACT_MIN = 4096
 
-    def __init__(self, timers: Timers = Timers()) -> None:
+    def __init__(self, timers: Timers = Timers(), *, retransmit_2xx: bool = False) -> None:
+        """``retransmit_2xx`` (off by default) makes an INVITE server transaction do the UAS
+        core's job of RFC 3261 §13.3.1.4: over unreliable transports the 2xx is retransmitted
+        (T1 doubling, capped at T2) until an ACK with the same Call-ID, CSeq number and To tag
+        arrives; without ACK for 64*T1 the event AckMissing is emitted.  The ACK is still
+        reported as AckReceived."""
         self.timers = timers
+        self.retransmit_2xx = retransmit_2xx
+        self._awaiting_ack: dict[tuple[str, int, str], _InviteServer] = {}
         self._64t1 = 64 * timers.t1
         self._transactions: dict[TransactionKey, _Transaction] = {}
         self._heap: list[tuple[float, int, int, _In, _Transaction]] = []
@@ -732,6 +787,18 @@ class TransactionLayer:
         self._release(tx)
         return True
 
+    def transport_error(self, key: TransactionKey) -> bool:
+        """The transport under transaction ``key`` failed (e.g. its TCP connection broke):
+        emit TransportError and release the transaction (RFC 3261 §17.1.4, §17.2.4).  False
+        if the key names no live transaction."""
+        tx = self._transactions.get(key)
+        if tx is None:
+            return False
+        self._events.append(TransportError(key, tx.request))
+        tx.state = TxState.TERMINATED
+        self._release(tx)
+        return True
+
     def handle_timer(self, now: float) -> None:
         """Fire every timer due at ``now`` (in deadline order)."""
         heap = self._heap
@@ -787,9 +854,20 @@ class TransactionLayer:
     def _receive_ack(self, ack: Request, peer: Peer, key: TransactionKey, now: float) -> None:
         tx = self._transactions.get(key)
         if tx is None:
-            self._events.append(AckReceived(ack, peer))
+            self._ack_without_transaction(ack, peer, now)
         else:
             tx.handle(self, _In.RECV_ACK, ack, now)
+
+    def _ack_without_transaction(self, ack: Request, peer: Peer, now: float) -> None:
+        if self._awaiting_ack:
+            try:
+                ist = self._awaiting_ack.get((ack.call_id, ack.cseq.seq, _to_tag(ack) or ""))
+            except SipParseError:
+                ist = None
+            if ist is not None:
+                ist.handle(self, _In.RECV_ACK_2XX, ack, now)
+                return
+        self._events.append(AckReceived(ack, peer))
 
     def _receive_legacy_ack(self, ack: Request, peer: Peer, now: float) -> None:
         # §17.2.3: R-URI, From tag, Call-ID, CSeq number and top Via match the INVITE, and
@@ -802,7 +880,7 @@ class TransactionLayer:
             if isinstance(tx, _InviteServer) and tx.to_tag == ack_tag:
                 tx.handle(self, _In.RECV_ACK, ack, now)
                 return
-        self._events.append(AckReceived(ack, peer))
+        self._ack_without_transaction(ack, peer, now)
 
     def _receive_response(self, response: Response, peer: Peer, now: float) -> None:
         try:
@@ -851,7 +929,15 @@ class TransactionLayer:
         heapq.heapify(self._heap)
         self._stale = 0
 
+    def _forget_ack(self, tx: _InviteServer) -> None:
+        if tx.ack_key is not None:
+            if self._awaiting_ack.get(tx.ack_key) is tx:
+                del self._awaiting_ack[tx.ack_key]
+            tx.ack_key = None
+
     def _release(self, tx: _Transaction) -> None:
+        if isinstance(tx, _InviteServer):
+            self._forget_ack(tx)
         if self._transactions.get(tx.key) is tx:
             del self._transactions[tx.key]
             self._disarm(tx, _RETRANSMIT)
