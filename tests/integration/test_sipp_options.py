@@ -6,7 +6,7 @@ import subprocess
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from .harness import FQDN, SCENARIOS, shared_sbc, sipp_path
+from .harness import SCENARIOS, shared_sbc, sipp_path
 
 
 def run_sipp(port: int, transport: str, host: str = "127.0.0.1", calls: int = 200,
@@ -16,8 +16,7 @@ def run_sipp(port: int, transport: str, host: str = "127.0.0.1", calls: int = 20
         raise SkipTest("sipp is not installed (Debian package sip-tester; .ci/run installs it)")
     target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     cmd = [
-        sipp, "-sf", str(SCENARIOS / "options_uac.xml"), "-key", "fqdn", FQDN,
-        "-t", transport, "-i", host, "-m", str(calls), "-r", str(rate), "-l", str(calls),
+        sipp, "-sf", str(SCENARIOS / "options_uac.xml"), "-t", transport, "-i", host, "-m", str(calls), "-r", str(rate), "-l", str(calls),
         "-timeout", "30s", "-timeout_error", "-nostdin", "-recv_timeout", "5000",
         target,
     ]
