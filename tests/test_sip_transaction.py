@@ -1004,6 +1004,31 @@ class MatchingTests(_Base):
             h.receive(msg)
             self.assertEqual(h.take_events(), [StrayResponse(msg, PEER)])
 
+    def test_final_without_to_is_stray_and_changes_nothing(self) -> None:
+        h = Harness()
+        key = h.send_request(request())
+        bad = parse_message(
+            b"SIP/2.0 486 Busy\r\nVia: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bKabc1\r\n"
+            b"CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+        )
+        h.receive(bad)
+        self.assertEqual(h.take_events(), [StrayResponse(bad, PEER)])
+        self.assertEqual(h.layer.state(key), TxState.CALLING)
+        h.advance_to(0.5)
+        self.assertEqual(h.times_sent("INVITE"), [0.0, 0.5])  # Timer A still running
+        self.assertEqual(h.times_sent("ACK"), [])
+
+    def test_broken_invite_refused_at_send(self) -> None:
+        from sbc.sip.errors import SipParseError
+
+        h = Harness()
+        broken = parse_message(
+            b"INVITE sip:b@example.com SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK9\r\n"
+            b"CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+        )
+        self.assertRaises(SipParseError, h.layer.send_request, broken, PEER, False, 0.0)
+        self.assertEqual((len(h.layer), h.layer.messages_to_send()), (0, []))
+
     def test_malformed_request_raises_parse_error(self) -> None:
         from sbc.sip.errors import SipParseError
 

@@ -382,9 +382,11 @@ class _Transaction:
                 raise TransactionStateError(self.key, self.state, f"sending a {inp.name}")
             return False
         action, next_state = entry
-        self.state = next_state
         if action is not None:
+            # The action runs first: if it raises (SipParseError on a message it must read),
+            # the transaction stays in its current state.
             action(self, layer, message, now)
+        self.state = next_state
         if next_state is TxState.TERMINATED:
             layer._release(self)
         return True
@@ -444,8 +446,8 @@ class _InviteClient(_Transaction):
         layer._arm(self, _LIFETIME, _I.TIMER_M, layer._64t1, now)
 
     def _completed(self, layer: "TransactionLayer", response: Response, now: float) -> None:
-        layer._disarm(self, _RETRANSMIT)
         ack = build_ack(self.request, response)
+        layer._disarm(self, _RETRANSMIT)
         self.last = ack
         layer._out.append((ack, self.peer))
         layer._events.append(ResponseReceived(response, self.key))
@@ -532,7 +534,10 @@ class _InviteServer(_Transaction):
         layer._arm(self, _LIFETIME, _I.TIMER_L, layer._64t1, now)
         if layer.retransmit_2xx:
             # RFC 3261 §13.3.1.4 (UAS core, opt-in): retransmit the 2xx until its ACK comes.
-            self.ack_key = (self.request.call_id, self.request.cseq.seq, self.to_tag or "")
+            try:
+                self.ack_key = (self.request.call_id, self.request.cseq.seq, self.to_tag or "")
+            except SipParseError:
+                return
             layer._awaiting_ack[self.ack_key] = self
             if not self.reliable:
                 self.interval = layer.timers.t1
@@ -727,6 +732,9 @@ class TransactionLayer:
         if not branch:
             raise SipParseError("request to send has no Via branch")
         method = request.method
+        if method == "INVITE":
+            # read now what the ACK and CANCEL will need, so that a broken request fails here
+            _ = (request.cseq, request.call_id, request.from_, request.to)
         key = TransactionKey(False, method, branch, "")
         if method == "ACK":
             self._out.append((request, peer))
@@ -894,7 +902,11 @@ class TransactionLayer:
         if tx is None:
             self._events.append(StrayResponse(response, peer))
             return
-        tx.handle(self, _response_input(response.status), response, now)
+        try:
+            tx.handle(self, _response_input(response.status), response, now)
+        except SipParseError:
+            # e.g. a 4xx without To: no ACK can be built; the transaction ignores it.
+            self._events.append(StrayResponse(response, peer))
 
     def _send_cancel(self, tx: _InviteClient, now: float) -> None:
         tx.cancel_sent = True
