@@ -406,9 +406,6 @@ class _Transaction:
         if self.last is not None:
             layer._out.append((self.last, self.peer))
 
-    def _retransmit_request(self, layer: "TransactionLayer", _msg: Any, now: float) -> None:
-        layer._out.append((self.request, self.peer))
-
 
 class _InviteClient(_Transaction):
     """RFC 3261 §17.1.1, Figure 5 as amended by RFC 6026 (Accepted state, Timer M)."""
