@@ -534,3 +534,13 @@ class FirstValueTests(SynchronousTestCase):
         self.assertRaises(SipParseError, first_value, b" , a")
         self.assertRaises(SipParseError, first_value, b"")
         self.assertRaises(SipParseError, first_value, b'"a, b')
+
+
+class HeaderBuildTests(SynchronousTestCase):
+    def test_header_value(self) -> None:
+        self.assertEqual(Header("Subject", "caf\u00e9").value, "caf\u00e9".encode())
+        self.assertRaises(ValueError, Header, "X", b"a\r\nInjected: 1")
+        self.assertRaises(ValueError, parse_message(INVITE).with_header, "X", b"a\nb")
+        self.assertEqual(Header("X", b"v").to_bytes(), b"X: v")
+        self.assertEqual(Header("X", b"v", b"x:v").to_bytes(), b"x:v")
+        self.assertEqual(Header("v", b"x").key, "via")

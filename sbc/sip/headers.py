@@ -7,6 +7,8 @@ caller did not ask for.
 
 from __future__ import annotations
 
+import re
+
 from sbc.sip.errors import SipParseError
 
 __all__ = [
@@ -96,19 +98,20 @@ SINGLE_VALUE: frozenset[str] = frozenset(
 TOKEN_CHARS = frozenset(
     b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~"
 )
-_TOKEN_STR = frozenset(chr(c) for c in TOKEN_CHARS)
 
 _KEY_CACHE: dict[str, str] = {}
 _CACHE_LIMIT = 2048
 
 
+_TOKEN_RE_B = re.compile(rb"[A-Za-z0-9\-.!%*_+`'~]+\Z")
+_TOKEN_RE_S = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+\Z")
+
+
 def is_token(text: str | bytes) -> bool:
     """True if ``text`` is a non-empty RFC 3261 token."""
-    if not text:
-        return False
     if isinstance(text, bytes):
-        return all(c in TOKEN_CHARS for c in text)
-    return all(c in _TOKEN_STR for c in text)
+        return _TOKEN_RE_B.match(text) is not None
+    return _TOKEN_RE_S.match(text) is not None
 
 
 def canonical_name(name: str) -> str:

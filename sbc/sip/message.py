@@ -19,7 +19,6 @@ from attrs import field, frozen
 from sbc.sip.errors import SipParseError
 from sbc.sip.headers import (
     MULTI_VALUE,
-    TOKEN_CHARS,
     canonical_name,
     first_value,
     header_key,
@@ -206,12 +205,23 @@ def _to_bytes_value(value: bytes | str) -> bytes:
 # --------------------------------------------------------------------------- value types
 
 
+def _header_value(value: bytes | str) -> bytes:
+    data = _to_bytes_value(value)
+    if b"\r" in data or b"\n" in data:
+        raise ValueError("header value must not contain CR or LF")
+    return data
+
+
 @frozen
 class Header:
-    """One header line.  ``raw`` is the line(s) exactly as received (None if built in code)."""
+    """One header line.  ``raw`` is the line(s) exactly as received (None if built in code).
+
+    Built in code, ``value`` may be given as str (UTF-8 encoded); CR and LF are refused
+    (ValueError) so that no rewrite can inject header lines.
+    """
 
     name: str
-    value: bytes
+    value: bytes = field(converter=_header_value)
     raw: bytes | None = None
 
     @property
@@ -472,8 +482,9 @@ class Message:
         idx = cache.get("_idx")
         if idx is None:
             idx = {}
-            for h in self.headers:
-                k = h.key
+            keys = cache.pop("_keys", None)
+            pairs = zip(keys, self.headers) if keys is not None else ((h.key, h) for h in self.headers)
+            for k, h in pairs:
                 lst = idx.get(k)
                 if lst is None:
                     idx[k] = [h]
@@ -729,7 +740,7 @@ def _name_info(raw_name: bytes) -> tuple[str, str]:
     info = _NAME_CACHE.get(raw_name)
     if info is None:
         name_b = raw_name.rstrip(b" \t")
-        if not name_b or not all(c in TOKEN_CHARS for c in name_b):
+        if not is_token(name_b):
             raise SipParseError("malformed header name")
         name = canonical_name(name_b.decode("latin-1"))
         info = (name, header_key(name))
@@ -738,16 +749,14 @@ def _name_info(raw_name: bytes) -> tuple[str, str]:
     return info
 
 
-def _make_header(name: str, value: bytes, raw: bytes | None) -> Header:
-    h = _new(Header)
-    _set(h, "name", name)
-    _set(h, "value", value)
-    _set(h, "raw", raw)
-    return h
+# Slot descriptors of the frozen Header: the parser fills fresh instances through them.
+_set_name = Header.__dict__["name"].__set__
+_set_value = Header.__dict__["value"].__set__
+_set_raw = Header.__dict__["raw"].__set__
 
 
-def _group_lines(lines: list[bytes], keep_raw: bool, eol: bytes) -> list[tuple[bytes, bytes | None]]:
-    """Join folded continuation lines into (unfolded line, raw lines or None)."""
+def _group_lines(lines: list[bytes], keep_raw: bool, eol: bytes) -> tuple[list[bytes], list[bytes | None]]:
+    """Join folded continuation lines: (unfolded lines, raw lines or None)."""
     groups: list[list[bytes]] = []
     for line in lines:
         if line[:1] in (b" ", b"\t"):
@@ -756,14 +765,16 @@ def _group_lines(lines: list[bytes], keep_raw: bool, eol: bytes) -> list[tuple[b
             groups[-1].append(line)
         else:
             groups.append([line])
-    out: list[tuple[bytes, bytes | None]] = []
+    unfolded: list[bytes] = []
+    raws: list[bytes | None] = []
     for g in groups:
         if len(g) == 1:
-            out.append((g[0], g[0]))
+            unfolded.append(g[0])
+            raws.append(g[0])
         else:
-            unfolded = b" ".join([g[0].rstrip(b" \t")] + [p.strip(b" \t") for p in g[1:]])
-            out.append((unfolded, eol.join(g) if keep_raw else None))
-    return out
+            unfolded.append(b" ".join([g[0].rstrip(b" \t")] + [p.strip(b" \t") for p in g[1:]]))
+            raws.append(eol.join(g) if keep_raw else None)
+    return unfolded, raws
 
 
 def parse_message(data: bytes) -> Request | Response:
@@ -815,7 +826,7 @@ def parse_message(data: bytes) -> Request | Response:
         if len(parts) != 3:
             raise SipParseError("malformed request line")
         method_b, uri_b, version_b = parts
-        if not method_b or not all(c in TOKEN_CHARS for c in method_b):
+        if not is_token(method_b):
             raise SipParseError("malformed method")
         if not uri_b or b"\r" in uri_b or b"\t" in uri_b:
             raise SipParseError("malformed Request-URI")
@@ -826,29 +837,35 @@ def parse_message(data: bytes) -> Request | Response:
         _set(msg, "uri", uri_b)
         _set(msg, "version", version_b.decode("latin-1"))
 
-    headers = []
-    idx: dict[str, list[Header]] = {}
+    headers: list[Header] = []
+    append = headers.append
+    keys: list[str] = []
+    append_key = keys.append
     clen: int | None = None
+    name_cache = _NAME_CACHE
     del lines[0]
     if lines:
-        if eol + b" " in data[start:head_end] or eol + b"\t" in data[start:head_end]:
-            groups = _group_lines(lines, eol == b"\r\n", eol)
+        head = data[start:head_end]
+        if eol + b" " in head or eol + b"\t" in head:
+            unfolded, raws = _group_lines(lines, eol == b"\r\n", eol)
         else:
-            groups = [(line, line) for line in lines]
-        for line, raw in groups:
+            unfolded = raws = lines
+        for line, raw in zip(unfolded, raws):
             colon = line.find(b":")
             if colon <= 0:
                 raise SipParseError("header line without a colon")
-            name, key = _name_info(line[:colon])
+            raw_name = line[:colon]
+            info = name_cache.get(raw_name)
+            if info is None:
+                info = _name_info(raw_name)
             value = line[colon + 1 :].strip(b" \t")
-            h = _make_header(name, value, raw)
-            headers.append(h)
-            lst = idx.get(key)
-            if lst is None:
-                idx[key] = [h]
-            else:
-                lst.append(h)
-            if key == "content-length":
+            h = _new(Header)
+            _set_name(h, info[0])
+            _set_value(h, value)
+            _set_raw(h, raw)
+            append(h)
+            append_key(info[1])
+            if info[1] == "content-length":
                 m2 = _DIGITS_RE.match(value)
                 if m2 is None:
                     raise SipParseError("malformed Content-Length")
@@ -869,7 +886,7 @@ def parse_message(data: bytes) -> Request | Response:
         body = data[body_start:body_end]
     _set(msg, "headers", tuple(headers))
     _set(msg, "body", body)
-    _set(msg, "_cache", {"_idx": idx})
+    _set(msg, "_cache", {"_keys": keys})
     if start == 0 and body_end == n:
         _set(msg, "_raw", data)
     else:
