@@ -115,3 +115,17 @@ class DatagramTests(SynchronousTestCase):
         self.assertEqual(m.body, b"abc")
         self.assertEqual(DatagramParser().parse(_msg()).method, "OPTIONS")  # type: ignore[union-attr]
         self.assertRaises(SipParseError, parse_datagram, _msg(clen=b"10"))
+
+
+class PendingTests(SynchronousTestCase):
+    def test_pending_after_error(self) -> None:
+        f = StreamFramer(max_message=300)
+        data = _msg(b"x" * 400)
+        self.assertRaises(MessageTooLarge, f.feed, data)
+        self.assertEqual(f.pending(), data[:300])
+        self.assertEqual(f.buffered, 300)
+
+    def test_pending_partial(self) -> None:
+        f = StreamFramer()
+        self.assertEqual(f.feed(b"OPTIONS sip:a"), [])
+        self.assertEqual(f.pending(), b"OPTIONS sip:a")

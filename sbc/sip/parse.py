@@ -90,9 +90,15 @@ class StreamFramer:
                 raise MessageTooLarge(len(self._buf), self._max)
         except SipParseError as e:
             self._broken = e
-            self._buf = bytearray()
+            # keep (a bounded prefix of) the unframed octets for pending(): the caller may
+            # salvage an error response from the head of the offending message
+            del self._buf[self._max :]
             raise
         return out
+
+    def pending(self) -> bytes:
+        """The octets received but not framed (after an error: at most ``max_message``)."""
+        return bytes(self._buf)
 
     def _take_one(self) -> StreamItem | None:
         buf = self._buf
