@@ -242,13 +242,12 @@ class Endpoint:
             else:
                 self._reply_error(request, peer, e.status, e.reason)
             return
-        request = self._stamp_via(request, peer)
         if method == "ACK":
             # An ACK for one of our stateless non-2xx answers ends here; ACKs for 2xx belong
             # to a dialog handler if one serves INVITE.
             handler = self._handlers.get("ACK") or self._handlers.get("INVITE")
             if handler is not None:
-                handler.handle_request(request, peer, now)
+                handler.handle_request(self._stamp_via(request, peer), peer, now)
             return
         scheme = request.parsed_uri.scheme
         if scheme not in _URI_SCHEMES:
@@ -274,11 +273,17 @@ class Endpoint:
                               [("Unsupported", ", ".join(unsupported).encode())])
             return
         if handler is not None:
-            handler.handle_request(request, peer, now)
+            handler.handle_request(self._stamp_via(request, peer), peer, now)
             return
         self._options(request, peer)
 
     # -- helpers ---------------------------------------------------------------------------
+
+    def _stamped_response(self, request: Request, response: Response, peer: Peer) -> Response:
+        """The response with received/rport on its top Via, as if the request had been stamped."""
+        via = request.top_via
+        return with_top_via(
+            response, via.with_param("received", peer.host).with_param("rport", str(peer.port)))
 
     def _stamp_via(self, request: Request, peer: Peer) -> Request:
         """Fill in received and rport on the top Via (RFC 3261 §18.2.1, RFC 3581 §4).
@@ -334,7 +339,7 @@ class Endpoint:
         try:
             response = make_response(request, status, _reason_phrase(status, reason),
                                      to_tag=self._tag_for(request), headers=extra)
-            data = response.to_bytes()
+            data = self._stamped_response(request, response, peer).to_bytes()
         except SipParseError:
             data = salvage_error_response(request.to_bytes(), status, reason)
             if data is None:
@@ -356,7 +361,7 @@ class Endpoint:
         ]
         response = make_response(request, 200, "OK", to_tag=self._tag_for(request), headers=headers)
         self.stats["options"] = self.stats.get("options", 0) + 1
-        self._out.append((response.to_bytes(), peer))
+        self._out.append((self._stamped_response(request, response, peer).to_bytes(), peer))
 
 
 def _reason_phrase(status: int, reason: str) -> str:
@@ -367,6 +372,9 @@ def _reason_phrase(status: int, reason: str) -> str:
 
 def _split_first(value: bytes) -> tuple[bytes, bytes]:
     """Split a Via header value into its first via-parm and the rest (starting at the comma)."""
+    if b'"' not in value:  # the common case: no quoted parameter values, so no quoted commas
+        comma = value.find(b",")
+        return (value, b"") if comma < 0 else (value[:comma], value[comma:])
     quoted = False
     i = 0
     n = len(value)
