@@ -544,3 +544,16 @@ class HeaderBuildTests(SynchronousTestCase):
         self.assertEqual(Header("X", b"v").to_bytes(), b"X: v")
         self.assertEqual(Header("X", b"v", b"x:v").to_bytes(), b"x:v")
         self.assertEqual(Header("v", b"x").key, "via")
+
+
+class SplitValuesMoreTests(SynchronousTestCase):
+    def test_quote_inside_brackets_is_literal(self) -> None:
+        self.assertEqual(split_values(b'<sip:a@b;x=">, c'), [b'<sip:a@b;x=">', b"c"])
+
+    def test_bracket_inside_quotes_is_literal(self) -> None:
+        self.assertEqual(split_values(b'"a<b, c" <sip:x>, d'), [b'"a<b, c" <sip:x>', b"d"])
+
+    def test_unterminated(self) -> None:
+        self.assertRaises(SipParseError, split_values, b"<sip:a, b")
+        self.assertRaises(SipParseError, split_values, b'a, "b')
+        self.assertEqual(split_values(b"a>, b"), [b"a>", b"b"])

@@ -137,6 +137,10 @@ def header_key(name: str) -> str:
     return key
 
 
+# One list item: runs of plain characters, whole quoted strings and whole <...> groups.
+_ITEM_RE = re.compile(rb'(?:[^,"<]+|"(?:[^"\\]|\\.)*"|<[^>]*>)*', re.S)
+
+
 def split_values(value: bytes) -> list[bytes]:
     """Split a header value on commas outside quoted strings and <angle brackets>.
 
@@ -154,41 +158,22 @@ def split_values(value: bytes) -> list[bytes]:
                 raise SipParseError("empty item in header list")
         return items
     items = []
-    start = 0
-    i = 0
+    pos = 0
     n = len(value)
-    in_quote = False
-    in_angle = False
-    while i < n:
-        c = value[i]
-        if in_quote:
-            if c == 0x5C:  # backslash: quoted-pair
-                i += 1
-            elif c == 0x22:
-                in_quote = False
-        elif c == 0x22:
-            in_quote = True
-        elif in_angle:
-            if c == 0x3E:
-                in_angle = False
-        elif c == 0x3C:
-            in_angle = True
-        elif c == 0x2C:
-            item = value[start:i].strip(b" \t")
-            if not item:
-                raise SipParseError("empty item in header list")
-            items.append(item)
-            start = i + 1
-        i += 1
-    if in_quote:
-        raise SipParseError("unterminated quoted string")
-    if in_angle:
-        raise SipParseError("unterminated <")
-    item = value[start:].strip(b" \t")
-    if not item:
-        raise SipParseError("empty item in header list")
-    items.append(item)
-    return items
+    match = _ITEM_RE.match
+    while True:
+        m = match(value, pos)
+        assert m is not None  # the pattern matches the empty string
+        item = m.group().strip(b" \t")
+        if not item:
+            raise SipParseError("empty item in header list")
+        items.append(item)
+        pos = m.end()
+        if pos >= n:
+            return items
+        if value[pos] != 0x2C:
+            raise SipParseError("unterminated quoted string or <")
+        pos += 1
 
 
 def first_value(value: bytes) -> bytes:
@@ -196,31 +181,20 @@ def first_value(value: bytes) -> bytes:
     comma = value.find(b",")
     if comma < 0:
         item = value.strip(b" \t")
+        if b'"' in item or b"<" in item:
+            m = _ITEM_RE.match(item)
+            assert m is not None
+            if m.end() != len(item):
+                raise SipParseError("unterminated quoted string or <")
     elif b'"' not in value and b"<" not in value:
         item = value[:comma].strip(b" \t")
     else:
-        in_quote = in_angle = False
-        i, n = 0, len(value)
-        while i < n:
-            c = value[i]
-            if in_quote:
-                if c == 0x5C:
-                    i += 1
-                elif c == 0x22:
-                    in_quote = False
-            elif c == 0x22:
-                in_quote = True
-            elif in_angle:
-                if c == 0x3E:
-                    in_angle = False
-            elif c == 0x3C:
-                in_angle = True
-            elif c == 0x2C:
-                break
-            i += 1
-        if in_quote or in_angle:
+        m = _ITEM_RE.match(value)
+        assert m is not None
+        end = m.end()
+        if end < len(value) and value[end] != 0x2C:
             raise SipParseError("unterminated quoted string or <")
-        item = value[:i].strip(b" \t")
+        item = m.group().strip(b" \t")
     if not item:
         raise SipParseError("empty item in header list")
     return item
