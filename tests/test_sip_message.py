@@ -557,3 +557,14 @@ class SplitValuesMoreTests(SynchronousTestCase):
         self.assertRaises(SipParseError, split_values, b"<sip:a, b")
         self.assertRaises(SipParseError, split_values, b'a, "b')
         self.assertEqual(split_values(b"a>, b"), [b"a>", b"b"])
+
+
+class BareLineEndTests(SynchronousTestCase):
+    def test_bare_lf_or_cr_in_headers(self) -> None:
+        for bad in [b"OPTIONS sip:h SIP/2.0\r\nX: a\nY: b\r\n\r\n", b"OPTIONS sip:h SIP/2.0\r\nX: a\rb\r\n\r\n",
+                    b"OPTIONS sip:h\r SIP/2.0\r\n\r\n"]:
+            with self.assertRaises(SipParseError, msg=bad):
+                parse_message(bad)
+        # bare CR / LF in the body are fine
+        m = parse_message(b"OPTIONS sip:h SIP/2.0\r\nl: 4\r\n\r\na\rb\n")
+        self.assertEqual(m.body, b"a\rb\n")

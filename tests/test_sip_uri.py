@@ -45,6 +45,10 @@ class SipUriTests(SynchronousTestCase):
         self.assertEqual(u.host, "example.com")
         self.assertEqual(u.params, ())
 
+    def test_hash_in_user(self) -> None:
+        # not allowed unescaped by RFC 3261, but feature codes like *21# are sent that way
+        self.assertEqual(parse_uri(b"sip:*21#@pbx.example.com").user, "*21#")
+
     def test_ipv6(self) -> None:
         u = parse_uri(b"sip:[2001:db8::10]:5070")
         self.assertEqual((u.host, u.port), ("[2001:db8::10]", 5070))

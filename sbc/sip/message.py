@@ -141,7 +141,7 @@ _QUOTED_RE = re.compile(_QUOTED)
 # brackets, as RFC 5118 §4.5 needs for received=) or a quoted string.
 _PARAM_RE = re.compile(
     _LWS + rb";" + _LWS + rb"(" + _TOKEN + rb")(?:" + _LWS + rb"=" + _LWS
-    + rb"(" + _QUOTED + rb"|[A-Za-z0-9\-.!%*_+`'~:\[\]]+))?"
+    + rb"(" + _QUOTED + rb"|[A-Za-z0-9\-.!%*_+`'~:\[\]/]+))?"
 )
 _DISPLAY_TOKENS_RE = re.compile(_LWS + rb"(?:" + _TOKEN + rb"(?:[ \t]+" + _TOKEN + rb")*)?" + _LWS + rb"\Z")
 _VIA_RE = re.compile(
@@ -808,7 +808,12 @@ def parse_message(data: bytes) -> Request | Response:
             head_end, body_start = n - 1, n
         else:
             raise SipParseError("header block not terminated")
-    lines = data[start:head_end].split(eol)
+    head = data[start:head_end]
+    lines = head.split(eol)
+    if eol == b"\r\n":
+        seps = len(lines) - 1
+        if head.count(b"\n") != seps or head.count(b"\r") != seps:
+            raise SipParseError("bare CR or LF in the header block")
     first = lines[0]
     if first[:4].upper() == b"SIP/":
         m = _STATUS_RE.match(first)
@@ -845,7 +850,6 @@ def parse_message(data: bytes) -> Request | Response:
     name_cache = _NAME_CACHE
     del lines[0]
     if lines:
-        head = data[start:head_end]
         if eol + b" " in head or eol + b"\t" in head:
             unfolded, raws = _group_lines(lines, eol == b"\r\n", eol)
         else:

@@ -27,7 +27,7 @@ _BAD_ESCAPE_RE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _PARAM_NAME_RE = re.compile(r"[A-Za-z0-9\-_.!~*'()%\[\]/:&+$]+\Z")
 _PARAM_VALUE_RE = re.compile(r"[A-Za-z0-9\-_.!~*'()%\[\]/:&+$]*\Z")
 _HEADER_PART_RE = re.compile(r"[A-Za-z0-9\-_.!~*'()%\[\]/?:+$]*\Z")
-_USER_RE = re.compile(r"[A-Za-z0-9\-_.!~*'()%&=+$,;?/]+\Z")
+_USER_RE = re.compile(r"[A-Za-z0-9\-_.!~*'()%&=+$,;?/#]+\Z")  # "#" is not RFC 3261 but common (*21#)
 _PASSWORD_RE = re.compile(r"[A-Za-z0-9\-_.!~*'()%&=+$,]*\Z")
 _TEL_NUMBER_RE = re.compile(r"[0-9A-Fa-f*#+\-.()pPwW]+\Z")
 
