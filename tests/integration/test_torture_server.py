@@ -120,6 +120,11 @@ class TortureOverTcp(SynchronousTestCase):
         for name, expected, reason, data in corpus():
             if "[udp-only]" in reason:
                 continue
+            if b"\r\n\r\n" not in data:
+                # A few archive files (baddn.dat) stop right after the last header line.  A
+                # datagram ends there anyway; on a stream the sender completes the header
+                # block, or the server rightly keeps waiting for it.
+                data += b"\r\n"
             with socket.create_connection(("127.0.0.1", sbc.sip_port), timeout=2) as s:
                 s.sendall(data)
                 timeout = 0.4 if "[response]" in reason else 2.0
