@@ -568,3 +568,23 @@ class BareLineEndTests(SynchronousTestCase):
         # bare CR / LF in the body are fine
         m = parse_message(b"OPTIONS sip:h SIP/2.0\r\nl: 4\r\n\r\na\rb\n")
         self.assertEqual(m.body, b"a\rb\n")
+
+
+class LazinessTests(SynchronousTestCase):
+    def test_malformed_values_only_fail_when_read(self) -> None:
+        data = INVITE.replace(b"From: Alice <sip:alice@atlanta.example.com>;tag=1928301774", b"From: Bell, A <<<")
+        m = parse_message(data)  # structure is fine: no value is parsed yet
+        self.assertEqual(m.to_bytes(), data)
+        self.assertEqual(m.top_via.branch, "z9hG4bK776asdhds")
+        self.assertRaises(SipParseError, lambda: m.from_)
+        self.assertRaises(SipParseError, lambda: m.from_)  # errors are not cached as values
+        self.assertRaises(SipParseError, validate_request, m)
+
+    def test_views_are_cached(self) -> None:
+        m = parse_message(INVITE)
+        self.assertIs(m.top_via, m.top_via)
+        self.assertIs(m.from_, m.from_)
+        self.assertIs(m.parsed_uri, m.parsed_uri)
+        m2 = m.with_header("From", b"<sip:x@y>;tag=2")
+        self.assertEqual(m2.from_.tag, "2")
+        self.assertEqual(m.from_.tag, "1928301774")
