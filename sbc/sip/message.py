@@ -6,6 +6,21 @@ frames the body; header values are parsed when a view (``vias``, ``cseq``, ``fro
 first read, and the result is cached on the (immutable) message.  A parsed message keeps its
 original bytes, so ``to_bytes()`` of an untouched message returns them unchanged; every
 rewrite returns a new message whose untouched headers keep their raw bytes and positions.
+
+Liberal reading, on purpose (all documented in the tests):
+
+* a datagram whose lines end in bare LF (no CR anywhere in the header block) is accepted and
+  still serialises byte-identical; a CRLF header block with a bare CR or LF inside is a 400;
+* a datagram whose header block ends without the empty line (data ends in CRLF) is read as
+  a message without body;
+* ``top_via`` only parses the first via-parm, so a 400 can be routed even when a later Via
+  value is malformed; ``received=`` accepts an IPv6 address with or without brackets
+  (RFC 5118 §4.5); spaces inside ``<...>`` of a name-addr are ignored (RFC 4475 badaspec).
+
+Extensions beyond the written contract: ``Header`` accepts a str value and refuses CR/LF
+(ValueError); ``with_body(b"")`` without a content type also drops Content-Type;
+``salvage_error_response(..., to_tag=...)``; ``reason_phrase()``; ``parse_cseq()``;
+``Request.with_uri()``; ``NameAddr.without_param/with_uri``; ``Via.param/without_param``.
 """
 
 from __future__ import annotations
