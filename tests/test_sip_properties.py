@@ -140,6 +140,34 @@ class RoundTripProperties(SynchronousTestCase):
         self.assertEqual(again.body, req.body)
 
 
+class ResponseProperties(SynchronousTestCase):
+    @given(s.requests(), st.integers(100, 699), s.tokens)
+    def test_make_response(self, req: Request, status: int, tag: str) -> None:
+        parsed = parse_message(req.to_bytes())
+        assert isinstance(parsed, Request)
+        resp = parse_message(make_response(parsed, status, to_tag=tag).to_bytes())
+        assert isinstance(resp, Response)
+        validate_response(resp)
+        self.assertEqual(resp.status, status)
+        self.assertEqual(resp.vias, parsed.vias)
+        self.assertEqual((resp.cseq, resp.call_id, resp.from_), (parsed.cseq, parsed.call_id, parsed.from_))
+        self.assertEqual(resp.to.tag, parsed.to.tag if parsed.to.tag is not None else tag)
+        self.assertEqual(resp.to.uri, parsed.to.uri)
+
+    @given(s.requests())
+    def test_salvage_from_broken_request(self, req: Request) -> None:
+        data = req.to_bytes().replace(b" SIP/2.0\r\n", b" SIP/2.0 junk\r\n", 1)
+        with self.assertRaises(SipParseError):
+            parse_message(data)
+        out = salvage_error_response(data, 400, "Bad Request")
+        assert out is not None
+        resp = parse_message(out)
+        assert isinstance(resp, Response)
+        validate_response(resp)
+        self.assertEqual(resp.vias, req.vias)
+        self.assertEqual((resp.call_id, resp.cseq), (req.call_id, req.cseq))
+
+
 class FramerProperties(SynchronousTestCase):
     @given(st.lists(s.messages, min_size=1, max_size=4), st.lists(st.integers(1, 50), min_size=1, max_size=40))
     def test_split_anywhere(self, msgs: list[Message], sizes: list[int]) -> None:
