@@ -161,7 +161,13 @@ class SalvageTests(SynchronousTestCase):
         self.assertEqual(resp.top_via.branch, "z9hG4bKq")
         self.assertEqual(resp.call_id, "abc")
         self.assertIsNone(salvage_error_response(b"SIP/2.0 200 OK\r\n\r\n", 400, "x"))
-        self.assertIsNone(salvage_error_response(b"FOO sip:x SIP/2.0\r\nTo: x\r\n\r\n", 400, "x"))
+        self.assertIsNone(salvage_error_response(b"\x00\x01junk\r\nTo: x\r\n\r\n", 400, "x"))
+        # No Via, but plainly a request: answered (to the source address) with what it has.
+        out = salvage_error_response(b"FOO sip:x\r\nTo: <sip:x@h>\r\ni: c1\r\n\r\n", 400, "x")
+        assert out is not None
+        self.assertTrue(out.startswith(b"SIP/2.0 400 x\r\n"))
+        self.assertIn(b"Call-ID: c1\r\n", out)
+        self.assertNotIn(b"Via", out)
 
 
 class FoldingAndCompactTests(SynchronousTestCase):

@@ -1023,11 +1023,18 @@ _SALVAGE_KEYS = ("via", "from", "to", "call-id", "cseq")
 _CTL_RE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 
+_REQUEST_START_RE = re.compile(rb"[A-Za-z0-9.!%*_+`'~-]+ [^ \r\n]")
+
+
 def salvage_error_response(data: bytes, status: int, reason: str, *, to_tag: str | None = None) -> bytes | None:
     """Best-effort error response for request bytes that could not be parsed.
 
     Scans the raw header lines for Via (all), From, To, Call-ID and CSeq (compact forms too).
-    Returns None for something that looks like a response or carries no Via.  Never raises.
+    A request with no Via at all still gets an answer when its first line looks like a request
+    line (a method token, a space, something more): the transport sends it back to the source
+    address, which is the only place it could go, so a broken client sees why it failed.
+    Returns None for something that looks like a response, or for bytes that do not start
+    like a request.  Never raises.
     """
     try:
         data = bytes(data).lstrip(b"\r\n")
@@ -1058,7 +1065,7 @@ def salvage_error_response(data: bytes, status: int, reason: str, *, to_tag: str
                 if key == "via" or not lst:
                     lst.append(value.strip(b" \t"))
                     current = lst
-        if not found.get("via"):
+        if not found.get("via") and not _REQUEST_START_RE.match(data):
             return None
         out = [b"SIP/2.0 %d %s" % (int(status), _CTL_RE.sub(b"", reason.encode("utf-8", "replace")))]
         for key in _SALVAGE_KEYS:
