@@ -9,6 +9,7 @@ answering afterwards, and its memory does not grow when the corpus is sent repea
 from __future__ import annotations
 
 import csv
+import re
 import socket
 import time
 
@@ -51,11 +52,20 @@ def corpus() -> list[tuple[str, str, str, bytes]]:
 
 
 def wire_form(data: bytes) -> bytes:
-    """RFC 5118's archive uses bare LF; on the wire the messages go with CRLF (see README)."""
+    """
+    RFC 5118's archive uses bare LF; on the wire the messages go with CRLF (see the corpus
+    README).  Two archive files declare a Content-Length larger than their body (ipv6-in-sdp,
+    mult-ip-in-sdp), an archive defect: RFC 5118 means them as valid, so the length is set to
+    the real body length here, as in tests.test_sip_torture.  The server itself never accepts a
+    Content-Length larger than the datagram.
+    """
     data = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
     if b"\r\n\r\n" not in data:
         data = data.rstrip(b"\r\n") + b"\r\n\r\n"
-    return data
+    head, _, body = data.partition(b"\r\n\r\n")
+    head = re.sub(rb"(?im)^(Content-Length|l)([ \t]*:[ \t]*)[0-9]+",
+                  lambda m: m.group(1) + m.group(2) + str(len(body)).encode(), head)
+    return head + b"\r\n\r\n" + body
 
 
 def check_answer(testcase: SynchronousTestCase, name: str, expected: str, reason: str,
