@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections import deque
 from typing import Callable, Iterable, Protocol, TypeVar
 
@@ -44,6 +45,7 @@ from .message import (
     Response,
     make_response,
     parse_message,
+    split_first_via,
     salvage_error_response,
     validate_request,
     validate_response,
@@ -68,6 +70,8 @@ KNOWN_METHODS = frozenset(
 )
 
 _M = TypeVar("_M", Request, Response)
+
+_RECEIVED_RPORT = re.compile(rb";[ \t]*(?:rport|received)(?:[ \t]*=[ \t]*[^;,\s]*)?", re.I)
 
 _URI_SCHEMES = frozenset({"sip", "sips", "tel"})
 
@@ -142,6 +146,9 @@ class Endpoint:
         self._tag_key = tag_key if tag_key is not None else _random_key()
         self._handlers: dict[str, RequestHandler] = {}
         self._response_handler: Callable[[Response, Peer, float], None] | None = None
+        # (transport, conn) -> the constant headers of an OPTIONS answer on that socket.  Stream
+        # connections come and go, so the cache is bounded.
+        self._options_headers: dict[tuple[str, int], tuple[Header, ...]] = {}
         self._out: list[tuple[bytes, Peer]] = []
         self._notices: deque[Notice] = deque(maxlen=10_000)
         self.stats: dict[str, int] = {}
@@ -151,6 +158,7 @@ class Endpoint:
     def add_handler(self, handler: RequestHandler) -> None:
         for method in handler.methods:
             self._handlers[method] = handler
+        self._options_headers.clear()  # Allow changed
 
     def set_response_handler(self, handler: Callable[[Response, Peer, float], None]) -> None:
         """Responses go here (the transaction layer of a TU that sends requests)."""
@@ -279,11 +287,19 @@ class Endpoint:
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _stamped_response(self, request: Request, response: Response, peer: Peer) -> Response:
-        """The response with received/rport on its top Via, as if the request had been stamped."""
-        via = request.top_via
-        return with_top_via(
-            response, via.with_param("received", peer.host).with_param("rport", str(peer.port)))
+    def _received_via(self, request: Request, peer: Peer) -> bytes | None:
+        """The request's first via-parm with received and rport set to what we saw.
+
+        Done on bytes: this runs for every stateless answer, and a parsed Via rebuilt through
+        evolve() costs several times more.  Any received/rport the client put there is replaced.
+        """
+        vias = request.headers_named("Via")
+        if not vias:
+            return None
+        first = split_first_via(vias[0].value)[0].rstrip(b" \t")
+        host = peer.host.encode("ascii")
+        return (_RECEIVED_RPORT.sub(b"", first) + b";received=" + host
+                + b";rport=" + str(peer.port).encode("ascii"))
 
     def _stamp_via(self, request: Request, peer: Peer) -> Request:
         """Fill in received and rport on the top Via (RFC 3261 §18.2.1, RFC 3581 §4).
@@ -338,8 +354,9 @@ class Endpoint:
         extra = [("Server", self.user_agent)] + (headers or [])
         try:
             response = make_response(request, status, _reason_phrase(status, reason),
-                                     to_tag=self._tag_for(request), headers=extra)
-            data = self._stamped_response(request, response, peer).to_bytes()
+                                     to_tag=self._tag_for(request), headers=extra,
+                                     top_via=self._received_via(request, peer))
+            data = response.to_bytes()
         except SipParseError:
             data = salvage_error_response(request.to_bytes(), status, reason)
             if data is None:
@@ -349,19 +366,28 @@ class Endpoint:
         self._out.append((data, peer))
 
     def _options(self, request: Request, peer: Peer) -> None:
+        headers = self._options_headers.get((peer.transport, peer.conn))
+        if headers is None:
+            if len(self._options_headers) >= 1024:
+                self._options_headers.clear()
+            headers = self._options_headers[(peer.transport, peer.conn)] = self._build_options_headers(peer)
+        response = make_response(request, 200, "OK", to_tag=self._tag_for(request),
+                                  headers=headers, top_via=self._received_via(request, peer))
+        self.stats["options"] = self.stats.get("options", 0) + 1
+        self._out.append((response.to_bytes(), peer))
+
+    def _build_options_headers(self, peer: Peer) -> tuple[Header, ...]:
+        """The constant part of our OPTIONS answer for the socket a peer reached."""
         port = self._contact_port(peer)
         hostport = self.fqdn if port is None else f"{self.fqdn}:{port}"
         transport = "" if peer.transport == "udp" else f";transport={peer.transport}"
-        headers = [
-            ("Contact", f"<sip:{hostport}{transport}>".encode()),
-            ("Allow", self._allow_value()),
-            ("Accept", b"application/sdp"),
-            ("Supported", ", ".join(self.supported).encode()),
-            ("Server", self.user_agent),
-        ]
-        response = make_response(request, 200, "OK", to_tag=self._tag_for(request), headers=headers)
-        self.stats["options"] = self.stats.get("options", 0) + 1
-        self._out.append((self._stamped_response(request, response, peer).to_bytes(), peer))
+        return (
+            Header("Contact", f"<sip:{hostport}{transport}>".encode()),
+            Header("Allow", self._allow_value()),
+            Header("Accept", b"application/sdp"),
+            Header("Supported", ", ".join(self.supported).encode()),
+            Header("Server", self.user_agent),
+        )
 
 
 def _reason_phrase(status: int, reason: str) -> str:
@@ -370,32 +396,12 @@ def _reason_phrase(status: int, reason: str) -> str:
     return text or REASON_PHRASES.get(status, "Error")
 
 
-def _split_first(value: bytes) -> tuple[bytes, bytes]:
-    """Split a Via header value into its first via-parm and the rest (starting at the comma)."""
-    if b'"' not in value:  # the common case: no quoted parameter values, so no quoted commas
-        comma = value.find(b",")
-        return (value, b"") if comma < 0 else (value[:comma], value[comma:])
-    quoted = False
-    i = 0
-    n = len(value)
-    while i < n:
-        c = value[i]
-        if c == 0x22:  # "
-            quoted = not quoted
-        elif c == 0x5C and quoted:  # backslash escape inside quotes
-            i += 1
-        elif c == 0x2C and not quoted:  # ,
-            return value[:i], value[i:]
-        i += 1
-    return value, b""
-
-
 def with_top_via(message: _M, via: Via) -> _M:
     """Replace the first via-parm of the first Via header; every other byte stays as it was."""
     headers = list(message.headers)
     for i, header in enumerate(headers):
         if header.key == "via":
-            _, rest = _split_first(header.value)
+            _, rest = split_first_via(header.value)
             headers[i] = Header(header.name, via.to_bytes() + rest)
             break
     return evolve(message, headers=tuple(headers))

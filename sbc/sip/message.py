@@ -25,6 +25,7 @@ Extensions beyond the written contract: ``Header`` accepts a str value and refus
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any, Callable, Iterable, TypeVar
 
@@ -290,7 +291,18 @@ class NameAddr:
 
 
 def parse_name_addr(value: bytes) -> NameAddr:
-    """Parse ``[display] <uri> *(;param)`` or ``addr-spec *(;param)``."""
+    """Parse ``[display] <uri> *(;param)`` or ``addr-spec *(;param)``.
+
+    Memoised like :func:`~sbc.sip.uri.parse_uri`: To, From and Contact values repeat across a
+    dialog's messages and retransmissions, and a NameAddr is an immutable value.
+    """
+    if type(value) is not bytes:
+        value = bytes(value)
+    return _parse_name_addr_cached(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_name_addr_cached(value: bytes) -> NameAddr:
     v = value.strip(b" \t")
     if not v:
         raise SipParseError("empty address")
@@ -446,15 +458,17 @@ _T = TypeVar("_T")
 _M = TypeVar("_M", bound="Message")
 
 
+_MISSING: Any = object()
+
+
 def _cached(fn: Callable[[Any], _T]) -> property:
     name = fn.__name__
 
     def getter(self: Any) -> _T:
         cache = self._cache
-        try:
-            return cache[name]  # type: ignore[no-any-return]
-        except KeyError:
-            pass
+        value = cache.get(name, _MISSING)
+        if value is not _MISSING:
+            return value  # type: ignore[no-any-return]
         value = fn(self)
         cache[name] = value
         return value
@@ -932,7 +946,7 @@ def _validate_common(msg: Message) -> None:
     msg.call_id
     msg.cseq
     msg.vias
-    cl = msg.content_length
+    cl = msg.content_length if "content-length" in idx else None
     if cl is not None and cl != len(msg.body):
         raise SipParseError("Content-Length does not match the body")
 
@@ -950,17 +964,23 @@ def validate_request(req: Request) -> None:
         _validate_common(req)
         if req.cseq.method != req.method:
             raise SipParseError("CSeq method does not match the request method")
-        mf = req.max_forwards
-        if mf is not None and mf > 255:
-            raise SipParseError("Max-Forwards out of range")
-        req.expires
-        if not req.contact_star:
+        idx = req._index()
+        # Optional headers are checked only when present: absent ones cost nothing.
+        if "max-forwards" in idx:
+            mf = req.max_forwards
+            if mf is not None and mf > 255:
+                raise SipParseError("Max-Forwards out of range")
+        if "expires" in idx:
+            req.expires
+        if "contact" in idx and not req.contact_star:
             for contact in req.contacts:
                 exp = contact.param("expires")
                 if exp is not None:
                     _parse_uint(exp.encode("latin-1"), "Contact expires", 2**32 - 1)
-        req.routes
-        req.record_routes
+        if "route" in idx:
+            req.routes
+        if "record-route" in idx:
+            req.record_routes
     except SipParseError:
         raise
     except (ValueError, TypeError, UnicodeError) as e:  # pragma: no cover - defensive
@@ -990,13 +1010,25 @@ def make_response(
     reason: str | None = None,
     *,
     to_tag: str | None = None,
-    headers: Iterable[tuple[str, bytes]] = (),
+    headers: Iterable[tuple[str, bytes] | Header] = (),
     body: bytes = b"",
+    top_via: bytes | None = None,
 ) -> Response:
-    """Build a response per RFC 3261 §8.2.6 (Via, From, To, Call-ID, CSeq copied)."""
+    """Build a response per RFC 3261 §8.2.6 (Via, From, To, Call-ID, CSeq copied).
+
+    ``top_via`` replaces the first via-parm of the first Via header (a server stamping
+    ``received`` and ``rport``); everything else in the Via headers is copied as it was.
+    """
     out: list[Header] = []
     idx = request._index()
-    out.extend(idx.get("via", ()))
+    vias = idx.get("via", ())
+    if top_via is not None and vias:
+        first = vias[0]
+        rest = split_first_via(first.value)[1]
+        out.append(Header(first.name, top_via + rest))
+        out.extend(vias[1:])
+    else:
+        out.extend(vias)
     out.extend(idx.get("from", ()))
     to_headers = idx.get("to", ())
     if to_headers:
@@ -1013,10 +1045,37 @@ def make_response(
     out.extend(idx.get("cseq", ()))
     if status == 100:
         out.extend(idx.get("timestamp", ()))
-    for name, value in headers:
-        out.append(Header(canonical_name(name), _to_bytes_value(value)))
-    out.append(Header("Content-Length", str(len(body)).encode()))
+    for item in headers:
+        if type(item) is Header:  # prebuilt (a server's constant headers)
+            out.append(item)
+        else:
+            name, value = item
+            out.append(Header(canonical_name(name), _to_bytes_value(value)))
+    out.append(_CONTENT_LENGTH_0 if not body else Header("Content-Length", str(len(body)).encode()))
     return Response(status, reason if reason is not None else reason_phrase(status), tuple(out), bytes(body))
+
+
+_CONTENT_LENGTH_0 = Header("Content-Length", b"0")
+
+
+def split_first_via(value: bytes) -> tuple[bytes, bytes]:
+    """Split a Via header value into its first via-parm and the rest (from the comma on)."""
+    if b'"' not in value:  # the common case: no quoted parameter values, so no quoted commas
+        comma = value.find(b",")
+        return (value, b"") if comma < 0 else (value[:comma], value[comma:])
+    quoted = False
+    i = 0
+    n = len(value)
+    while i < n:
+        c = value[i]
+        if c == 0x22:  # "
+            quoted = not quoted
+        elif c == 0x5C and quoted:  # backslash escape inside quotes
+            i += 1
+        elif c == 0x2C and not quoted:  # ,
+            return value[:i], value[i:]
+        i += 1
+    return value, b""
 
 
 _SALVAGE_KEYS = ("via", "from", "to", "call-id", "cseq")

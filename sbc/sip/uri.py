@@ -7,6 +7,8 @@ they were written (``user`` is still escaped).  Other schemes are kept opaque.
 
 from __future__ import annotations
 
+import functools
+
 import re
 
 import attrs
@@ -203,7 +205,18 @@ class URI:
 
 
 def parse_uri(data: bytes | str) -> URI:
-    """Parse a sip:, sips:, tel: or other absolute URI.  Raises :class:`SipParseError`."""
+    """Parse a sip:, sips:, tel: or other absolute URI.  Raises :class:`SipParseError`.
+
+    Results are memoised (URIs are immutable values): the same Request-URIs, To URIs and
+    peer URIs recur in nearly every message of a trunk, and its retransmissions.
+    """
+    if type(data) is bytes or type(data) is str:
+        return _parse_uri_cached(data)
+    raise SipParseError("URI must be bytes or str")
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_uri_cached(data: bytes | str) -> URI:
     if isinstance(data, bytes):
         text = data.decode("latin-1")
     elif isinstance(data, str):

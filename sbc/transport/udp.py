@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import socket
+
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
@@ -11,6 +13,9 @@ from sbc.sip.endpoint import Peer
 from .driver import SipDriver
 
 __all__ = ["SipDatagramProtocol", "MAX_DATAGRAM"]
+
+#: Receive buffer asked for on each UDP socket (the kernel may grant less).
+RECEIVE_BUFFER = 4 * 1024 * 1024
 
 #: Listen with this maximum: Twisted's default of 8,192 would truncate large INVITEs.
 MAX_DATAGRAM = 65_535
@@ -31,6 +36,25 @@ class SipDatagramProtocol(DatagramProtocol):
     def startProtocol(self) -> None:
         self.conn = self.driver.add_udp(self)
         self.local_port = self.transport.getHost().port
+        self._grow_receive_buffer()
+
+    def _grow_receive_buffer(self) -> None:
+        """Ask for a large socket receive buffer, so a burst is queued rather than dropped.
+
+        The kernel caps SO_RCVBUF at net.core.rmem_max; the size granted is logged so an
+        operator can raise that limit.
+        """
+        sock = getattr(self.transport, "socket", None)
+        if sock is None:
+            return
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+            granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        except OSError as e:
+            self.log.warn("could not set UDP receive buffer: {error}", error=e)
+            return
+        self.log.info("UDP receive buffer on port {port}: {size} bytes",
+                      port=self.local_port, size=granted)
 
     def stopProtocol(self) -> None:
         self.driver.remove_udp(self.conn)
