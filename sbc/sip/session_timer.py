@@ -598,7 +598,7 @@ class SessionTimer:
         refresh, interval - min(32, interval/3) when the peer does (§10)."""
         if self.refresher is Refresher.US:
             return self.last_refresh + self.interval
-        return self.last_refresh + self.interval - expiry_margin(self.interval)
+        return self.last_refresh + (self.interval - expiry_margin(self.interval))
 
     def next_deadline(self) -> float | None:
         """When :meth:`handle_timer` next has something to do; None when not running."""
