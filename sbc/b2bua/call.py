@@ -1,0 +1,153 @@
+# -*- test-case-name: tests.test_b2bua -*-
+"""The call controller: joins an A leg and a B leg through call-control events.
+
+The controller is where call policy lives -- how an agent failure is presented to the PBX,
+the no-answer and maximum-duration timers, the end reason -- while each leg only speaks SIP
+to its own peer.  It keeps the facts a CDR or a metric needs: id, trunk, timestamps
+(created / answered / ended), end reason and the final INVITE status of both legs.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+from .events import Answer, CallEvent, Disconnect, Fail, Try
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .legs import Leg, UacLeg, UasLeg
+
+__all__ = ["Call", "CallHost", "map_failure", "PASS_THROUGH"]
+
+#: Agent final statuses shown to the PBX unchanged.
+PASS_THROUGH = frozenset({403, 404, 410, 480, 484, 485, 486, 488, 600, 603, 604, 606, 607, 608})
+
+NO_ANSWER = "no-answer"
+MAX_DURATION = "max-duration"
+
+
+def map_failure(fail: Fail, retry_after: int) -> Fail:
+    """How a failure of the B leg's INVITE is presented on the A leg.
+
+    * 486, 600, 603, 404, 484 (and the other :data:`PASS_THROUGH` codes) pass through;
+    * 408 / Timer B (the agent host did not answer) -> 480 with ``Retry-After``;
+    * 3xx -> 480 (redirections are not followed);
+    * 5xx -> 503 with the agent's ``Retry-After`` or ours;
+    * any other 4xx -> 480, any other 6xx -> 603.
+    """
+    status = fail.status
+    if status in PASS_THROUGH:
+        return fail
+    if status == 408:
+        return Fail(480, "Temporarily Unavailable", retry_after)
+    if 300 <= status < 400:
+        return Fail(480, "Temporarily Unavailable", None)
+    if 500 <= status < 600:
+        return Fail(503, "Service Unavailable", fail.retry_after if fail.retry_after is not None else retry_after)
+    if status >= 600:
+        return Fail(603, "Decline", None)
+    return Fail(480, "Temporarily Unavailable", None)
+
+
+class CallHost(Protocol):
+    """What a call needs from the B2BUA core."""
+
+    @property
+    def now(self) -> float: ...
+
+    def set_timer(self, call: "Call", kind: str, when: float) -> None: ...
+
+    def cancel_timer(self, call: "Call", kind: str) -> None: ...
+
+    def call_ended(self, call: "Call") -> None: ...
+
+
+class Call:
+    """One bridged call.  ``a`` and ``b`` are set right after construction by the core."""
+
+    a: "UasLeg"
+    b: "UacLeg"
+
+    def __init__(self, host: CallHost, call_id: str, trunk: str, created: float, *,
+                 retry_after: int = 30, max_duration: float | None = None) -> None:
+        self.host = host
+        self.id = call_id
+        self.trunk = trunk
+        self.created = created
+        self.answered: float | None = None
+        self.ended: float | None = None
+        self.end_reason: str | None = None
+        self.retry_after = retry_after
+        self.max_duration = max_duration
+
+    def __repr__(self) -> str:
+        return (f"<Call {self.id} trunk={self.trunk} a={self.a.state.name} b={self.b.state.name} "
+                f"reason={self.end_reason}>")
+
+    @property
+    def now(self) -> float:
+        return self.host.now
+
+    @property
+    def a_status(self) -> int | None:
+        """Final status we sent on the A leg's INVITE (None while ringing)."""
+        return self.a.final_status
+
+    @property
+    def b_status(self) -> int | None:
+        """Final status the agent sent on the B leg's INVITE (408 for a timeout)."""
+        return self.b.final_status
+
+    def other(self, leg: "Leg") -> "Leg":
+        return self.b if leg is self.a else self.a
+
+    def offer_busy(self) -> bool:
+        """An offer/answer exchange is in progress on this call, in either direction."""
+        for leg in (self.a, self.b):
+            if leg.offer_in is not None or leg.offer_out is not None:
+                return True
+        return False
+
+    # ------------------------------------------------------------------ events
+
+    def start(self, event: Try, now: float) -> None:
+        self.b.handle(event, now)
+
+    def leg_event(self, leg: "Leg", event: CallEvent, now: float) -> None:
+        """``leg`` reports ``event``; apply the call's policy and hand it to the other leg."""
+        if leg is self.b:
+            if isinstance(event, Fail):
+                if self.end_reason is None:
+                    self.end_reason = f"failed-{event.status}"
+                event = map_failure(event, self.retry_after)
+            elif isinstance(event, Answer) and self.answered is None:
+                self.answered = now
+                self.host.cancel_timer(self, NO_ANSWER)
+                if self.max_duration is not None:
+                    self.host.set_timer(self, MAX_DURATION, now + self.max_duration)
+        if isinstance(event, Disconnect) and self.end_reason is None:
+            self.end_reason = event.reason
+        self.other(leg).handle(event, now)
+
+    def hang_up(self, leg: "Leg", reason: str, now: float) -> None:
+        """End both legs (BYE or CANCEL as each one's state requires)."""
+        if self.end_reason is None:
+            self.end_reason = reason
+        for each in (leg, self.other(leg)):
+            if not each.ended:
+                each.handle(Disconnect(reason), now)
+
+    def leg_ended(self, leg: "Leg", now: float) -> None:
+        if self.ended is None and self.a.ended and self.b.ended:
+            self.ended = now
+            self.host.cancel_timer(self, NO_ANSWER)
+            self.host.cancel_timer(self, MAX_DURATION)
+            self.host.call_ended(self)
+
+    def on_timer(self, kind: str, now: float) -> None:
+        if kind == NO_ANSWER and self.answered is None:
+            if self.end_reason is None:
+                self.end_reason = NO_ANSWER
+            self.a.handle(Fail(480, "Temporarily Unavailable", None), now)
+            self.b.handle(Disconnect(NO_ANSWER), now)
+        elif kind == MAX_DURATION:
+            self.hang_up(self.a, MAX_DURATION, now)

@@ -1,0 +1,534 @@
+# -*- test-case-name: tests.test_b2bua -*-
+"""The B2BUA transaction user: both legs of every call over ONE transaction layer, sans-IO.
+
+Plug it into the endpoint::
+
+    b2bua = B2bua(trunks=config.trunks, local_host="192.0.2.10", local_port=5060,
+                  fqdn=config.sbc.fqdn, timers=Timers(t1=..., t2=..., t4=...))
+    endpoint.add_handler(b2bua)
+    endpoint.set_response_handler(b2bua.handle_response)
+
+then, after every input and every timer, drain :meth:`B2bua.messages_to_send` (messages
+with the :class:`~sbc.sip.endpoint.Peer` they go to), re-arm a timer for
+:meth:`B2bua.next_deadline` and call :meth:`B2bua.handle_timer` when it fires.  A request
+toward the agent host carries ``Peer(transport, host, port, conn=0)``: the driver picks the
+socket (and switches to TCP for large UDP requests).  :meth:`B2bua.notices` returns what was
+refused or went wrong, with the call id, for the driver to log.
+
+Routing: the A leg's trunk is the first trunk whose ``allow`` networks contain the source
+address (none -> 403).  The B leg goes to ``trunk.agent_uri`` with ``{user}`` the
+percent-decoded Request-URI user (safe characters only, else 404), through the trunk's
+outbound proxy if it has one, located by a :class:`Resolver`.  The default resolver only
+knows IP literals; an FQDN target gives 503 until the RFC 3263 locator is plugged in.
+
+In-dialog requests toward the PBX go back to the address the INVITE came from (symmetric
+signalling, the way PBX trunks behind NAT expect it); toward the agent host they follow the
+dialog's route set / remote target when it is an IP literal, else the first hop of the call.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import os
+import re
+from collections import deque
+from ipaddress import ip_address
+from typing import Any, Iterable, Protocol, Sequence
+
+from attrs import frozen
+
+from sbc.sip.dialog import Dialog, DialogError, DialogId
+from sbc.sip.endpoint import Peer
+from sbc.sip.errors import SipError, SipParseError
+from sbc.sip.message import Request, Response, make_response
+from sbc.sip.transaction import (
+    AckMissing,
+    AckReceived,
+    AckTimeout,
+    CancelReceived,
+    Event,
+    MAGIC_COOKIE,
+    RequestReceived,
+    ResponseReceived,
+    StrayResponse,
+    Timers,
+    TransactionError,
+    TransactionKey,
+    TransactionLayer,
+    TransactionTerminated,
+    TransactionTimeout,
+    TransportError,
+)
+from sbc.sip.uri import URI, parse_uri, unescape
+
+from .call import NO_ANSWER, Call
+from .events import Body, Try
+from .legs import Leg, LegStateError, UacLeg, UasLeg
+
+__all__ = [
+    "B2bua",
+    "B2buaNotice",
+    "DEFAULT_COPY_HEADERS",
+    "LiteralResolver",
+    "Resolver",
+]
+
+#: Headers copied from the A leg's INVITE to the B leg's (plus X-* when ``copy_x_headers``).
+DEFAULT_COPY_HEADERS = ("P-Asserted-Identity", "Privacy", "User-to-User", "Diversion", "History-Info")
+
+_SAFE_USER_RE = re.compile(r"[A-Za-z0-9+*#._~-]{1,128}\Z")
+
+
+class Resolver(Protocol):
+    """Locates a SIP URI (RFC 3263): the peers to try, best first; [] if it cannot."""
+
+    def resolve(self, uri: URI) -> list[Peer]: ...
+
+
+class LiteralResolver:
+    """Knows only IP-literal hosts (no DNS): transport from ``;transport=`` (sips -> tls),
+    port from the URI or 5060/5061."""
+
+    def resolve(self, uri: URI) -> list[Peer]:
+        host = uri.host[1:-1] if uri.host.startswith("[") else uri.host
+        try:
+            ip_address(host)
+        except ValueError:
+            return []
+        transport = uri.transport or ("tls" if uri.scheme == "sips" else "udp")
+        if transport not in ("udp", "tcp", "tls"):
+            return []
+        port = uri.port or (5061 if transport == "tls" else 5060)
+        return [Peer(transport, host, port, 0)]
+
+
+@frozen
+class B2buaNotice:
+    """Something refused or gone wrong, for the driver to log (same fields as
+    :class:`sbc.sip.endpoint.Notice`, plus the call id)."""
+
+    reason: str
+    detail: str
+    peer: Peer
+    status: int | None = None
+    call_id: str = ""
+
+
+def _bracket(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+class B2bua:
+    """The B2BUA core (a :class:`~sbc.sip.endpoint.RequestHandler`)."""
+
+    methods = frozenset({"INVITE", "ACK", "BYE", "CANCEL", "UPDATE", "INFO", "MESSAGE", "NOTIFY"})
+
+    def __init__(
+        self,
+        *,
+        trunks: Sequence[Any],
+        local_host: str,
+        local_port: int,
+        fqdn: str | None = None,
+        timers: Any = None,
+        resolver: Resolver | None = None,
+        max_calls: int = 1000,
+        max_calls_per_trunk: int | None = None,
+        no_answer_timeout: float | None = 60.0,
+        max_call_duration: float | None = 4 * 3600.0,
+        retry_after: int = 30,
+        copy_headers: Iterable[str] = DEFAULT_COPY_HEADERS,
+        copy_x_headers: bool = True,
+        user_agent: str = "sbc",
+        supported: Iterable[str] = (),
+    ) -> None:
+        """``timers`` is a :class:`~sbc.sip.transaction.Timers` or anything with ``t1``,
+        ``t2`` and ``t4`` (e.g. the ``[sip]`` config section)."""
+        self.trunks = tuple(trunks)
+        self.local_host = local_host
+        self.local_port = local_port
+        self.fqdn = fqdn or local_host
+        if timers is None:
+            timers = Timers()
+        elif not isinstance(timers, Timers):
+            timers = Timers(t1=timers.t1, t2=timers.t2, t4=timers.t4)
+        self.resolver: Resolver = resolver if resolver is not None else LiteralResolver()
+        self.max_calls = max_calls
+        self.max_calls_per_trunk = max_calls_per_trunk
+        self.no_answer_timeout = no_answer_timeout
+        self.max_call_duration = max_call_duration
+        self.retry_after = retry_after
+        self.copy_headers = frozenset(h.lower() for h in copy_headers)
+        self.copy_x_headers = copy_x_headers
+        self.user_agent = user_agent.encode()
+        self.supported = frozenset(s.lower() for s in supported)
+        self.accepting = True  # False: new calls get 503 (graceful shutdown)
+
+        self._tx = TransactionLayer(timers, retransmit_2xx=True)
+        self.calls: dict[str, Call] = {}
+        self._per_trunk: dict[str, int] = {}
+        self._dialogs: dict[tuple[str, str], Leg] = {}  # (Call-ID, local tag) -> leg
+        self._by_tx: dict[TransactionKey, Leg] = {}
+        self._timers: dict[tuple[str, str], tuple[float, int]] = {}
+        self._timer_heap: list[tuple[float, int, str, str]] = []
+        self._seq = itertools.count(1)
+        self._prefix = os.urandom(5).hex()
+        self._notices: deque[B2buaNotice] = deque(maxlen=10_000)
+        self._ended: deque[Call] = deque(maxlen=10_000)
+        self.now = 0.0
+        self.stats: dict[str, int] = {}
+
+    # ================================================================== outputs
+
+    def messages_to_send(self) -> list[tuple[Request | Response, Peer]]:
+        return self._tx.messages_to_send()  # type: ignore[return-value]
+
+    def next_deadline(self) -> float | None:
+        tx = self._tx.next_deadline()
+        heap = self._timer_heap
+        while heap:
+            when, seq, call_id, kind = heap[0]
+            if self._timers.get((call_id, kind)) == (when, seq):
+                return when if tx is None else min(tx, when)
+            heapq.heappop(heap)
+        return tx
+
+    def notices(self) -> list[B2buaNotice]:
+        items = list(self._notices)
+        self._notices.clear()
+        return items
+
+    def ended_calls(self) -> list[Call]:
+        """Calls that ended since the last call (for CDRs and metrics)."""
+        items = list(self._ended)
+        self._ended.clear()
+        return items
+
+    def counts(self) -> dict[str, int]:
+        """Live objects: calls, dialogs, transactions, timers (all 0 when idle)."""
+        return {
+            "calls": len(self.calls),
+            "dialogs": len(self._dialogs),
+            "transactions": len(self._tx),
+            "timers": len(self._timers),
+            "tx_bindings": len(self._by_tx),
+        }
+
+    def __len__(self) -> int:
+        return sum(self.counts().values())
+
+    # ================================================================== inputs
+
+    def handle_request(self, request: Request, peer: Peer, now: float) -> None:
+        """A request from the endpoint (already validated, top Via stamped)."""
+        self.now = now
+        self._tx.receive(request, peer, peer.reliable, now)
+        self._drain(now)
+
+    def handle_response(self, response: Response, peer: Peer, now: float) -> None:
+        self.now = now
+        self._tx.receive(response, peer, peer.reliable, now)
+        self._drain(now)
+
+    def handle_timer(self, now: float) -> None:
+        self.now = now
+        self._tx.handle_timer(now)
+        self._drain(now)
+        heap = self._timer_heap
+        while heap and heap[0][0] <= now:
+            when, seq, call_id, kind = heapq.heappop(heap)
+            if self._timers.get((call_id, kind)) != (when, seq):
+                continue
+            del self._timers[(call_id, kind)]
+            call = self.calls.get(call_id)
+            if call is not None:
+                self._guard(call.on_timer, kind, now)
+            self._drain(now)
+
+    # ================================================================== LegStack / CallHost
+
+    def send_request(self, leg: Leg, request: Request, peer: Peer, now: float) -> TransactionKey:
+        key = self._tx.send_request(request, peer, peer.reliable, now)
+        self._by_tx[key] = leg
+        return key
+
+    def send_response(self, key: TransactionKey, response: Response, now: float) -> None:
+        self._tx.send_response(key, response, now)
+
+    def send_ack(self, request: Request, peer: Peer) -> None:
+        self._tx.send_stateless(request, peer)
+
+    def cancel(self, key: TransactionKey, now: float) -> None:
+        self._tx.cancel(key, now)
+
+    def via(self, transport: str) -> bytes:
+        branch = f"{MAGIC_COOKIE}{self._prefix}{next(self._seq):x}"
+        return (f"SIP/2.0/{transport.upper()} {_bracket(self.local_host)}:{self.local_port}"
+                f";branch={branch};rport").encode("latin-1")
+
+    def new_id(self) -> int:
+        return next(self._seq)
+
+    def new_token(self) -> str:
+        return f"{self._prefix}{next(self._seq):x}{os.urandom(3).hex()}"
+
+    def bind_dialog(self, leg: Leg, dialog_id: DialogId) -> None:
+        self._dialogs[(dialog_id.call_id, dialog_id.local_tag)] = leg
+
+    def unbind_dialog(self, dialog_id: DialogId) -> None:
+        self._dialogs.pop((dialog_id.call_id, dialog_id.local_tag), None)
+
+    def next_hop(self, dialog: Dialog, fallback: Peer) -> Peer:
+        uri = dialog.route_set[0].uri if dialog.route_set else dialog.remote_target
+        try:
+            peers = self.resolver.resolve(uri)
+        except SipError:
+            peers = []
+        if not peers:
+            return fallback
+        peer = peers[0]
+        if (peer.transport, peer.host, peer.port) == (fallback.transport, fallback.host, fallback.port):
+            return fallback
+        return peer
+
+    def notice(self, reason: str, detail: str, peer: Peer, status: int | None = None, call_id: str = "") -> None:
+        self.stats[reason] = self.stats.get(reason, 0) + 1
+        self._notices.append(B2buaNotice(reason, detail, peer, status, call_id))
+
+    def set_timer(self, call: Call, kind: str, when: float) -> None:
+        seq = next(self._seq)
+        self._timers[(call.id, kind)] = (when, seq)
+        heapq.heappush(self._timer_heap, (when, seq, call.id, kind))
+
+    def cancel_timer(self, call: Call, kind: str) -> None:
+        self._timers.pop((call.id, kind), None)
+        heap = self._timer_heap
+        if len(heap) > 64 and len(heap) > 4 * len(self._timers):
+            self._timer_heap = [e for e in heap if self._timers.get((e[2], e[3])) == (e[0], e[1])]
+            heapq.heapify(self._timer_heap)
+
+    def call_ended(self, call: Call) -> None:
+        if self.calls.pop(call.id, None) is not None:
+            left = self._per_trunk.get(call.trunk, 1) - 1
+            if left > 0:
+                self._per_trunk[call.trunk] = left
+            else:
+                self._per_trunk.pop(call.trunk, None)
+            self._ended.append(call)
+            self.stats["calls-ended"] = self.stats.get("calls-ended", 0) + 1
+
+    # ================================================================== event dispatch
+
+    def _drain(self, now: float) -> None:
+        tx = self._tx
+        while (event := tx.next_event()) is not None:
+            self._dispatch(event, now)
+
+    def _guard(self, fn: Any, *args: Any) -> None:
+        try:
+            fn(*args)
+        except (LegStateError, DialogError, SipParseError, TransactionError) as e:
+            self.notice("call-error", f"{type(e).__name__}: {e}", Peer("udp", "0.0.0.0", 0))
+
+    def _dispatch(self, event: Event, now: float) -> None:
+        if isinstance(event, RequestReceived):
+            self._guard(self._request, event.request, event.peer, event.key, now)
+        elif isinstance(event, AckReceived):
+            self._guard(self._ack, event.request, now)
+        elif isinstance(event, CancelReceived):
+            self._guard(self._cancel, event, now)
+        elif isinstance(event, ResponseReceived):
+            leg = self._by_tx.get(event.key)
+            if leg is not None:
+                self._guard(leg.on_response, event.response, event.key, now)
+        elif isinstance(event, StrayResponse):
+            self._guard(self._stray, event.response, now)
+        elif isinstance(event, TransactionTimeout):
+            leg = self._by_tx.get(event.key)
+            if leg is not None:
+                self._guard(leg.on_timeout, event.key, now, 408)
+        elif isinstance(event, TransportError):
+            leg = self._by_tx.get(event.key)
+            if leg is not None and not event.key.server:
+                self._guard(leg.on_timeout, event.key, now, 503)
+        elif isinstance(event, AckMissing):
+            leg = self._by_tx.get(event.key)
+            if leg is not None:
+                self._guard(leg.on_ack_missing, event.key, now)
+        elif isinstance(event, AckTimeout):
+            pass  # our non-2xx was never ACKed: the transaction is gone, nothing else to do
+        elif isinstance(event, TransactionTerminated):
+            leg = self._by_tx.pop(event.key, None)
+            if leg is not None:
+                leg.transaction_gone(event.key)
+
+    # ------------------------------------------------------------------ requests
+
+    def _reply(self, request: Request, key: TransactionKey, status: int, reason: str | None = None,
+               headers: Sequence[tuple[str, bytes]] = (), now: float = 0.0) -> None:
+        tag = None
+        if request.to.tag is None:
+            tag = self.new_token()
+        response = make_response(request, status, reason, to_tag=tag,
+                                  headers=[("Server", self.user_agent), *headers])
+        self._tx.send_response(key, response, now)
+
+    def _request(self, request: Request, peer: Peer, key: TransactionKey, now: float) -> None:
+        to_tag = request.to.tag
+        if to_tag:
+            self._in_dialog(request, key, to_tag, now)
+        elif request.method == "INVITE":
+            self._new_call(request, peer, key, now)
+        else:
+            self._reply(request, key, 481, now=now)
+
+    def _in_dialog(self, request: Request, key: TransactionKey, to_tag: str, now: float) -> None:
+        leg = self._dialogs.get((request.call_id, to_tag))
+        dialog = leg.dialog if leg is not None else None
+        if leg is None or dialog is None or dialog.remote_tag != (request.from_.tag or ""):
+            self._reply(request, key, 481, now=now)
+            return
+        try:
+            dialog.receive_request(request)
+        except DialogError as e:
+            self._reply(request, key, e.status, e.reason, now=now)
+            return
+        if request.method == "INVITE":
+            self._by_tx[key] = leg
+        leg.on_request(request, key, now)
+
+    def _ack(self, ack: Request, now: float) -> None:
+        tag = ack.to.tag
+        leg = self._dialogs.get((ack.call_id, tag or ""))
+        if leg is None or leg.dialog is None or leg.dialog.remote_tag != (ack.from_.tag or ""):
+            return
+        leg.on_ack(ack, now)
+
+    def _cancel(self, event: CancelReceived, now: float) -> None:
+        request = event.request
+        if event.invite_key is None:
+            self._reply(request, event.key, 481, now=now)
+            return
+        leg = self._by_tx.get(event.invite_key)
+        tag = leg.local_tag if isinstance(leg, UasLeg) and leg.invite_key == event.invite_key else None
+        response = make_response(request, 200, to_tag=tag or self.new_token())
+        self._tx.send_response(event.key, response, now)
+        if isinstance(leg, UasLeg) and leg.invite_key == event.invite_key:
+            leg.on_cancel(now)
+        # A CANCEL of a re-INVITE is answered 200 and otherwise ignored: the re-INVITE
+        # completes with whatever the other leg answers.
+
+    def _stray(self, response: Response, now: float) -> None:
+        if not (200 <= response.status < 300) or response.cseq.method != "INVITE":
+            return
+        leg = self._dialogs.get((response.call_id, response.from_.tag or ""))
+        if leg is not None:
+            leg.on_stray_2xx(response, now)
+
+    # ------------------------------------------------------------------ new calls
+
+    def _trunk_for(self, peer: Peer) -> Any:
+        try:
+            addr = ip_address(peer.host)
+        except ValueError:
+            return None
+        for trunk in self.trunks:
+            for net in trunk.allow:
+                if addr.version == net.version and addr in net:
+                    return trunk
+        return None
+
+    def _refuse(self, request: Request, peer: Peer, key: TransactionKey, status: int, reason: str,
+                why: str, now: float, headers: Sequence[tuple[str, bytes]] = (), call_id: str = "") -> None:
+        self.notice("call-refused", f"INVITE refused {status}: {why}", peer, status, call_id)
+        self._reply(request, key, status, reason, headers, now)
+
+    def _callee(self, request: Request) -> str | None:
+        user = request.parsed_uri.user
+        if not user:
+            return None
+        user = unescape(user)
+        return user if _SAFE_USER_RE.match(user) else None
+
+    def _new_call(self, request: Request, peer: Peer, key: TransactionKey, now: float) -> None:
+        retry = [("Retry-After", b"%d" % self.retry_after)]
+        trunk = self._trunk_for(peer)
+        if trunk is None:
+            self._refuse(request, peer, key, 403, "Forbidden", f"source {peer.host} matches no trunk", now)
+            return
+        if not self.accepting:
+            self._refuse(request, peer, key, 503, "Service Unavailable", "shutting down", now, retry)
+            return
+        required = [t.decode("latin-1", "replace") for t in request.get_all("Require")]
+        unsupported = [t for t in required if t.lower() not in self.supported]
+        if unsupported:
+            self._refuse(request, peer, key, 420, "Bad Extension", f"Require: {', '.join(unsupported)}", now,
+                         [("Unsupported", ", ".join(unsupported).encode("latin-1", "replace"))])
+            return
+        if not request.contacts:
+            self._refuse(request, peer, key, 400, "Missing Contact", "INVITE without Contact", now)
+            return
+        max_forwards = request.max_forwards
+        if max_forwards is not None and max_forwards <= 0:
+            self._refuse(request, peer, key, 483, "Too Many Hops", "Max-Forwards 0", now)
+            return
+        user = self._callee(request)
+        if user is None:
+            self._refuse(request, peer, key, 404, "Not Found", "no usable user in the Request-URI", now)
+            return
+        if len(self.calls) >= self.max_calls:
+            self._refuse(request, peer, key, 503, "Service Unavailable", "call limit reached", now, retry)
+            return
+        if self.max_calls_per_trunk is not None and self._per_trunk.get(trunk.name, 0) >= self.max_calls_per_trunk:
+            self._refuse(request, peer, key, 503, "Service Unavailable",
+                         f"call limit of trunk {trunk.name} reached", now, retry)
+            return
+        try:
+            target = parse_uri(trunk.agent_uri.format(user=user.replace("#", "%23")))
+            proxy = parse_uri(trunk.outbound_proxy) if trunk.outbound_proxy else None
+        except (SipParseError, ValueError, KeyError) as e:
+            self._refuse(request, peer, key, 500, "Server Internal Error", f"bad agent URI: {e}", now)
+            return
+        hop = proxy if proxy is not None else target
+        peers = self.resolver.resolve(hop)
+        if not peers:
+            self._refuse(request, peer, key, 503, "Service Unavailable",
+                         f"cannot locate {hop.host} (no resolver for FQDN targets yet)", now, retry)
+            return
+        b_peer = peers[0]
+
+        call_id = self.new_token()
+        call = Call(self, call_id, trunk.name, now, retry_after=self.retry_after,
+                    max_duration=self.max_call_duration)
+        transport = "" if peer.transport == "udp" else f";transport={peer.transport}"
+        a_contact = f"<sip:{_bracket(self.fqdn)}:{self.local_port}{transport}>".encode("latin-1")
+        b_transport = "" if b_peer.transport == "udp" else f";transport={b_peer.transport}"
+        b_contact = f"<sip:{_bracket(self.local_host)}:{self.local_port}{b_transport}>".encode("latin-1")
+        route = None
+        if proxy is not None:
+            route = b"<" + (proxy if proxy.has_param("lr") else proxy.with_param("lr", None)).to_bytes() + b">"
+        call.a = UasLeg(self, call, request, key, peer, a_contact, self.new_token())
+        call.b = UacLeg(self, call, target, b_peer, b_contact, local_host=_bracket(self.local_host),
+                        route=route, user_agent=self.user_agent, call_id=call_id, local_tag=self.new_token())
+        self.calls[call_id] = call
+        self._per_trunk[trunk.name] = self._per_trunk.get(trunk.name, 0) + 1
+        self._by_tx[key] = call.a
+        self.stats["calls"] = self.stats.get("calls", 0) + 1
+        call.a.start(now)
+        if self.no_answer_timeout is not None:
+            self.set_timer(call, NO_ANSWER, now + self.no_answer_timeout)
+        from_ = request.from_
+        headers = tuple(
+            (h.name, h.value) for h in request.headers
+            if h.key in self.copy_headers or (self.copy_x_headers and h.key.startswith("x-"))
+        )
+        body = Body(request.get("Content-Type") or b"application/sdp", request.body) if request.body else None
+        call.start(Try(
+            caller_user=from_.uri.user,
+            caller_display=from_.display,
+            callee=user,
+            body=body,
+            headers=headers,
+            max_forwards=max_forwards if max_forwards is not None else 70,
+        ), now)

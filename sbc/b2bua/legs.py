@@ -1,0 +1,858 @@
+# -*- test-case-name: tests.test_b2bua -*-
+"""The two legs of a call: each one INVITE usage over one :class:`~sbc.sip.dialog.Dialog`.
+
+* :class:`UasLeg` -- the A leg, toward the PBX: we are the UAS of its initial INVITE.
+* :class:`UacLeg` -- the B leg, toward the agent host: we are the UAC of its initial INVITE.
+
+Each leg has one small transition table for the life of its initial INVITE usage
+(``TRANSITIONS[(state, input)] -> next state``, as h2's ``stream.py`` does); an input the
+table does not list raises :class:`LegStateError`, which the caller treats as "ignore and
+log" (a retransmission, a late event on a leg that is already gone).
+
+Inside the dialog both legs are symmetric: BYE, re-INVITE, UPDATE, INFO, MESSAGE and NOTIFY
+from the peer become :mod:`call-control events <sbc.b2bua.events>` for the other leg, and
+the other leg's events become requests or responses toward this peer.  A leg never sees the
+other leg's messages, dialog or transactions.
+
+The leg talks to the network only through its :class:`LegStack` (the B2BUA core): it hands
+requests and responses to it and is called back with what arrives for its dialog and its
+transactions.  Time is always passed in.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from typing import TYPE_CHECKING, ClassVar, Iterable, Protocol
+
+from sbc.sip.dialog import CONFIRMED, EARLY, Dialog, DialogError, DialogId
+from sbc.sip.endpoint import Peer
+from sbc.sip.errors import SipParseError
+from sbc.sip.message import Header, NameAddr, Request, Response, make_response, reason_phrase
+from sbc.sip.transaction import TransactionKey
+from sbc.sip.uri import URI
+
+from .events import (
+    Answer,
+    Body,
+    CallEvent,
+    Confirm,
+    Disconnect,
+    Fail,
+    Info,
+    InfoAnswer,
+    Reoffer,
+    ReofferAnswer,
+    ReofferFail,
+    Ring,
+    Try,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .call import Call
+
+__all__ = [
+    "Leg",
+    "LegStack",
+    "LegStateError",
+    "UacLeg",
+    "UacState",
+    "UasLeg",
+    "UasState",
+    "body_of",
+    "retry_after_of",
+]
+
+#: Headers of INFO / MESSAGE / NOTIFY relayed with the body (RFC 6086, RFC 6665).
+RELAYED_INFO_HEADERS = ("Event", "Subscription-State", "Info-Package", "Content-Disposition")
+
+_DIGITS_RE = re.compile(rb"\s*([0-9]{1,9})")
+
+
+class LegStateError(Exception):
+    """An input the leg's transition table does not allow in its current state."""
+
+    def __init__(self, leg: str, state: enum.Enum, what: str) -> None:
+        super().__init__(f"{leg}: {what} not allowed in state {state.name}")
+        self.state = state
+        self.what = what
+
+
+class LegStack(Protocol):
+    """What a leg needs from the B2BUA core (one transaction layer shared by both legs)."""
+
+    def send_request(self, leg: "Leg", request: Request, peer: Peer, now: float) -> TransactionKey: ...
+
+    def send_response(self, key: TransactionKey, response: Response, now: float) -> None: ...
+
+    def send_ack(self, request: Request, peer: Peer) -> None: ...
+
+    def cancel(self, key: TransactionKey, now: float) -> None: ...
+
+    def via(self, transport: str) -> bytes: ...
+
+    def new_id(self) -> int: ...
+
+    def bind_dialog(self, leg: "Leg", dialog_id: DialogId) -> None: ...
+
+    def unbind_dialog(self, dialog_id: DialogId) -> None: ...
+
+    def next_hop(self, dialog: Dialog, fallback: Peer) -> Peer: ...
+
+    def notice(self, reason: str, detail: str, peer: Peer, status: int | None = None, call_id: str = "") -> None: ...
+
+
+def body_of(message: Request | Response) -> Body | None:
+    """The body of a message with its Content-Type, or None if it has none."""
+    if not message.body:
+        return None
+    return Body(message.get("Content-Type") or b"application/sdp", message.body)
+
+
+def retry_after_of(message: Request | Response) -> int | None:
+    value = message.get("Retry-After")
+    if value is None:
+        return None
+    m = _DIGITS_RE.match(value)
+    return int(m.group(1)) if m else None
+
+
+def _body_headers(body: Body | None) -> list[tuple[str, bytes]]:
+    return [] if body is None else [("Content-Type", body.content_type)]
+
+
+def _data(body: Body | None) -> bytes:
+    return b"" if body is None else body.data
+
+
+# Purposes of our client transactions.
+_INVITE = "invite"
+_REOFFER = "reoffer"
+_INFO = "info"
+_BYE = "bye"
+_DONE = "done"  # final response seen; later ones (2xx retransmissions) only get re-ACKed
+
+
+class Leg:
+    """What both legs share: the dialog, in-dialog relaying, BYE and teardown."""
+
+    side: ClassVar[str] = "?"
+    TERMINAL: ClassVar[enum.Enum]
+    TERMINATING: ClassVar[enum.Enum]
+    TRANSITIONS: ClassVar[dict[tuple[enum.Enum, str], enum.Enum]]
+    #: states in which in-dialog requests may be relayed through this leg
+    USABLE: ClassVar[frozenset[enum.Enum]]
+
+    state: enum.Enum
+
+    def __init__(self, stack: LegStack, call: "Call", peer: Peer, contact: bytes) -> None:
+        self.stack = stack
+        self.call = call
+        self.peer = peer  # where requests to this leg's peer go (first hop)
+        self.contact = contact  # our Contact on this leg
+        self.dialog: Dialog | None = None
+        self._bound: DialogId | None = None
+        # incoming requests waiting for the other leg's answer: relay id -> (server key, request)
+        self._in: dict[int, tuple[TransactionKey, Request]] = {}
+        # our client transactions: key -> (purpose, relay id)
+        self._out: dict[TransactionKey, tuple[str, int]] = {}
+        self.offer_in: int | None = None  # relay id of an incoming re-INVITE/UPDATE in progress
+        self.offer_out: TransactionKey | None = None  # our re-INVITE/UPDATE in progress
+        self._awaiting_ack: tuple[int, int] | None = None  # (INVITE CSeq, relay id) we 2xx'ed
+        self._pending_2xx: tuple[int, Response] | None = None  # 2xx whose ACK waits for Confirm
+        self._last_ack: tuple[int, Request] | None = None  # (CSeq, ACK) for re-ACKs
+        self._bye_after_ack = False
+
+    # ------------------------------------------------------------------ helpers
+
+    @property
+    def ended(self) -> bool:
+        return self.state is self.TERMINAL
+
+    def _go(self, what: str) -> None:
+        nxt = self.TRANSITIONS.get((self.state, what))
+        if nxt is None:
+            raise LegStateError(self.side, self.state, what)
+        self.state = nxt
+        if nxt is self.TERMINAL:
+            self._terminated()
+
+    def _emit(self, event: CallEvent, now: float) -> None:
+        self.call.leg_event(self, event, now)
+
+    def _target(self) -> Peer:
+        return self.peer
+
+    def _via(self) -> bytes:
+        return self.stack.via(self._target().transport)
+
+    def _bind(self, dialog: Dialog) -> None:
+        if self._bound is not None and self._bound != dialog.id:
+            self.stack.unbind_dialog(self._bound)
+        self.dialog = dialog
+        self._bound = dialog.id
+        self.stack.bind_dialog(self, dialog.id)
+
+    def _unbind(self) -> None:
+        if self._bound is not None:
+            self.stack.unbind_dialog(self._bound)
+            self._bound = None
+
+    def _request(self, method: str, body: Body | None = None,
+                 headers: Iterable[tuple[str, bytes]] = ()) -> Request:
+        assert self.dialog is not None
+        hdrs = list(headers) + _body_headers(body)
+        contact = self.contact if method in ("INVITE", "UPDATE") else None
+        return self.dialog.create_request(method, via=self._via(), contact=contact,
+                                          headers=hdrs, body=_data(body))
+
+    def _send(self, request: Request, purpose: str, rid: int, now: float) -> TransactionKey:
+        key = self.stack.send_request(self, request, self._target(), now)
+        self._out[key] = (purpose, rid)
+        return key
+
+    def _respond(self, key: TransactionKey, request: Request, status: int, reason: str | None = None,
+                 *, body: Body | None = None, headers: Iterable[tuple[str, bytes]] = (),
+                 to_tag: str | None = None, now: float) -> None:
+        hdrs = list(headers)
+        if 200 <= status < 300 and request.method in ("INVITE", "UPDATE"):
+            hdrs.append(("Contact", self.contact))
+        hdrs.extend(_body_headers(body))
+        response = make_response(request, status, reason, to_tag=to_tag, headers=hdrs, body=_data(body))
+        self.stack.send_response(key, response, now)
+
+    def _ack(self, cseq: int, body: Body | None, now: float) -> None:
+        assert self.dialog is not None
+        ack = self.dialog.create_ack(cseq, via=self._via(), headers=_body_headers(body), body=_data(body))
+        self._last_ack = (cseq, ack)
+        self.stack.send_ack(ack, self._target())
+
+    def _flush_pending_2xx(self, now: float, body: Body | None = None) -> None:
+        """ACK a 2xx we were holding (end-to-end ACK) -- now, with ``body`` if any."""
+        if self._pending_2xx is not None:
+            cseq, _resp = self._pending_2xx
+            self._pending_2xx = None
+            self._ack(cseq, body, now)
+
+    def _send_bye(self, now: float) -> None:
+        self._flush_pending_2xx(now)
+        if self.dialog is None:
+            self.state = self.TERMINAL
+            self._terminated()
+            return
+        self.state = self.TERMINATING
+        self._send(self._request("BYE"), _BYE, 0, now)
+
+    def _terminated(self) -> None:
+        """The usage is over: forget the dialog, answer what still waits, tell the call."""
+        self._unbind()
+        if self.dialog is not None:
+            self.dialog.terminate()
+        now = self.call.now
+        for rid, (key, request) in list(self._in.items()):
+            del self._in[rid]
+            status = 487 if request.method == "INVITE" else 481
+            try:
+                self._respond(key, request, status, now=now)
+            except Exception as e:  # noqa: BLE001 - the transaction may be gone already
+                self.stack.notice("relay-dropped", f"{request.method}: {e}", self.peer, status, self.call.id)
+        self.offer_in = None
+        self.offer_out = None
+        self._awaiting_ack = None
+        self.call.leg_ended(self, now)
+
+    # ------------------------------------------------------------------ network input
+
+    def on_request(self, request: Request, key: TransactionKey, now: float) -> None:
+        """An in-dialog request (the dialog already accepted it: tags and CSeq checked)."""
+        method = request.method
+        if method == "BYE":
+            self._respond(key, request, 200, now=now)
+            self._peer_bye(now)
+        elif method in ("INVITE", "UPDATE"):
+            self._peer_offer(request, key, now)
+        elif method in ("INFO", "MESSAGE", "NOTIFY"):
+            if self.ended or not self.call.other(self).can_relay():
+                self._respond(key, request, 481, now=now)
+                return
+            rid = self.stack.new_id()
+            self._in[rid] = (key, request)
+            headers = tuple((name, v) for name in RELAYED_INFO_HEADERS for v in request.get_all(name)[:1])
+            self._emit(Info(rid, method, body_of(request), headers), now)
+        else:
+            self._respond(key, request, 405, now=now, headers=[("Allow", b"INVITE, ACK, CANCEL, BYE, UPDATE, INFO, MESSAGE, NOTIFY")])
+
+    def can_relay(self) -> bool:
+        return self.state in self.USABLE and self.dialog is not None
+
+    def _peer_offer(self, request: Request, key: TransactionKey, now: float) -> None:
+        method = request.method
+        if self.state not in self.USABLE or self.dialog is None:
+            self._respond(key, request, 481 if self.ended else 491, now=now)
+            return
+        pending = self._in.get(self.offer_in) if self.offer_in is not None else None
+        if method == "INVITE" and pending is not None and pending[1].method == "INVITE":
+            # RFC 3261 §14.2: a second INVITE while the first is still being answered.
+            self._respond(key, request, 500, now=now, headers=[("Retry-After", b"%d" % (int(now) % 10))])
+            return
+        other = self.call.other(self)
+        if self.call.offer_busy() or not other.can_relay():
+            # RFC 3261 §14.2 / RFC 3311 §5.2: glare (an offer is pending on this call).
+            self._respond(key, request, 491, now=now)
+            return
+        if method == "INVITE":
+            self._respond(key, request, 100, now=now)
+        rid = self.stack.new_id()
+        self._in[rid] = (key, request)
+        self.offer_in = rid
+        self._emit(Reoffer(rid, method, body_of(request)), now)
+
+    def _peer_bye(self, now: float) -> None:
+        raise NotImplementedError
+
+    def on_ack(self, ack: Request, now: float) -> None:
+        """An ACK for a 2xx we sent in this dialog."""
+        try:
+            cseq = ack.cseq.seq
+        except SipParseError:
+            return
+        if self._awaiting_ack is None or self._awaiting_ack[0] != cseq:
+            return  # a retransmission, or an ACK we do not wait for
+        _cseq, rid = self._awaiting_ack
+        self._awaiting_ack = None
+        if rid:
+            if self.offer_in == rid:
+                self.offer_in = None
+            self._emit(Confirm(body_of(ack)), now)
+        else:
+            self._initial_ack(ack, now)
+
+    def _initial_ack(self, ack: Request, now: float) -> None:
+        pass
+
+    def on_ack_missing(self, key: TransactionKey, now: float) -> None:
+        """Our 2xx to an INVITE got no ACK in 64*T1: end the call (RFC 3261 §13.3.1.4)."""
+        self._awaiting_ack = None
+        self.offer_in = None
+        self.stack.notice("ack-timeout", "no ACK for our 2xx; ending the call", self.peer, None, self.call.id)
+        self.call.hang_up(self, "ack-timeout", now)
+
+    def on_response(self, response: Response, key: TransactionKey, now: float) -> None:
+        entry = self._out.get(key)
+        if entry is None:
+            return
+        purpose, rid = entry
+        status = response.status
+        if purpose == _INVITE:
+            self._invite_response(response, key, now)
+            return
+        if purpose == _DONE:
+            if 200 <= status < 300 and key.method == "INVITE":
+                self._reack(response)
+            return
+        if status < 200:
+            return
+        self._out[key] = (_DONE, rid)
+        if self.dialog is not None:
+            try:
+                self.dialog.receive_response(response)
+            except DialogError:
+                pass
+        if purpose == _BYE:
+            self._bye_done(now)
+            return
+        dialog_gone = status in (408, 481)
+        if purpose == _REOFFER:
+            if self.offer_out == key:
+                self.offer_out = None
+            if 200 <= status < 300:
+                if key.method == "INVITE":
+                    if self.state in self.USABLE:
+                        self._pending_2xx = (response.cseq.seq, response)
+                    else:
+                        self._ack(response.cseq.seq, None, now)
+                self._emit(ReofferAnswer(rid, body_of(response)), now)
+            else:
+                self._emit(ReofferFail(rid, status, response.reason, retry_after_of(response)), now)
+        elif purpose == _INFO:
+            self._emit(InfoAnswer(rid, status, response.reason, body_of(response)), now)
+        if dialog_gone and not self.ended:
+            self.call.hang_up(self, f"dialog-gone-{self.side}", now)
+
+    def on_timeout(self, key: TransactionKey, now: float, status: int = 408) -> None:
+        """Our client transaction got no final response (Timer B/F), or its transport failed."""
+        entry = self._out.get(key)
+        if entry is None:
+            return
+        purpose, rid = entry
+        if purpose == _INVITE:
+            self._invite_failed(status, reason_phrase(status), None, now)
+            return
+        if purpose == _DONE:
+            return
+        self._out[key] = (_DONE, rid)
+        if purpose == _BYE:
+            self._bye_done(now)
+            return
+        if purpose == _REOFFER:
+            if self.offer_out == key:
+                self.offer_out = None
+            self._emit(ReofferFail(rid, status, reason_phrase(status)), now)
+        elif purpose == _INFO:
+            self._emit(InfoAnswer(rid, status, reason_phrase(status)), now)
+        if not self.ended:
+            self.call.hang_up(self, f"timeout-{self.side}", now)
+
+    def transaction_gone(self, key: TransactionKey) -> None:
+        self._out.pop(key, None)
+
+    @property
+    def busy(self) -> bool:
+        """Whether some transaction of this leg is still live (the leg must stay reachable)."""
+        return bool(self._out)
+
+    def on_stray_2xx(self, response: Response, now: float) -> None:
+        """A 2xx retransmission after our INVITE client transaction ended: re-ACK."""
+        self._reack(response)
+
+    def _reack(self, response: Response) -> None:
+        try:
+            cseq = response.cseq.seq
+            tag = response.to.tag
+        except SipParseError:
+            return
+        if self._last_ack is not None and self._last_ack[0] == cseq and self.dialog is not None \
+                and tag == self.dialog.remote_tag:
+            self.stack.send_ack(self._last_ack[1], self._target())
+        else:
+            self._foreign_2xx(response)
+
+    def _foreign_2xx(self, response: Response) -> None:
+        pass
+
+    def _bye_done(self, now: float) -> None:
+        if self.state is self.TERMINATING:
+            self._go("bye_done")
+
+    def _invite_response(self, response: Response, key: TransactionKey, now: float) -> None:
+        pass
+
+    def _invite_failed(self, status: int, reason: str, retry_after: int | None, now: float) -> None:
+        pass
+
+    # ------------------------------------------------------------------ events from the other leg
+
+    def handle(self, event: CallEvent, now: float) -> None:
+        if isinstance(event, Reoffer):
+            self._relay_offer(event, now)
+        elif isinstance(event, ReofferAnswer):
+            self._answer_offer(event, now)
+        elif isinstance(event, ReofferFail):
+            self._fail_offer(event, now)
+        elif isinstance(event, Confirm):
+            self._confirm(event, now)
+        elif isinstance(event, Info):
+            self._relay_info(event, now)
+        elif isinstance(event, InfoAnswer):
+            pending = self._in.pop(event.id, None)
+            if pending is not None:
+                self._respond(pending[0], pending[1], event.status, event.reason, body=event.body, now=now)
+        elif isinstance(event, Disconnect):
+            self._disconnect(event, now)
+        else:
+            self._initial_event(event, now)
+
+    def _relay_offer(self, event: Reoffer, now: float) -> None:
+        if not self.can_relay() or self.offer_out is not None or self._pending_2xx is not None:
+            self._emit(ReofferFail(event.id, 491, "Request Pending"), now)
+            return
+        key = self._send(self._request(event.method, event.body), _REOFFER, event.id, now)
+        self.offer_out = key
+
+    def _answer_offer(self, event: ReofferAnswer, now: float) -> None:
+        pending = self._in.pop(event.id, None)
+        if pending is None:
+            return
+        key, request = pending
+        self._respond(key, request, 200, body=event.body, now=now)
+        if request.method == "INVITE":
+            self._awaiting_ack = (request.cseq.seq, event.id)  # offer_in is cleared by the ACK
+        elif self.offer_in == event.id:
+            self.offer_in = None
+
+    def _fail_offer(self, event: ReofferFail, now: float) -> None:
+        pending = self._in.pop(event.id, None)
+        if self.offer_in == event.id:
+            self.offer_in = None
+        if pending is None:
+            return
+        headers = [] if event.retry_after is None else [("Retry-After", b"%d" % event.retry_after)]
+        self._respond(pending[0], pending[1], event.status, event.reason, headers=headers, now=now)
+
+    def _confirm(self, event: Confirm, now: float) -> None:
+        self._flush_pending_2xx(now, event.body)
+
+    def _relay_info(self, event: Info, now: float) -> None:
+        if not self.can_relay():
+            self._emit(InfoAnswer(event.id, 481, reason_phrase(481)), now)
+            return
+        self._send(self._request(event.method, event.body, event.headers), _INFO, event.id, now)
+
+    def _disconnect(self, event: Disconnect, now: float) -> None:
+        raise NotImplementedError
+
+    def _initial_event(self, event: CallEvent, now: float) -> None:
+        self.stack.notice("unexpected-event", f"{type(event).__name__} on the {self.side} leg",
+                          self.peer, None, self.call.id)
+
+
+# --------------------------------------------------------------------------- A leg (UAS)
+
+
+class UasState(enum.Enum):
+    PROCEEDING = "proceeding"  # INVITE received, 100 sent
+    EARLY = "early"  # 1xx with To tag sent
+    ACCEPTED = "accepted"  # 2xx sent, waiting for the ACK
+    CONFIRMED = "confirmed"
+    TERMINATING = "terminating"  # our BYE sent
+    TERMINATED = "terminated"
+
+
+_U = UasState
+
+
+class UasLeg(Leg):
+    """The A leg: the PBX's INVITE, answered by us with what the B leg learns."""
+
+    side = "a"
+    TERMINAL = _U.TERMINATED
+    TERMINATING = _U.TERMINATING
+    USABLE = frozenset({_U.EARLY, _U.ACCEPTED, _U.CONFIRMED})
+    TRANSITIONS = {
+        (_U.PROCEEDING, "ring"): _U.EARLY,
+        (_U.EARLY, "ring"): _U.EARLY,
+        (_U.PROCEEDING, "answer"): _U.ACCEPTED,
+        (_U.EARLY, "answer"): _U.ACCEPTED,
+        (_U.PROCEEDING, "fail"): _U.TERMINATED,
+        (_U.EARLY, "fail"): _U.TERMINATED,
+        (_U.PROCEEDING, "cancel"): _U.TERMINATED,
+        (_U.EARLY, "cancel"): _U.TERMINATED,
+        (_U.PROCEEDING, "bye_in"): _U.TERMINATED,
+        (_U.EARLY, "bye_in"): _U.TERMINATED,
+        (_U.ACCEPTED, "ack"): _U.CONFIRMED,
+        (_U.ACCEPTED, "bye_in"): _U.TERMINATED,
+        (_U.CONFIRMED, "bye_in"): _U.TERMINATED,
+        (_U.TERMINATING, "bye_in"): _U.TERMINATED,
+        (_U.TERMINATING, "bye_done"): _U.TERMINATED,
+    }
+
+    def __init__(self, stack: LegStack, call: "Call", invite: Request, key: TransactionKey,
+                 peer: Peer, contact: bytes, local_tag: str) -> None:
+        super().__init__(stack, call, peer, contact)
+        self.state = _U.PROCEEDING
+        self.invite = invite
+        self.invite_key = key
+        self.local_tag = local_tag
+        self.final_status: int | None = None
+
+    def start(self, now: float) -> None:
+        self._respond(self.invite_key, self.invite, 100, now=now)
+
+    def _dialog_for(self, early: bool) -> None:
+        if self.dialog is None:
+            self._bind(Dialog.from_uas(self.invite, self.local_tag, self.contact, early=early))
+        elif not early:
+            self.dialog.confirm()
+
+    def _initial_event(self, event: CallEvent, now: float) -> None:
+        if isinstance(event, Ring):
+            if self.state not in (_U.PROCEEDING, _U.EARLY):
+                return
+            self._dialog_for(early=True)
+            self._go("ring")
+            self._respond(self.invite_key, self.invite, event.status, event.reason, body=event.body,
+                          headers=[("Contact", self.contact)], to_tag=self.local_tag, now=now)
+        elif isinstance(event, Answer):
+            if self.state not in (_U.PROCEEDING, _U.EARLY):
+                # The PBX gave up (CANCEL) while the agent answered: end the B leg.
+                self._emit(Disconnect("a-gone"), now)
+                return
+            self._dialog_for(early=False)
+            self._go("answer")
+            self.final_status = 200
+            self._awaiting_ack = (self.invite.cseq.seq, 0)
+            self._respond(self.invite_key, self.invite, 200, body=event.body, to_tag=self.local_tag, now=now)
+        elif isinstance(event, Fail):
+            if self.state in (_U.PROCEEDING, _U.EARLY):
+                self.final_status = event.status
+                headers = [] if event.retry_after is None else [("Retry-After", b"%d" % event.retry_after)]
+                self._respond(self.invite_key, self.invite, event.status, event.reason, headers=headers,
+                              to_tag=self.local_tag, now=now)
+                self._go("fail")
+            else:
+                self._disconnect(Disconnect("failed"), now)
+        else:
+            super()._initial_event(event, now)
+
+    def _initial_ack(self, ack: Request, now: float) -> None:
+        if self.state is not _U.ACCEPTED:
+            return
+        self._go("ack")
+        self._emit(Confirm(body_of(ack)), now)
+        if self._bye_after_ack:
+            self._send_bye(now)
+
+    def on_cancel(self, now: float) -> None:
+        """The PBX cancelled our INVITE (the CANCEL itself was answered 200 already)."""
+        if self.state not in (_U.PROCEEDING, _U.EARLY):
+            return  # too late: a 2xx was sent (RFC 3261 §9.2)
+        self.final_status = 487
+        self._respond(self.invite_key, self.invite, 487, to_tag=self.local_tag, now=now)
+        self._emit(Disconnect("cancel"), now)
+        self._go("cancel")
+
+    def _peer_bye(self, now: float) -> None:
+        if self.state in (_U.PROCEEDING, _U.EARLY):
+            self.final_status = 487
+            self._respond(self.invite_key, self.invite, 487, to_tag=self.local_tag, now=now)
+        self._awaiting_ack = None
+        self._emit(Disconnect("bye-a"), now)
+        if not self.ended:
+            self._go("bye_in")
+
+    def on_ack_missing(self, key: TransactionKey, now: float) -> None:
+        if key == self.invite_key and self.state is _U.ACCEPTED:
+            # RFC 3261 §15: with the 2xx unacknowledged past 64*T1 we may send BYE now.
+            self._awaiting_ack = None
+            self.stack.notice("ack-timeout", "the PBX never ACKed our 2xx", self.peer, None, self.call.id)
+            self._send_bye(now)
+            self._emit(Disconnect("ack-timeout"), now)
+            return
+        super().on_ack_missing(key, now)
+
+    def _disconnect(self, event: Disconnect, now: float) -> None:
+        if self.state in (_U.PROCEEDING, _U.EARLY):
+            self.final_status = 480
+            self._respond(self.invite_key, self.invite, 480, to_tag=self.local_tag, now=now)
+            self._go("fail")
+        elif self.state is _U.ACCEPTED:
+            self._bye_after_ack = True  # RFC 3261 §15: no BYE before the ACK (or its timeout)
+        elif self.state is _U.CONFIRMED:
+            self._send_bye(now)
+
+
+# --------------------------------------------------------------------------- B leg (UAC)
+
+
+class UacState(enum.Enum):
+    INIT = "init"
+    CALLING = "calling"  # INVITE sent
+    EARLY = "early"  # a provisional response received
+    CANCELLING = "cancelling"  # CANCEL asked for; waiting for the INVITE's final response
+    ANSWERED = "answered"  # 2xx received; its ACK waits for the A leg's ACK
+    CONFIRMED = "confirmed"
+    TERMINATING = "terminating"  # our BYE sent
+    TERMINATED = "terminated"
+
+
+_C = UacState
+
+
+class UacLeg(Leg):
+    """The B leg: our INVITE toward the agent host."""
+
+    side = "b"
+    TERMINAL = _C.TERMINATED
+    TERMINATING = _C.TERMINATING
+    USABLE = frozenset({_C.EARLY, _C.ANSWERED, _C.CONFIRMED})
+    TRANSITIONS = {
+        (_C.INIT, "try"): _C.CALLING,
+        (_C.INIT, "cancel"): _C.TERMINATED,
+        (_C.CALLING, "provisional"): _C.EARLY,
+        (_C.EARLY, "provisional"): _C.EARLY,
+        (_C.CANCELLING, "provisional"): _C.CANCELLING,
+        (_C.CALLING, "ok"): _C.ANSWERED,
+        (_C.EARLY, "ok"): _C.ANSWERED,
+        (_C.CALLING, "failed"): _C.TERMINATED,
+        (_C.EARLY, "failed"): _C.TERMINATED,
+        (_C.CANCELLING, "failed"): _C.TERMINATED,
+        (_C.CALLING, "cancel"): _C.CANCELLING,
+        (_C.EARLY, "cancel"): _C.CANCELLING,
+        (_C.ANSWERED, "confirm"): _C.CONFIRMED,
+        (_C.ANSWERED, "bye_in"): _C.TERMINATED,
+        (_C.CONFIRMED, "bye_in"): _C.TERMINATED,
+        (_C.TERMINATING, "bye_in"): _C.TERMINATED,
+        (_C.TERMINATING, "bye_done"): _C.TERMINATED,
+    }
+
+    def __init__(self, stack: LegStack, call: "Call", target: URI, peer: Peer, contact: bytes,
+                 *, local_host: str, route: bytes | None = None, user_agent: bytes | None = None,
+                 call_id: str, local_tag: str) -> None:
+        super().__init__(stack, call, peer, contact)
+        self.state = _C.INIT
+        self.target = target
+        self.route = route
+        self.local_host = local_host
+        self.user_agent = user_agent
+        self.call_id = call_id
+        self.local_tag = local_tag
+        self.invite: Request | None = None
+        self.invite_key: TransactionKey | None = None
+        self.final_status: int | None = None
+        self.offerless = False
+
+    def _target(self) -> Peer:
+        if self.dialog is None:
+            return self.peer
+        return self.stack.next_hop(self.dialog, self.peer)
+
+    # ---- the initial INVITE
+
+    def _build_invite(self, event: Try) -> Request:
+        user = event.caller_user
+        from_uri = URI("sip", user=user or "anonymous", host=self.local_host)
+        from_ = NameAddr(event.caller_display, from_uri).with_tag(self.local_tag)
+        to = NameAddr(None, URI(self.target.scheme, user=self.target.user, host=self.target.host,
+                                port=self.target.port))
+        headers: list[tuple[str, bytes]] = [
+            ("Via", self.stack.via(self.peer.transport)),
+            ("Max-Forwards", b"%d" % max(event.max_forwards - 1, 0)),
+        ]
+        if self.route is not None:
+            headers.append(("Route", self.route))
+        headers += [
+            ("From", from_.to_bytes()),
+            ("To", to.to_bytes()),
+            ("Call-ID", self.call_id.encode("latin-1")),
+            ("CSeq", b"1 INVITE"),
+            ("Contact", self.contact),
+            ("Allow", b"INVITE, ACK, CANCEL, BYE, UPDATE, INFO, MESSAGE, NOTIFY"),
+        ]
+        if self.user_agent:
+            headers.append(("User-Agent", self.user_agent))
+        headers.extend(event.headers)
+        headers.extend(_body_headers(event.body))
+        headers.append(("Content-Length", b"%d" % len(_data(event.body))))
+        return Request("INVITE", self.target.to_bytes(), tuple(Header(n, v) for n, v in headers), _data(event.body))
+
+    def _initial_event(self, event: CallEvent, now: float) -> None:
+        if isinstance(event, Try):
+            self._go("try")
+            self.offerless = event.body is None
+            self.invite = self._build_invite(event)
+            self.invite_key = self._send(self.invite, _INVITE, 0, now)
+        else:
+            super()._initial_event(event, now)
+
+    def _dialog_from(self, response: Response) -> None:
+        assert self.invite is not None
+        try:
+            dialog = Dialog.from_uac(self.invite, response)
+        except DialogError:
+            # No (usable) Contact: keep talking to the Request-URI's host.
+            dialog = Dialog(
+                id=DialogId(self.call_id, self.local_tag, response.to.tag or ""),
+                local_seq=self.invite.cseq.seq, remote_seq=None,
+                local_uri=self.invite.from_.without_param("tag"),
+                remote_uri=response.to.without_param("tag"),
+                remote_target=self.target, route_set=(), secure=False,
+                state=EARLY if response.status < 200 else CONFIRMED, is_uac=True,
+                local_contact=self.contact)
+        self._bind(dialog)
+
+    def _invite_response(self, response: Response, key: TransactionKey, now: float) -> None:
+        status = response.status
+        try:
+            tag = response.to.tag
+        except SipParseError:
+            tag = None
+        if status < 200:
+            if status == 100 or self.state not in (_C.CALLING, _C.EARLY, _C.CANCELLING):
+                return
+            if tag and self.dialog is None:
+                self._dialog_from(response)
+            elif tag and self.dialog is not None and self.dialog.remote_tag == tag:
+                try:
+                    self.dialog.receive_response(response)
+                except DialogError:
+                    pass
+            cancelling = self.state is _C.CANCELLING
+            self._go("provisional")
+            if not cancelling:
+                self._emit(Ring(status, response.reason, body_of(response)), now)
+            return
+        if status < 300:
+            if self.state not in (_C.CALLING, _C.EARLY, _C.CANCELLING):
+                self._reack(response)
+                return
+            self._out[key] = (_DONE, 0)
+            self.final_status = status
+            if self.dialog is None or self.dialog.remote_tag != tag:
+                self._dialog_from(response)
+            else:
+                try:
+                    self.dialog.receive_response(response)
+                except DialogError:
+                    self.dialog.confirm()
+            if self.state is _C.CANCELLING:
+                # The 2xx crossed our CANCEL: take the call and hang it up at once.
+                self.stack.notice("cancel-race", "2xx crossed the CANCEL; ACK and BYE", self.peer, status,
+                                  self.call.id)
+                self._ack(response.cseq.seq, None, now)
+                self._send_bye(now)
+                return
+            self._go("ok")
+            self._pending_2xx = (response.cseq.seq, response)
+            self._emit(Answer(body_of(response)), now)
+            return
+        self._out[key] = (_DONE, 0)
+        self._invite_failed(status, response.reason, retry_after_of(response), now)
+
+    def _invite_failed(self, status: int, reason: str, retry_after: int | None, now: float) -> None:
+        if self.state not in (_C.CALLING, _C.EARLY, _C.CANCELLING):
+            return
+        if self.invite_key is not None and self._out.get(self.invite_key, ("",))[0] == _INVITE:
+            self._out[self.invite_key] = (_DONE, 0)
+        self.final_status = status
+        if self.state is not _C.CANCELLING:
+            self._emit(Fail(status, reason, retry_after), now)
+        self._go("failed")
+
+    def _foreign_2xx(self, response: Response) -> None:
+        """A 2xx from another fork (a different To tag) after we are answered: ACK and BYE it."""
+        if self.invite is None or response.cseq.method != "INVITE" or response.cseq.seq != self.invite.cseq.seq:
+            return
+        try:
+            fork = Dialog.from_uac(self.invite, response)
+        except (DialogError, SipParseError):
+            return
+        now = self.call.now
+        ack = fork.create_ack(response.cseq.seq, via=self._via())
+        self.stack.send_ack(ack, self.stack.next_hop(fork, self.peer))
+        bye = fork.create_request("BYE", via=self._via())
+        key = self.stack.send_request(self, bye, self.stack.next_hop(fork, self.peer), now)
+        self._out[key] = (_DONE, 0)
+
+    def _confirm(self, event: Confirm, now: float) -> None:
+        if self.state is _C.ANSWERED:
+            self._flush_pending_2xx(now, event.body)
+            self._go("confirm")
+        else:
+            super()._confirm(event, now)
+
+    def _peer_bye(self, now: float) -> None:
+        self._pending_2xx = None
+        self._emit(Disconnect("bye-b"), now)
+        if not self.ended:
+            self._go("bye_in")
+
+    def _disconnect(self, event: Disconnect, now: float) -> None:
+        if self.state is _C.INIT:
+            self._go("cancel")
+        elif self.state in (_C.CALLING, _C.EARLY):
+            self._go("cancel")
+            if self.invite_key is not None:
+                self.stack.cancel(self.invite_key, now)
+        elif self.state in (_C.ANSWERED, _C.CONFIRMED):
+            self._send_bye(now)
+
