@@ -122,6 +122,7 @@ class SessionExpiresParsingTests(SynchronousTestCase):
         self.assertRaises(ValueError, SessionExpires, 1800, "proxy")
         self.assertRaises(ValueError, SessionExpires, -1)
         self.assertRaises(ValueError, MinSE, 90, (("bad name", None),))
+        self.assertRaises(ValueError, SessionExpires, 1800, None, (("Refresher", "uac"),))
         self.assertEqual(SessionExpires(1800, "uac").to_bytes(), b"1800;refresher=uac")
 
     def test_from_message_long_and_compact(self) -> None:
@@ -783,3 +784,25 @@ class PropertyTests(SynchronousTestCase):
         self.assertEqual(t.next_deadline(), start + interval / 2)
         self.assertEqual(t.handle_timer(start + interval / 2), TimerAction.REFRESH)
         self.assertEqual(t.next_deadline(), start + interval)
+
+    @given(st.integers(90, 7200), st.integers(90, 7200), st.integers(90, 7200), st.integers(90, 7200),
+           st.sampled_from(list(Refresher)))
+    def test_our_uac_and_uas_always_agree(self, a1: int, a2: int, b1: int, b2: int, prefer: Refresher) -> None:
+        """Whatever two SBC configs meet, at most one 422 later both ends agree on the interval
+        and on exactly one refresher."""
+        uac_cfg = SessionTimerConfig(session_expires=max(a1, a2), min_se=min(a1, a2))
+        uas_cfg = SessionTimerConfig(session_expires=max(b1, b2), min_se=min(b1, b2), prefer_refresher=prefer)
+        neg = UacNegotiation(uac_cfg)
+        for cseq in (1, 2):
+            req = request("INVITE", *(f"{n}: {v.decode()}" for n, v in neg.request_headers()), cseq=cseq)
+            result = negotiate_uas(req, uas_cfg)
+            if isinstance(result, UasAccept):
+                break
+            self.assertEqual(cseq, 1)
+            self.assertTrue(neg.process_422(make_response(req, 422, headers=result.headers)))
+        assert isinstance(result, UasAccept)
+        mine = neg.process_2xx(make_response(req, 200, to_tag="b", headers=result.headers))
+        assert mine is not None
+        self.assertEqual(mine.interval, result.timer.interval)
+        self.assertNotEqual(mine.refresher, result.timer.refresher)
+        self.assertGreaterEqual(result.timer.interval, max(uac_cfg.min_se, uas_cfg.min_se))

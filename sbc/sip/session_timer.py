@@ -197,6 +197,11 @@ class SessionExpires:
     refresher: str | None = field(default=None, validator=in_(("uac", "uas", None)))
     params: _Params = field(default=(), validator=_valid_param)  # other parameters, kept
 
+    @params.validator
+    def _no_refresher_param(self, attribute: object, params: _Params) -> None:
+        if any(name.lower() == "refresher" for name, _ in params):
+            raise ValueError("give the refresher as the refresher field")
+
     def to_bytes(self) -> bytes:
         out = b"%d" % self.interval
         if self.refresher is not None:
@@ -380,7 +385,9 @@ def negotiate_uas(request: Request, config: SessionTimerConfig = SessionTimerCon
     table: it must be kept); ``uas`` when the UAC does not support timers; otherwise
     ``config.prefer_refresher`` (the SBC by default).  The 2xx gets ``Session-Expires`` with
     the refresher, ``Require: timer`` when the UAC supports timers (mandatory when the peer
-    refreshes, allowed otherwise) and ``Supported: timer``.
+    refreshes, allowed otherwise) and ``Supported: timer``.  Option tags come as header lines
+    of their own; repeating Supported/Require is legal SIP, or the caller may merge them into
+    the lines it already has.
 
     Raises SipParseError (400) on a malformed or repeated Session-Expires or Min-SE, and on
     a malformed Supported/Require list.
