@@ -56,6 +56,7 @@ __all__ = [
     "RRType",
     "RandomSource",
     "Rcode",
+    "Record",
     "Srv",
     "Target",
     "default_port",
