@@ -7,7 +7,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from sbc.sip.message import Request, Response
 
-from .b2bua_harness import (
+from .test_b2bua_harness import (
     AGENT,
     SDP_A,
     SDP_B,
@@ -134,3 +134,184 @@ class BasicCallTests(CallTestCase):
         self.net.agent_take()
         self.net.from_agent(b_ok)
         self.assertEqual(only(self, self.net.agent_take()).method, "ACK")
+
+
+class OfferAnswerTests(CallTestCase):
+    def test_late_offer(self) -> None:
+        a_inv, b_inv = self.start(body=b"")
+        self.assertEqual(b_inv.body, b"")
+        self.assertFalse(b_inv.has("Content-Type"))
+        b_ok = reply(b_inv, 200, body=SDP_B)  # the agent's offer
+        self.net.from_agent(b_ok)
+        a_ok = only(self, self.net.pbx_take(), Response)
+        self.assertEqual((a_ok.status, a_ok.body), (200, SDP_B))
+        self.assertEqual(self.net.agent_take(), [])
+        pbx = PbxDialog(a_inv, a_ok)
+        self.net.from_pbx(pbx.ack(a_inv, body=SDP_A))  # the PBX's answer in the ACK
+        b_ack = only(self, self.net.agent_take())
+        self.assertEqual((b_ack.method, b_ack.body), ("ACK", SDP_A))
+        self.assertEqual(b_ack.get("Content-Type"), b"application/sdp")
+        self.assertEqual(b_ack.cseq.seq, b_inv.cseq.seq)
+        self.assertEqual(b_ack.to.tag, "ag1")
+        self.assertNotEqual(b_ack.top_via.branch, b_inv.top_via.branch)
+
+    def test_early_media_183_with_sdp_and_180_without(self) -> None:
+        a_inv, b_inv = self.start()
+        self.net.from_agent(reply(b_inv, 100, tag=None))
+        self.assertEqual(self.net.pbx_take(), [])  # we sent our own 100 already
+        self.net.from_agent(reply(b_inv, 183, body=SDP_B))
+        p183 = only(self, self.net.pbx_take(), Response)
+        self.assertEqual((p183.status, p183.body), (183, SDP_B))
+        self.assertIsNotNone(p183.to.tag)
+        self.assertEqual(p183.contacts[0].uri.host, "sbc.example.com")
+        self.net.from_agent(reply(b_inv, 180))
+        p180 = only(self, self.net.pbx_take(), Response)
+        self.assertEqual((p180.status, p180.body), (180, b""))
+        self.assertEqual(p180.to.tag, p183.to.tag)
+        self.net.from_agent(reply(b_inv, 200, body=SDP_B))
+        a_ok = only(self, self.net.pbx_take(), Response)
+        self.assertEqual(a_ok.to.tag, p183.to.tag)
+
+    def test_reinvite_hold_from_pbx(self) -> None:
+        a_inv, b_inv, a_ok, b_ok, pbx, agent = self.answer()
+        hold = SDP_A.replace(b"sendrecv", b"sendonly")
+        re_inv = pbx.request("INVITE", body=hold)
+        self.net.from_pbx(re_inv)
+        self.assertEqual(only(self, self.net.pbx_take(), Response).status, 100)
+        b_re = only(self, self.net.agent_take())
+        self.assertEqual((b_re.method, b_re.body, b_re.call_id), ("INVITE", hold, b_inv.call_id))
+        self.assertEqual(b_re.cseq.seq, 2)
+        self.assertEqual(b_re.to.tag, "ag1")
+        self.assertEqual(b_re.contacts[0].uri.host, "192.0.2.10")
+        held = SDP_B.replace(b"sendrecv", b"recvonly")
+        b_re_ok = reply(b_re, 200, body=held)
+        self.net.from_agent(b_re_ok)
+        a_re_ok = only(self, self.net.pbx_take(), Response)
+        self.assertEqual((a_re_ok.status, a_re_ok.body, a_re_ok.cseq.seq), (200, held, re_inv.cseq.seq))
+        self.assertEqual(self.net.agent_take(), [])
+        self.net.from_pbx(pbx.ack(re_inv))
+        b_ack = only(self, self.net.agent_take())
+        self.assertEqual((b_ack.method, b_ack.cseq.seq), ("ACK", 2))
+        # resume
+        re_inv2 = pbx.request("INVITE", body=SDP_A)
+        self.net.from_pbx(re_inv2)
+        self.net.pbx_take()
+        b_re2 = only(self, self.net.agent_take())
+        self.assertEqual((b_re2.body, b_re2.cseq.seq), (SDP_A, 3))
+
+    def test_reinvite_from_agent_without_sdp(self) -> None:
+        a_inv, b_inv, a_ok, b_ok, pbx, agent = self.answer()
+        re_inv = agent.request("INVITE")  # offerless: the PBX's 200 has the offer
+        self.net.from_agent(re_inv)
+        self.assertEqual(only(self, self.net.agent_take(), Response).status, 100)
+        a_re = only(self, self.net.pbx_take())
+        self.assertEqual((a_re.method, a_re.body, a_re.call_id), ("INVITE", b"", a_inv.call_id))
+        self.assertEqual(a_re.to.tag, "pbx1")
+        self.assertEqual(a_re.from_.tag, a_ok.to.tag)
+        self.assertEqual(a_re.cseq.seq, 1)  # our first request on the A leg
+        self.net.from_pbx(reply(a_re, 200, body=SDP_A, tag=None, contact=b"<sip:alice@10.0.0.5:5060>"))
+        b_re_ok = only(self, self.net.agent_take(), Response)
+        self.assertEqual((b_re_ok.status, b_re_ok.body), (200, SDP_A))
+        self.assertEqual(self.net.pbx_take(), [])
+        self.net.from_agent(agent.ack(re_inv, body=SDP_B))
+        a_ack = only(self, self.net.pbx_take())
+        self.assertEqual((a_ack.method, a_ack.body, a_ack.cseq.seq), ("ACK", SDP_B, 1))
+
+    def test_update_both_directions(self) -> None:
+        a_inv, b_inv, a_ok, b_ok, pbx, agent = self.answer()
+        upd = pbx.request("UPDATE", body=SDP_A)
+        self.net.from_pbx(upd)
+        b_upd = only(self, self.net.agent_take())
+        self.assertEqual((b_upd.method, b_upd.body), ("UPDATE", SDP_A))
+        self.net.from_agent(reply(b_upd, 200, body=SDP_B))
+        a_upd_ok = only(self, self.net.pbx_take(), Response)
+        self.assertEqual((a_upd_ok.status, a_upd_ok.cseq.method, a_upd_ok.body), (200, "UPDATE", SDP_B))
+        upd2 = agent.request("UPDATE", body=SDP_B)
+        self.net.from_agent(upd2)
+        a_upd = only(self, self.net.pbx_take())
+        self.assertEqual((a_upd.method, a_upd.body), ("UPDATE", SDP_B))
+        self.net.from_pbx(reply(a_upd, 200, body=SDP_A, tag=None))
+        self.assertEqual(only(self, self.net.agent_take(), Response).body, SDP_A)
+
+    def test_glare_491(self) -> None:
+        a_inv, b_inv, a_ok, b_ok, pbx, agent = self.answer()
+        self.net.from_pbx(pbx.request("INVITE", body=SDP_HOLD_A))
+        self.net.pbx_take()
+        b_re = only(self, self.net.agent_take())
+        # the agent's own re-INVITE crosses ours
+        self.net.from_agent(agent.request("INVITE", body=SDP_B))
+        self.assertEqual(only(self, self.net.agent_take(), Response).status, 491)
+        self.assertEqual(self.net.pbx_take(), [])
+        # and the agent answers ours 491 too: relayed to the PBX
+        self.net.from_agent(reply(b_re, 491))
+        out = self.net.agent_take()
+        self.assertEqual([m.method for m in out], ["ACK"])  # hop-by-hop ACK of the 491
+        r491 = only(self, self.net.pbx_take(), Response)
+        self.assertEqual(r491.status, 491)
+        # a new attempt works
+        self.net.from_agent(agent.request("UPDATE", body=SDP_B))
+        self.assertEqual(only(self, self.net.pbx_take()).method, "UPDATE")
+
+    def test_second_reinvite_from_same_side_while_pending(self) -> None:
+        a_inv, b_inv, a_ok, b_ok, pbx, agent = self.answer()
+        self.net.from_pbx(pbx.request("INVITE", body=SDP_HOLD_A))
+        self.net.pbx_take()
+        self.net.agent_take()
+        self.net.from_pbx(pbx.request("INVITE", body=SDP_A))
+        r = only(self, self.net.pbx_take(), Response)
+        self.assertEqual(r.status, 500)
+        self.assertTrue(r.has("Retry-After"))
+
+
+SDP_HOLD_A = SDP_A.replace(b"sendrecv", b"sendonly")
+
+
+class InfoRelayTests(CallTestCase):
+    def test_info_message_notify_relayed_both_ways(self) -> None:
+        a_inv, b_inv, a_ok, b_ok, pbx, agent = self.answer()
+        cases = [
+            ("INFO", b"application/dtmf-relay", b"Signal=5\r\nDuration=160\r\n", [("Info-Package", b"dtmf")]),
+            ("MESSAGE", b"text/plain", b"hello", []),
+            ("NOTIFY", b"message/sipfrag", b"SIP/2.0 200 OK", [("Event", b"refer"),
+                                                               ("Subscription-State", b"terminated")]),
+        ]
+        for method, ctype, body, extra in cases:
+            req = pbx.request(method, headers=[("Content-Type", ctype), *extra], body=b"")
+            req = req.with_body(body, ctype)
+            self.net.from_pbx(req)
+            out = only(self, self.net.agent_take())
+            self.assertEqual((out.method, out.body, out.get("Content-Type")), (method, body, ctype))
+            self.assertEqual(out.call_id, b_inv.call_id)
+            for name, value in extra:
+                self.assertEqual(out.get(name), value)
+            self.net.from_agent(reply(out, 200 if method != "MESSAGE" else 202))
+            back = only(self, self.net.pbx_take(), Response)
+            self.assertEqual((back.status, back.cseq.method, back.call_id),
+                             (200 if method != "MESSAGE" else 202, method, a_inv.call_id))
+            # and from the agent toward the PBX
+            req = agent.request(method, headers=list(extra)).with_body(body, ctype)
+            self.net.from_agent(req)
+            out = only(self, self.net.pbx_take())
+            self.assertEqual((out.method, out.body, out.get("Content-Type")), (method, body, ctype))
+            self.assertEqual(out.call_id, a_inv.call_id)
+            self.net.from_pbx(reply(out, 415))
+            back = only(self, self.net.agent_take(), Response)
+            self.assertEqual(back.status, 415)
+
+    def test_info_to_unresponsive_agent_times_out(self) -> None:
+        a_inv, b_inv, a_ok, b_ok, pbx, agent = self.answer()
+        self.net.from_pbx(pbx.request("INFO").with_body(b"x", "text/plain"))
+        self.net.agent_take()
+        self.net.advance(33)
+        out = self.net.pbx_take()
+        statuses = [m.status for m in out if isinstance(m, Response)]
+        self.assertIn(408, statuses)
+        # the agent being gone ends the call: BYE toward the PBX
+        self.assertIn("BYE", [m.method for m in out if isinstance(m, Request)])
+
+    def test_unknown_dialog_481(self) -> None:
+        a_inv, b_inv, a_ok, b_ok, pbx, agent = self.answer()
+        bad = pbx.request("INFO").with_header("To", b"<sip:x@sbc.example.com>;tag=nope")
+        self.net.from_pbx(bad)
+        self.assertEqual(only(self, self.net.pbx_take(), Response).status, 481)
+        self.assertEqual(self.net.agent_take(), [])
