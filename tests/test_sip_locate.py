@@ -548,6 +548,21 @@ class PlanDrivingTests(SynchronousTestCase):
         plan.feed(ans("x.example.com", AAAA))
         self.assertTrue(plan.done)
 
+    def test_addresses_asked_while_other_srvs_pending(self) -> None:
+        plan = LocatorPlan("sip:x@example.com", transports=("tls", "udp"))
+        plan.feed(ans("example.com", NAPTR, ttl=None))
+        self.assertEqual(
+            plan.next_queries(), [q("_sips._tcp.example.com", SRV), q("_sip._udp.example.com", SRV)]
+        )
+        plan.feed(ans("_sips._tcp.example.com", SRV, Srv(0, 0, 5061, "t.example.com")))
+        self.assertEqual(plan.next_queries(), [q("t.example.com", A), q("t.example.com", AAAA)])
+        plan.feed(ans("t.example.com", A, "192.0.2.1"))
+        plan.feed(ans("t.example.com", AAAA))
+        self.assertFalse(plan.done)
+        self.assertEqual(plan.pending(), [q("_sip._udp.example.com", SRV)])
+        plan.feed(nx("_sip._udp.example.com", SRV))
+        self.assertEqual(plan.targets(), [Target("tls", "t.example.com", "192.0.2.1", 5061)])
+
     def test_unrequested_answers_are_used(self) -> None:
         plan = LocatorPlan("sip:x.example.com:5060")
         plan.feed(ans("x.example.com", A, "192.0.2.1"))
@@ -709,8 +724,12 @@ class DnsCacheTests(SynchronousTestCase):
             batches,
             [
                 [q("example.com", NAPTR)],
-                [q("_sip._tcp.example.com", SRV), q("_sips._tcp.example.com", SRV)],
-                [q("h.example.com", AAAA)],
+                # The cached SRV's target is expanded while the other SRVs are pending.
+                [
+                    q("_sip._tcp.example.com", SRV),
+                    q("_sips._tcp.example.com", SRV),
+                    q("h.example.com", AAAA),
+                ],
             ],
         )
 

@@ -14,7 +14,8 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import Logger
 from twisted.names import common, dns
-from twisted.names.error import DNSNameError, DNSServerError, DomainError
+from twisted.names.error import DNSNameError, DNSQueryRefusedError, DNSServerError, DomainError
+from twisted.python.failure import Failure
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -243,6 +244,19 @@ class FailureTests(SynchronousTestCase):
         self.assertEqual(sum(1 for f in formats if "failed" in f), 4)
         self.assertTrue(any("no SIP targets" in f for f in formats))
         self.assertEqual(len(loc.cache), 0)  # failures are never cached
+
+    def test_error_mapping(self) -> None:
+        loc, _, _, _ = make({})
+        query = Query("h.example.com", RRType.A)
+        cases = [
+            (DomainError("h.example.com"), Rcode.NXDOMAIN),
+            (nxdomain(), Rcode.NXDOMAIN),
+            (DNSServerError(dns.Message(rCode=dns.ESERVER)), Rcode.FAILURE),
+            (DNSQueryRefusedError(dns.Message(rCode=dns.EREFUSED)), Rcode.FAILURE),
+            (RuntimeError("x"), Rcode.FAILURE),
+        ]
+        for error, rcode in cases:
+            self.assertEqual(loc._from_failure(Failure(error), query).rcode, rcode, error)
 
     def test_timeout_abandons_query(self) -> None:
         zone = dict(EXAMPLE_ZONE)

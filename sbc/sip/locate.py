@@ -523,8 +523,8 @@ class LocatorPlan:
                     )
         else:
             self._naptr_or_srv(need, branches)
-        if need:
-            return need, branches
+        # Address queries for SRV targets already known go out while other SRV queries are
+        # still pending: every branch found so far is in the final result.
         self._address_needs(branches, need)
         return need, branches
 
@@ -537,10 +537,10 @@ class LocatorPlan:
         usable = self._usable_naptr(answer)
         if usable:
             results = [self._srv_branch(t, name, need) for t, name in usable]
-            if need:
-                return
             found = [b for b in results if b is not None and b.records]
             branches.extend(found)
+            if need:
+                return
             if not found and not all(
                 b is not None and self._decidedly_absent(b.query) for b in results
             ):
@@ -549,10 +549,10 @@ class LocatorPlan:
             return
         wanted = [t for t in self.transports if self._allowed(t)]
         results = [self._srv_branch(t, f"{_SRV_SERVICE[t]}.{self.domain}", need) for t in wanted]
-        if need:
-            return
         found = [b for b in results if b is not None and b.records]
         branches.extend(found)
+        if need:
+            return
         if not found and not any(b is not None and self._decidedly_absent(b.query) for b in results):
             transport = self._default_transport()
             branches.append(_HostBranch(transport, self.domain, default_port(transport)))
