@@ -315,3 +315,297 @@ class InfoRelayTests(CallTestCase):
         self.net.from_pbx(bad)
         self.assertEqual(only(self, self.net.pbx_take(), Response).status, 481)
         self.assertEqual(self.net.agent_take(), [])
+
+
+class FailureTests(CallTestCase):
+    def fail_with(self, status: int, headers=None) -> Response:
+        a_inv, b_inv = self.start()
+        self.net.from_agent(reply(b_inv, 180))
+        self.net.pbx_take()
+        self.net.from_agent(reply(b_inv, status, headers=headers))
+        ack = only(self, self.net.agent_take())  # hop-by-hop ACK by the transaction layer
+        self.assertEqual((ack.method, ack.cseq.seq, ack.top_via.branch), ("ACK", 1, b_inv.top_via.branch))
+        final = only(self, self.net.pbx_take(), Response)
+        self.assertEqual(final.cseq.method, "INVITE")
+        self.assertEqual(final.call_id, a_inv.call_id)
+        # the PBX ACKs our non-2xx: absorbed, nothing goes to the agent
+        from .test_b2bua_harness import ack_non2xx
+
+        self.net.from_pbx(ack_non2xx(a_inv, final))
+        self.assertEqual(self.net.agent_take(), [])
+        ended = self.net.b2b.ended_calls()
+        self.assertEqual(len(ended), 1)
+        self.assertEqual(ended[0].b_status, status)
+        self.assertEqual(ended[0].a_status, final.status)
+        self.assertIdle()
+        return final
+
+    def test_pass_through(self) -> None:
+        for status in (486, 600, 603, 404, 484):
+            self.net = Net()
+            final = self.fail_with(status)
+            self.assertEqual(final.status, status)
+
+    def test_5xx_becomes_503_with_retry_after(self) -> None:
+        final = self.fail_with(500)
+        self.assertEqual((final.status, final.get("Retry-After")), (503, b"30"))
+        self.net = Net()
+        final = self.fail_with(503, headers=[("Retry-After", b"120")])
+        self.assertEqual((final.status, final.get("Retry-After")), (503, b"120"))
+
+    def test_redirect_becomes_480(self) -> None:
+        final = self.fail_with(302)
+        self.assertEqual(final.status, 480)
+        self.assertFalse(final.has("Contact"))
+
+    def test_agent_timeout_becomes_480_retry_after(self) -> None:
+        a_inv, b_inv = self.start()
+        self.net.advance(31)
+        retrans = self.net.agent_take()
+        self.assertEqual({m.method for m in retrans}, {"INVITE"})  # Timer A retransmissions
+        self.assertEqual(self.net.pbx_take(), [])
+        self.net.advance(1.1)  # Timer B (64*T1 = 32 s)
+        final = only(self, self.net.pbx_take(), Response)
+        self.assertEqual((final.status, final.get("Retry-After")), (480, b"30"))
+        self.assertEqual(self.net.b2b.ended_calls()[0].b_status, 408)
+        self.assertIdle()
+
+    def test_no_answer_timeout(self) -> None:
+        self.net = Net(no_answer_timeout=20)
+        a_inv, b_inv = self.start()
+        self.net.from_agent(reply(b_inv, 180))
+        self.net.pbx_take()
+        self.net.advance(20)
+        b_cancel = only(self, self.net.agent_take())
+        self.assertEqual((b_cancel.method, b_cancel.top_via.branch), ("CANCEL", b_inv.top_via.branch))
+        final = only(self, self.net.pbx_take(), Response)
+        self.assertEqual(final.status, 480)
+        self.net.from_agent(reply(b_cancel, 200))
+        self.net.from_agent(reply(b_inv, 487))
+        self.assertEqual(only(self, self.net.agent_take()).method, "ACK")
+        self.assertEqual(self.net.pbx_take(), [])
+        call = self.net.b2b.ended_calls()[0]
+        self.assertEqual((call.end_reason, call.a_status, call.b_status), ("no-answer", 480, 487))
+        self.assertIdle()
+
+    def test_max_call_duration(self) -> None:
+        self.net = Net(max_call_duration=3600)
+        a_inv, b_inv, a_ok, b_ok, pbx, agent = self.answer()
+        self.net.advance(3599)
+        self.assertEqual(self.net.pbx_take(), [])
+        self.net.advance(1.2)
+        a_bye = only(self, self.net.pbx_take())
+        b_bye = only(self, self.net.agent_take())
+        self.assertEqual((a_bye.method, b_bye.method), ("BYE", "BYE"))
+        self.net.from_pbx(reply(a_bye, 200))
+        self.net.from_agent(reply(b_bye, 200))
+        self.assertEqual(self.net.b2b.ended_calls()[0].end_reason, "max-duration")
+        self.assertIdle()
+
+    def test_bye_unanswered_still_ends_the_call(self) -> None:
+        a_inv, b_inv, a_ok, b_ok, pbx, agent = self.answer()
+        self.net.from_pbx(pbx.request("BYE"))
+        self.net.pbx_take()
+        self.net.agent_take()
+        self.net.advance(40)  # Timer F on our BYE
+        self.assertEqual(self.net.b2b.counts()["calls"], 0)
+        self.assertIdle()
+
+    def test_pbx_never_acks(self) -> None:
+        a_inv, b_inv = self.start(body=b"")
+        self.net.from_agent(reply(b_inv, 200, body=SDP_B))
+        self.assertEqual(only(self, self.net.pbx_take(), Response).status, 200)
+        self.net.advance(31.6)
+        self.assertTrue(all(isinstance(m, Response) and m.status == 200 for m in self.net.pbx_take()))
+        self.assertEqual(self.net.agent_take(), [])
+        self.net.advance(0.5)
+        a_bye = only(self, self.net.pbx_take())
+        self.assertEqual(a_bye.method, "BYE")
+        b_out = self.net.agent_take()
+        self.assertEqual([m.method for m in b_out], ["ACK", "BYE"])
+        self.net.from_pbx(reply(a_bye, 200))
+        self.net.from_agent(reply(b_out[1], 200))
+        self.assertEqual(self.net.b2b.ended_calls()[0].end_reason, "ack-timeout")
+        self.assertIdle()
+
+
+class CancelTests(CallTestCase):
+    def test_cancel_after_ringing(self) -> None:
+        from .test_b2bua_harness import ack_non2xx, cancel
+
+        a_inv, b_inv = self.start()
+        self.net.from_agent(reply(b_inv, 180))
+        self.net.pbx_take()
+        self.net.from_pbx(cancel(a_inv))
+        out = self.net.pbx_take()
+        self.assertEqual(sorted((m.status, m.cseq.method) for m in out), [(200, "CANCEL"), (487, "INVITE")])
+        r487 = [m for m in out if m.cseq.method == "INVITE"][0]
+        self.net.from_pbx(ack_non2xx(a_inv, r487))
+        b_cancel = only(self, self.net.agent_take())
+        self.assertEqual((b_cancel.method, b_cancel.cseq.seq), ("CANCEL", 1))
+        self.assertEqual(b_cancel.top_via.branch, b_inv.top_via.branch)
+        self.net.from_agent(reply(b_cancel, 200))
+        self.net.from_agent(reply(b_inv, 487))
+        self.assertEqual(only(self, self.net.agent_take()).method, "ACK")
+        self.assertEqual(self.net.pbx_take(), [])
+        call = self.net.b2b.ended_calls()[0]
+        self.assertEqual((call.end_reason, call.a_status, call.b_status), ("cancel", 487, 487))
+        self.assertIdle()
+
+    def test_cancel_before_any_agent_response(self) -> None:
+        from .test_b2bua_harness import cancel
+
+        a_inv, b_inv = self.start()
+        self.net.from_pbx(cancel(a_inv))
+        self.assertEqual(len(self.net.pbx_take()), 2)
+        self.assertEqual(self.net.agent_take(), [])  # RFC 3261 §9.1: wait for a provisional
+        self.net.from_agent(reply(b_inv, 100, tag=None))
+        self.assertEqual(only(self, self.net.agent_take()).method, "CANCEL")
+        self.net.from_agent(reply(b_inv, 487))
+        self.assertIdle()
+
+    def test_cancel_with_silent_agent(self) -> None:
+        from .test_b2bua_harness import cancel
+
+        from .test_b2bua_harness import ack_non2xx
+
+        a_inv, b_inv = self.start()
+        self.net.from_pbx(cancel(a_inv))
+        r487 = [m for m in self.net.pbx_take() if m.cseq.method == "INVITE"][0]
+        self.net.from_pbx(ack_non2xx(a_inv, r487))
+        self.net.advance(40)
+        self.assertEqual(self.net.pbx_take(), [])
+        self.assertIdle()
+
+    def test_200_crosses_cancel(self) -> None:
+        from .test_b2bua_harness import cancel
+
+        a_inv, b_inv = self.start()
+        self.net.from_agent(reply(b_inv, 180))
+        self.net.pbx_take()
+        self.net.from_pbx(cancel(a_inv))
+        self.net.pbx_take()
+        self.assertEqual(only(self, self.net.agent_take()).method, "CANCEL")
+        self.net.from_agent(reply(b_inv, 200, body=SDP_B))
+        out = self.net.agent_take()
+        self.assertEqual([m.method for m in out], ["ACK", "BYE"])
+        self.assertEqual(out[1].to.tag, "ag1")
+        self.assertEqual(self.net.pbx_take(), [])  # nothing more for the PBX: it has its 487
+        self.net.from_agent(reply(out[1], 200))
+        self.assertEqual(self.net.b2b.ended_calls()[0].end_reason, "cancel")
+        self.assertIdle()
+
+    def test_cancel_after_answer_is_ignored(self) -> None:
+        from .test_b2bua_harness import cancel
+
+        a_inv, b_inv, a_ok, b_ok, pbx, agent = self.answer()
+        self.net.from_pbx(cancel(a_inv))
+        r = only(self, self.net.pbx_take(), Response)
+        self.assertEqual((r.status, r.cseq.method), (200, "CANCEL"))
+        self.assertEqual(self.net.agent_take(), [])
+        self.assertEqual(self.net.b2b.counts()["calls"], 1)
+
+    def test_unknown_cancel_481(self) -> None:
+        from .test_b2bua_harness import cancel
+
+        self.net.from_pbx(cancel(invite()))
+        self.assertEqual(only(self, self.net.pbx_take(), Response).status, 481)
+
+
+class AdmissionTests(CallTestCase):
+    def refused(self, net: Net, inv: Request) -> Response:
+        net.from_pbx(inv)
+        r = only(self, net.pbx_take(), Response)
+        self.assertEqual(net.agent_take(), [])
+        return r
+
+    def test_unknown_source_403(self) -> None:
+        from sbc.sip.endpoint import Peer
+
+        net = Net(peer=Peer("udp", "198.51.100.1", 5060, 1))
+        self.assertEqual(self.refused(net, invite()).status, 403)
+        self.assertEqual(net.b2b.notices()[0].reason, "call-refused")
+
+    def test_call_limits(self) -> None:
+        self.net = Net(max_calls=1)
+        self.start()
+        r = self.refused(self.net, invite(call_id="second"))
+        self.assertEqual((r.status, r.get("Retry-After")), (503, b"30"))
+        self.net = Net(max_calls_per_trunk=1)
+        self.start()
+        r = self.refused(self.net, invite(call_id="second"))
+        self.assertEqual(r.status, 503)
+
+    def test_fqdn_target_without_resolver_503(self) -> None:
+        from sbc.config import TrunkConfig
+        from .test_b2bua_harness import TRUNK
+        import attrs
+
+        trunk = attrs.evolve(TRUNK, agent_uri="sip:{user}@agent.example.com;transport=tls")
+        net = Net(trunks=[trunk])
+        r = self.refused(net, invite())
+        self.assertEqual(r.status, 503)
+        self.assertIn("agent.example.com", net.b2b.notices()[0].detail)
+        self.assertIsInstance(trunk, TrunkConfig)
+
+    def test_resolver_plugs_in(self) -> None:
+        import attrs
+        from sbc.sip.endpoint import Peer
+        from .test_b2bua_harness import TRUNK
+
+        class Fixed:
+            def resolve(self, uri):
+                return [Peer("udp", "127.0.0.1", 5090, 0)] if uri.host == "agent.example.com" else []
+
+        trunk = attrs.evolve(TRUNK, agent_uri="sip:{user}@agent.example.com")
+        self.net = Net(trunks=[trunk], resolver=Fixed())
+        a_inv, b_inv = self.start()
+        self.assertEqual(b_inv.uri, b"sip:agent42@agent.example.com")
+
+    def test_outbound_proxy_route(self) -> None:
+        import attrs
+        from .test_b2bua_harness import TRUNK
+
+        trunk = attrs.evolve(TRUNK, agent_uri="sip:{user}@10.9.9.9", outbound_proxy="sip:127.0.0.1:5090")
+        self.net = Net(trunks=[trunk])
+        a_inv, b_inv = self.start()
+        self.assertEqual(b_inv.uri, b"sip:agent42@10.9.9.9")
+        self.assertEqual(b_inv.get("Route"), b"<sip:127.0.0.1:5090;lr>")
+
+    def test_user_percent_decoded_and_unsafe_refused(self) -> None:
+        a_inv, b_inv = self.start(uri="sip:%2B4930123@sbc.example.com")
+        self.assertEqual(b_inv.uri, b"sip:+4930123@127.0.0.1:5090")
+        net = Net()
+        self.assertEqual(self.refused(net, invite(uri="sip:a%40b@sbc.example.com")).status, 404)
+        self.assertEqual(self.refused(net, invite(uri="sip:sbc.example.com", call_id="x2")).status, 404)
+
+    def test_require_100rel_refused_420(self) -> None:
+        r = self.refused(self.net, invite(extra="Require: 100rel\r\nSupported: timer\r\n"))
+        self.assertEqual(r.status, 420)
+        self.assertEqual(r.get("Unsupported"), b"100rel")
+
+    def test_max_forwards_zero_483(self) -> None:
+        inv = invite().with_header("Max-Forwards", b"0")
+        self.assertEqual(self.refused(self.net, inv).status, 483)
+
+    def test_header_allowlist(self) -> None:
+        a_inv, b_inv = self.start(extra=(
+            "P-Asserted-Identity: <sip:+4930123@10.0.0.5>\r\nX-Case: 42\r\nPrivacy: id\r\n"
+            "P-Internal: secret\r\nUser-Agent: PBX 1.0\r\nSupported: timer\r\n"))
+        self.assertEqual(b_inv.get("P-Asserted-Identity"), b"<sip:+4930123@10.0.0.5>")
+        self.assertEqual(b_inv.get("X-Case"), b"42")
+        self.assertEqual(b_inv.get("Privacy"), b"id")
+        self.assertFalse(b_inv.has("P-Internal"))
+        self.assertEqual(b_inv.get("User-Agent"), b"sbc")
+        self.assertFalse(b_inv.has("Supported"))
+        net = Net(copy_headers=(), copy_x_headers=False)
+        net.from_pbx(invite(extra="P-Asserted-Identity: <sip:1@10.0.0.5>\r\nX-Case: 1\r\n"))
+        b2 = [m for m in net.agent_take() if isinstance(m, Request)][0]
+        self.assertFalse(b2.has("P-Asserted-Identity") or b2.has("X-Case"))
+
+    def test_retransmitted_invite_creates_one_call(self) -> None:
+        a_inv, b_inv = self.start()
+        self.net.from_pbx(a_inv)
+        self.assertEqual(self.net.agent_take(), [])
+        self.assertEqual(self.net.b2b.counts()["calls"], 1)
+        self.assertEqual([m.status for m in self.net.pbx_take()], [100])
