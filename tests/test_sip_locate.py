@@ -117,6 +117,10 @@ class ExplicitTargetTests(SynchronousTestCase):
         drive(plan, zone_of(ans("agent.example.com", A, "192.0.2.5")))
         self.assertEqual(plan.targets(), [Target("tls", "agent.example.com", "192.0.2.5", 5071)])
 
+    def test_sip_default_is_udp_whatever_the_preference(self) -> None:
+        plan = LocatorPlan("sip:192.0.2.1", transports=("tls", "tcp", "udp"))
+        self.assertEqual(plan.targets(), [Target("udp", "192.0.2.1", "192.0.2.1", 5060)])
+
     def test_explicit_port_sip_without_udp_uses_first_preference(self) -> None:
         plan = LocatorPlan("sip:agent.example.com:5090", transports=("tls", "tcp"))
         drive(plan, zone_of(ans("agent.example.com", A, "192.0.2.5")))
@@ -269,6 +273,27 @@ class NaptrTests(SynchronousTestCase):
         self.assertEqual(
             [(t.transport, t.ip) for t in plan.targets()],
             [("tls", "192.0.2.3"), ("udp", "192.0.2.1"), ("tcp", "192.0.2.2")],
+        )
+
+    def test_order_outranks_preference(self) -> None:
+        zone = zone_of(
+            ans(
+                "example.com",
+                NAPTR,
+                Naptr(20, 1, "s", "SIP+D2U", "", "_sip._udp.example.com"),
+                Naptr(10, 99, "s", "SIP+D2T", "", "_sip._tcp.example.com"),
+                Naptr(10, 50, "s", "SIPS+D2T", "", "_sips._tcp.example.com"),
+            ),
+        )
+        plan = LocatorPlan("sip:bob@example.com")
+        batches = drive(plan, zone)
+        self.assertEqual(
+            batches[1],
+            [
+                q("_sips._tcp.example.com", SRV),
+                q("_sip._tcp.example.com", SRV),
+                q("_sip._udp.example.com", SRV),
+            ],
         )
 
     def test_sips_uri_keeps_only_sips_services(self) -> None:
