@@ -9,7 +9,7 @@ from twisted.internet.testing import FakeDatagramTransport, StringTransportWithD
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from sbc.sip.endpoint import Endpoint
+from sbc.sip.endpoint import Endpoint, Peer
 from sbc.sip.message import parse_message
 from sbc.transport._ratelimit import RateLimitedLog
 from sbc.transport.driver import SipDriver, Target
@@ -234,3 +234,67 @@ class RateLimitTests(SynchronousTestCase):
         mine = [e for e in events if e.get("log_namespace") == "test.ratelimit"]
         self.assertEqual(len(mine), 4)
         self.assertEqual(mine[-1]["suppressed"], 7)
+
+
+class FakeTu:
+    """A transaction user that sends what it is told and records its timer calls."""
+
+    def __init__(self) -> None:
+        self.out: list = []
+        self.deadline: float | None = None
+        self.fired: list[float] = []
+
+    def messages_to_send(self):
+        out, self.out = self.out, []
+        return out
+
+    def next_deadline(self) -> float | None:
+        return self.deadline
+
+    def handle_timer(self, now: float) -> None:
+        self.fired.append(now)
+        self.deadline = None
+        self.out.append((parse_message(options("z9hG4bK-timer")), Peer("udp", "192.0.2.60", 5060, 0)))
+
+
+class TransactionUserTests(SynchronousTestCase):
+    def test_tu_output_sent_and_timer_scheduled_from_deadline(self) -> None:
+        clock = Clock()
+        driver = make_driver(clock)
+        proto, transport = udp(driver)
+        tu = FakeTu()
+        tu.deadline = 2.5
+        tu.out.append((parse_message(options("z9hG4bK-now")), Peer("udp", "192.0.2.50", 5070, 0)))
+        driver.add_tu(tu)
+        self.assertEqual([addr for _, addr in transport.written], [("192.0.2.50", 5070)])
+        clock.advance(2.4)
+        self.assertEqual(tu.fired, [])
+        clock.advance(0.1)
+        self.assertEqual(tu.fired, [2.5])
+        self.assertEqual(transport.written[-1][1], ("192.0.2.60", 5060))
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_earlier_deadline_reschedules(self) -> None:
+        clock = Clock()
+        driver = make_driver(clock)
+        udp(driver)
+        tu = FakeTu()
+        tu.deadline = 10.0
+        driver.add_tu(tu)
+        tu.deadline = 1.0
+        driver.flush()
+        self.assertEqual(len(clock.getDelayedCalls()), 1)
+        clock.advance(1.0)
+        self.assertEqual(tu.fired, [1.0])
+
+    def test_ipv6_target_uses_ipv6_socket(self) -> None:
+        driver = make_driver()
+        v4, v4_transport = udp(driver)
+        v6 = SipDatagramProtocol(driver)
+        v6_transport = FakeUdp()
+        v6.transport = v6_transport
+        v6.startProtocol()
+        v6.is_ipv6 = True
+        driver.send_request(parse_message(options()), Target("udp", "2001:db8::5", 5060))
+        self.assertEqual(v4_transport.written, [])
+        self.assertEqual(v6_transport.written[0][1], ("2001:db8::5", 5060))

@@ -15,7 +15,7 @@ import itertools
 from attrs import evolve
 from typing import TYPE_CHECKING, Protocol as TypingProtocol
 
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from sbc.sip.endpoint import Endpoint, Notice, Peer, with_top_via
@@ -80,6 +80,9 @@ class SipDriver:
         self._connect_tcp = connect_tcp
         self._pending: dict[tuple[str, str, int], list[bytes]] = {}
         self._notice_log = RateLimitedLog(self.log, clock)
+        self._tus: list[TransactionUser] = []
+        self._timer: IDelayedCall | None = None
+        self._timer_at: float | None = None
         self.counters: dict[str, int] = {}
 
     # -- registry --------------------------------------------------------------------------
@@ -106,6 +109,55 @@ class SipDriver:
             key = (proto.peer.transport, proto.peer.host, proto.peer.port)
             if self._by_address.get(key) == conn:
                 del self._by_address[key]
+
+    def _udp_for(self, host: str) -> "SipDatagramProtocol | None":
+        """A UDP socket of the right address family for ``host``."""
+        v6 = ":" in host
+        for proto in self._udp.values():
+            if proto.is_ipv6 == v6:
+                return proto
+        return None
+
+    # -- transaction users -----------------------------------------------------------------
+
+    def add_tu(self, tu: "TransactionUser") -> None:
+        """A transaction user (the B2BUA) whose output and timers this driver runs."""
+        self._tus.append(tu)
+        self._service_tus()
+
+    def _service_tus(self) -> None:
+        """Send what the TUs queued and schedule the earliest of their deadlines."""
+        for tu in self._tus:
+            for message, peer in tu.messages_to_send():
+                try:
+                    if peer.conn == 0 and isinstance(message, Request):
+                        self.send_request(message, Target(peer.transport, peer.host, peer.port))
+                    else:
+                        self.send_to_peer(message.to_bytes(), peer)
+                except Exception:
+                    self.log.failure("sending a {kind} to {host}:{port} failed",
+                                     kind=type(message).__name__, host=peer.host, port=peer.port)
+        deadlines = [d for d in (tu.next_deadline() for tu in self._tus) if d is not None]
+        at = min(deadlines) if deadlines else None
+        if at == self._timer_at and (self._timer is None or self._timer.active()):
+            return
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        self._timer_at = at
+        if at is not None:
+            self._timer = self.clock.callLater(max(0.0, at - self.clock.seconds()), self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        now = self.clock.seconds()
+        for tu in self._tus:
+            try:
+                tu.handle_timer(now)
+            except Exception:
+                self.log.failure("transaction user raised in handle_timer")
+        self.flush()
 
     @property
     def stream_count(self) -> int:
@@ -154,11 +206,13 @@ class SipDriver:
             self.send_to_peer(data, peer)
         for notice in self.endpoint.notices():
             self._log_notice(notice)
+        if self._tus:
+            self._service_tus()
 
     def send_to_peer(self, data: bytes, peer: Peer) -> bool:
         """Send back the way a message came: the same UDP socket, or the same connection."""
         if peer.transport == "udp":
-            proto = self._udp.get(peer.conn) or next(iter(self._udp.values()), None)
+            proto = self._udp.get(peer.conn) or self._udp_for(peer.host)
             if proto is None or proto.transport is None:
                 self._count("no-udp-socket")
                 return False
@@ -189,7 +243,7 @@ class SipDriver:
         if transport == "udp":
             data = request.to_bytes()
             if len(data) <= self.max_udp_size:
-                proto = next(iter(self._udp.values()), None)
+                proto = self._udp_for(target.host)
                 if proto is None:
                     self._count("no-udp-socket")
                     return
@@ -246,6 +300,16 @@ class SipDriver:
             detail=notice.detail,
             status=notice.status,
         )
+
+
+class TransactionUser(TypingProtocol):
+    """What the driver needs of a sans-IO TU: its output and its timers."""
+
+    def messages_to_send(self) -> list[tuple[Request | Response, Peer]]: ...
+
+    def next_deadline(self) -> float | None: ...
+
+    def handle_timer(self, now: float) -> None: ...
 
 
 class ConnectTcp(TypingProtocol):

@@ -32,10 +32,13 @@ class SipDatagramProtocol(DatagramProtocol):
         self.driver = driver
         self.conn = 0
         self.local_port: int | None = None
+        self.is_ipv6 = False
 
     def startProtocol(self) -> None:
+        host = self.transport.getHost()
+        self.local_port = host.port
+        self.is_ipv6 = ":" in getattr(host, "host", "")
         self.conn = self.driver.add_udp(self)
-        self.local_port = self.transport.getHost().port
         self._grow_receive_buffer()
 
     def _grow_receive_buffer(self) -> None:
