@@ -571,6 +571,29 @@ class VerifierTests(SynchronousTestCase):
         req = register_request(bad).append_header("Authorization", good)
         self.assertTrue(self.verifier.verify(req, 1001.0).ok)
 
+    def test_credentials_examined_are_bounded(self) -> None:
+        sha, md5 = self.challenge()
+        req = register_request(
+            answer_challenge(sha, "REGISTER", "sip:sbc.example.com", "alice", "nope", cnonce_source=fixed("c"), nc=1)
+        )
+        for i in range(2, 6):
+            bad = answer_challenge(sha, "REGISTER", "sip:sbc.example.com", "alice", "nope", cnonce_source=fixed("c"), nc=i)
+            req = req.append_header("Authorization", bad)
+        good = answer_challenge(md5, "REGISTER", "sip:sbc.example.com", "alice", PASSWORD, cnonce_source=fixed("c"), nc=9)
+        req = req.append_header("Authorization", good)
+        self.assertEqual(self.verifier.verify(req, 1001.0).outcome, Outcome.FAILED)
+
+    def test_clock_stepping_back_does_not_reopen_replays(self) -> None:
+        sha, _ = self.challenge(1000.0)
+        req = self.answer(sha)
+        self.assertTrue(self.verifier.verify(req, 1000.0).ok)
+        # Much later the entry is purged as expired...
+        [later, _m] = self.challenge(2000.0)
+        self.assertTrue(self.verifier.verify(self.answer(later), 2000.0).ok)
+        self.assertEqual(self.verifier.tracked, 1)
+        # ...then the clock steps back: the old request is still refused.
+        self.assertFalse(self.verifier.verify(req, 1001.0).ok)
+
     def test_memory_bounded_without_reopening_replays(self) -> None:
         v = DigestVerifier(REALM, lookup, SECRET, max_nonces=3, nonce_ttl=300, random_bytes=counter_bytes())
 

@@ -730,6 +730,7 @@ _NONCE_MAC_LEN = 16
 _NONCE_RAND_LEN = 12
 _NONCE_BYTES = 8 + _NONCE_RAND_LEN + _NONCE_MAC_LEN
 _MAX_CLOCK_SKEW = 5.0
+_MAX_CREDENTIALS_TRIED = 4  # per request: bounds the hashing work one message can cause
 
 
 class DigestVerifier:
@@ -746,9 +747,10 @@ class DigestVerifier:
     Replay protection: for each nonce used at least once, the highest nonce-count accepted
     and its expiry are kept, so a request must carry an nc above it.  At most ``max_nonces``
     nonces are tracked: expired entries are purged first; if still full, the least recently
-    used entry is evicted and every untracked nonce issued at or before the evicted one's time
-    is thereafter answered as stale (the client simply retries with a fresh nonce), so an
-    eviction can never reopen a replay window.
+    used entry is evicted.  Every untracked nonce issued at or before the time of a purged or
+    evicted one is thereafter answered as stale (the client simply retries with a fresh
+    nonce), so neither eviction nor a clock stepping back can reopen a replay window.  At most
+    four credentials per request are examined.
 
     Credentials without qop (RFC 2069) are refused: without nc there is no replay protection.
     """
@@ -817,8 +819,8 @@ class DigestVerifier:
             raw = base64.urlsafe_b64decode(nonce.encode("ascii"))
         except (ValueError, UnicodeEncodeError):
             return None
-        if len(raw) != _NONCE_BYTES:
-            return None
+        if len(raw) != _NONCE_BYTES or base64.urlsafe_b64encode(raw).decode("ascii") != nonce:
+            return None  # only the canonical spelling: one nonce, one replay-table key
         body, tag = raw[:-_NONCE_MAC_LEN], raw[-_NONCE_MAC_LEN:]
         if not hmac.compare_digest(tag, self._mac(body)):
             return None
@@ -865,7 +867,7 @@ class DigestVerifier:
             found = credentials_in(request, proxy=proxy)
         except SipParseError as e:
             return VerifyResult(Outcome.MALFORMED, f"unparsable credentials: {e.reason}")
-        ours = [c for c in found if c.realm == self.realm]
+        ours = [c for c in found if c.realm == self.realm][:_MAX_CREDENTIALS_TRIED]
         if not ours:
             return VerifyResult(Outcome.MISSING, "no credentials for our realm")
         # Several credentials for one realm (one per offered algorithm, say): try the ones we
@@ -883,7 +885,10 @@ class DigestVerifier:
     def _verify_one(self, cr: DigestCredentials, request: Request, now: float) -> VerifyResult:
         user = cr.username
         algorithm = cr.algorithm
-        fail = lambda outcome, reason: VerifyResult(outcome, reason, user, algorithm)  # noqa: E731
+
+        def fail(outcome: Outcome, reason: str) -> VerifyResult:
+            return VerifyResult(outcome, reason, user, algorithm)
+
         if algorithm not in self.algorithms:
             return fail(Outcome.FAILED, f"algorithm {algorithm} not accepted")
         if cr.qop is None:
@@ -948,11 +953,16 @@ class DigestVerifier:
         if now >= self._next_sweep or len(seen) > self.max_nonces:
             self._next_sweep = now + ttl / 4
             for key in [k for k, (_nc, t) in seen.items() if now - t > ttl]:
-                del seen[key]
+                _nc, issued = seen.pop(key)
+                # Should the clock step back, a purged nonce must not become usable again.
+                self._raise_floor(issued)
         while len(seen) > self.max_nonces:
             _key, (_nc, issued) = seen.popitem(last=False)
-            if self._floor is None or issued > self._floor:
-                self._floor = issued
+            self._raise_floor(issued)
+
+    def _raise_floor(self, issued: int) -> None:
+        if self._floor is None or issued > self._floor:
+            self._floor = issued
 
     @property
     def tracked(self) -> int:

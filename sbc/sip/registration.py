@@ -456,7 +456,9 @@ class RegistrationClient:
     def _matches(self, resp: Response, pending: Request) -> bool:
         try:
             cseq = resp.cseq
-            return resp.call_id == self.call_id and cseq.method == "REGISTER" and cseq.seq == pending.cseq.seq
+            call_id: str = resp.call_id
+            seq: int = pending.cseq.seq
+            return call_id == self.call_id and cseq.method == "REGISTER" and cseq.seq == seq
         except SipParseError:
             return False
 
@@ -475,7 +477,7 @@ class RegistrationClient:
             if value is not None and _DIGITS_RE.match(value.strip()):
                 return int(value.strip())
         try:
-            header = resp.expires
+            header: int | None = resp.expires
         except SipParseError:
             header = None
         if header is not None:
