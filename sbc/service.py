@@ -36,6 +36,7 @@ class SbcService(MultiService):
         super().__init__()
         self.config = config
         self.driver = driver
+        self.b2bua: Any = None
 
     def health(self) -> dict[str, Any]:
         listening = [
@@ -49,6 +50,7 @@ class SbcService(MultiService):
             "ok": ok,
             "listeners": listening,
             "connections": self.driver.stream_count,
+            "calls": len(self.b2bua.calls) if self.b2bua is not None else 0,
             "counters": dict(self.driver.counters),
         }
 
@@ -91,6 +93,26 @@ def build_service(config: Any, reactor: Any) -> SbcService:
     )
     endpoint_ref.append(driver)
     top = SbcService(config, driver)
+
+    # The B2BUA: calls from a trunk's PBX to its agent host.  Its own requests leave from the
+    # first UDP listener's address (Via and Contact), the socket the agent host answers to.
+    udp = next((l for l in config.listen if l.transport == "udp"), None)
+    first = udp or (config.listen[0] if config.listen else None)
+    if first is not None and config.trunks:
+        from sbc.b2bua.core import B2bua
+
+        b2bua = B2bua(
+            trunks=config.trunks,
+            local_host=first.address,
+            local_port=first.port,
+            fqdn=config.sbc.fqdn,
+            timers=sip,
+            user_agent=config.sbc.user_agent,
+        )
+        endpoint.add_handler(b2bua)
+        endpoint.set_response_handler(b2bua.handle_response)
+        driver.add_tu(b2bua)
+        top.b2bua = b2bua
 
     tcp_factory = SipStreamFactory(
         driver, "tcp", max_message=sip.max_message_size, idle_timeout=sip.tcp_idle_timeout,

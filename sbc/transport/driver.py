@@ -137,6 +137,10 @@ class SipDriver:
                 except Exception:
                     self.log.failure("sending a {kind} to {host}:{port} failed",
                                      kind=type(message).__name__, host=peer.host, port=peer.port)
+            notices = getattr(tu, "notices", None)
+            if notices is not None:
+                for notice in notices():
+                    self._log_notice(notice)
         deadlines = [d for d in (tu.next_deadline() for tu in self._tus) if d is not None]
         at = min(deadlines) if deadlines else None
         if at == self._timer_at and (self._timer is None or self._timer.active()):

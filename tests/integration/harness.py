@@ -50,7 +50,8 @@ def sipp_path() -> str | None:
 class RunningSbc:
     """An SBC process with its own config file and log."""
 
-    def __init__(self, extra_toml: str = "", *, tls: tuple[Path, Path] | None = None) -> None:
+    def __init__(self, extra_toml: str = "", *, tls: tuple[Path, Path] | None = None,
+                 agent_uri: str = "sip:{user}@127.0.0.1:5090") -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="sbc-it-"))
         self.sip_port = free_port()
         self.admin_port = free_port(socket.SOCK_STREAM)
@@ -74,7 +75,7 @@ class RunningSbc:
             + "\n".join(listeners)
             + f'\n[admin]\naddress = "127.0.0.1"\nport = {self.admin_port}\n\n'
             '[[trunk]]\nname = "local"\nallow = ["127.0.0.1/32", "::1/128"]\n'
-            'agent_uri = "sip:{user}@127.0.0.1:5090"\n' + extra_toml
+            f'agent_uri = "{agent_uri}"\n' + extra_toml
         )
         self.log = self.dir / "sbc.log"
         self.proc: subprocess.Popen[bytes] | None = None
