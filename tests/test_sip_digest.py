@@ -255,6 +255,29 @@ class ParseTests(SynchronousTestCase):
         self.assertEqual(chs[1].response_header, "Proxy-Authorization")
         self.assertEqual(chs[0].response_header, "Authorization")
 
+    def test_challenges_in_lenient(self) -> None:
+        resp = parse_message(
+            b"SIP/2.0 401 Unauthorized\r\n"
+            b"Via: SIP/2.0/UDP 192.0.2.10;branch=z9hG4bK1\r\n"
+            b"From: <sip:a@x>;tag=1\r\nTo: <sip:a@x>;tag=2\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\n"
+            b'WWW-Authenticate: Digest realm="broken\r\n'
+            b'WWW-Authenticate: Digest realm="w", nonce="wn"\r\n'
+            b"Content-Length: 0\r\n\r\n"
+        )
+        assert isinstance(resp, Response)
+        self.assertRaises(SipParseError, challenges_in, resp)
+        self.assertEqual([c.realm for c in challenges_in(resp, strict=False)], ["w"])
+
+    @given(
+        username=st.text(max_size=20).filter(lambda s: not any(ord(c) < 32 and c != "\t" or ord(c) == 127 for c in s)),
+        uri=st.text(min_size=1, max_size=20).filter(lambda s: not any(ord(c) < 32 and c != "\t" or ord(c) == 127 for c in s)),
+        nc=st.integers(1, 0xFFFFFFFF),
+    )
+    def test_credentials_round_trip(self, username: str, uri: str, nc: int) -> None:
+        cr = DigestCredentials(username=username, realm="r", nonce="n", uri=uri, response="ab", algorithm="MD5",
+                               qop="auth", nc=f"{nc:08x}", cnonce="c")
+        self.assertEqual(parse_credentials(format_credentials(cr)), [cr])
+
     def test_credentials_parse_and_format(self) -> None:
         cr = DigestCredentials(
             username='J"o', realm="r", nonce="n", uri="sip:x", response="ab", algorithm="SHA-256", qop="auth",
@@ -570,6 +593,20 @@ class VerifierTests(SynchronousTestCase):
         good = answer_challenge(md5, "REGISTER", "sip:sbc.example.com", "alice", PASSWORD, cnonce_source=fixed("c"), nc=1)
         req = register_request(bad).append_header("Authorization", good)
         self.assertTrue(self.verifier.verify(req, 1001.0).ok)
+
+    @given(st.lists(st.integers(1, 20), min_size=1, max_size=15))
+    def test_only_increasing_counts_accepted(self, counts: list[int]) -> None:
+        v = DigestVerifier(REALM, lookup, SECRET, random_bytes=counter_bytes())
+        [(_, value)] = v.challenge(401, ("SHA-256",), now=10.0)
+        [ch] = parse_challenges(value)
+        highest = 0
+        for nc in counts:
+            result = v.verify(self.answer(ch, nc=nc), 11.0)
+            self.assertEqual(result.ok, nc > highest)
+            if result.ok:
+                highest = nc
+            else:
+                self.assertEqual(result.outcome, Outcome.REPLAYED)
 
     def test_credentials_examined_are_bounded(self) -> None:
         sha, md5 = self.challenge()

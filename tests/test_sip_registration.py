@@ -271,6 +271,13 @@ class LifecycleTests(SynchronousTestCase):
         self.assertEqual(client.status.state, "failed")
         self.assertIn("no credentials", client.status.last_reason or "")
 
+    def test_malformed_challenge_is_failure(self) -> None:
+        client = make_client()
+        [r1] = client.start(0.0)
+        self.assertEqual(client.response(plain(r1, 401, ("WWW-Authenticate", b'Digest realm="x')), 0.0), [])
+        self.assertEqual(client.status.state, "failed")
+        self.assertIn("no usable", client.status.last_reason or "")
+
     def test_challenge_for_other_realm_refused(self) -> None:
         client = make_client(credentials=ClientCredentials("1000", PASSWORD, realm="expected.example"))
         [r1] = client.start(0.0)

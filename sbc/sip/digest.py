@@ -293,12 +293,20 @@ def parse_challenges(value: bytes | str, *, proxy: bool = False) -> list[DigestC
     return out
 
 
-def challenges_in(message: Message) -> list[DigestChallenge]:
-    """All Digest challenges of a response, WWW-Authenticate first, in header order."""
+def challenges_in(message: Message, *, strict: bool = True) -> list[DigestChallenge]:
+    """All Digest challenges of a response, WWW-Authenticate first, in header order.
+
+    ``strict=False`` skips a header that does not parse instead of raising, so that one
+    broken challenge does not hide a good one in another header.
+    """
     out: list[DigestChallenge] = []
     for name, proxy in (("WWW-Authenticate", False), ("Proxy-Authenticate", True)):
         for h in message.headers_named(name):
-            out.extend(parse_challenges(h.value, proxy=proxy))
+            try:
+                out.extend(parse_challenges(h.value, proxy=proxy))
+            except SipParseError:
+                if strict:
+                    raise
     return out
 
 

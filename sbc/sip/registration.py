@@ -327,10 +327,7 @@ class RegistrationClient:
         creds = self.config.credentials
         if creds is None:
             return self._fail(now, "authentication required but no credentials configured", None)
-        try:
-            chosen = select_challenges(challenges_in(resp), realm=creds.realm)
-        except SipParseError:
-            return self._fail(now, "malformed authentication challenge", None)
+        chosen = select_challenges(challenges_in(resp, strict=False), realm=creds.realm)
         if not chosen:
             return self._fail(now, "no usable authentication challenge", None)
         if self._answered:
@@ -396,10 +393,7 @@ class RegistrationClient:
     def _unregister_response(self, resp: Response, now: float) -> list[Request]:
         creds = self.config.credentials
         if resp.status in (401, 407) and creds is not None and not self._answered:
-            try:
-                chosen = select_challenges(challenges_in(resp), realm=creds.realm)
-            except SipParseError:
-                chosen = []
+            chosen = select_challenges(challenges_in(resp, strict=False), realm=creds.realm)
             if chosen:
                 request = authorize(self._build(0, preemptive=False), chosen, creds, counter=self._counter,
                                     cnonce_source=self._token)
