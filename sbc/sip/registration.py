@@ -48,7 +48,7 @@ import re
 import secrets
 from typing import Callable
 
-from attrs import field, frozen
+from attrs import frozen
 
 from sbc.sip.digest import ClientCredentials, DigestChallenge, NonceCounter, authorize, challenges_in, select_challenges
 from sbc.sip.errors import SipParseError
