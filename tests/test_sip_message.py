@@ -594,3 +594,12 @@ class LazinessTests(SynchronousTestCase):
         m2 = m.with_header("From", b"<sip:x@y>;tag=2")
         self.assertEqual(m2.from_.tag, "2")
         self.assertEqual(m.from_.tag, "1928301774")
+
+
+class HeaderReprTests(SynchronousTestCase):
+    def test_credentials_never_in_repr(self) -> None:
+        h = Header("Authorization", b'Digest username="bob", response="6629fae49393a05397450978507c4ef1"')
+        self.assertNotIn("6629fae4", repr(h))
+        self.assertNotIn("6629fae4", str(h))
+        self.assertIn("redacted", repr(h))
+        self.assertIn("Via", repr(Header("Via", b"SIP/2.0/UDP h")))

@@ -228,17 +228,26 @@ def _header_value(value: bytes | str) -> bytes:
     return data
 
 
-@frozen
+_SECRET_HEADERS = frozenset({"authorization", "proxy-authorization"})
+
+
+@frozen(repr=False)
 class Header:
     """One header line.  ``raw`` is the line(s) exactly as received (None if built in code).
 
     Built in code, ``value`` may be given as str (UTF-8 encoded); CR and LF are refused
-    (ValueError) so that no rewrite can inject header lines.
+    (ValueError) so that no rewrite can inject header lines.  ``repr()`` hides the value of
+    credential headers, so a header logged by accident leaks no digest response.
     """
 
     name: str
     value: bytes = field(converter=_header_value)
     raw: bytes | None = None
+
+    def __repr__(self) -> str:
+        if self.name.lower() in _SECRET_HEADERS:
+            return f"Header(name={self.name!r}, value=<redacted>)"
+        return f"Header(name={self.name!r}, value={self.value!r})"
 
     @property
     def key(self) -> str:

@@ -1,0 +1,120 @@
+"""
+SIPp call benchmarks through the B2BUA (no media): a SIPp UAC plays the PBX, a SIPp UAS
+plays the agent host.
+
+Call rate: for each rate, `--calls` calls at that rate; a rate passes when every call on both
+sides succeeded.
+
+    .venv/bin/python bench/sipp_calls.py rate --rates 100,200,400 --calls 10000
+
+Held calls: `--held` calls are set up and held (each lasts `--hold` seconds), and the SBC's
+resident memory is compared with its memory before the calls.
+
+    .venv/bin/python bench/sipp_calls.py held --held 5000 --hold 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.integration.harness import RunningSbc, free_port, sipp_path  # noqa: E402
+
+
+def _counts(out: str) -> tuple[int, int]:
+    ok = re.findall(r"Successful call\s+\|\s+\d+\s+\|\s+(\d+)", out)
+    failed = re.findall(r"Failed call\s+\|\s+\d+\s+\|\s+(\d+)", out)
+    return (int(ok[-1]) if ok else 0), (int(failed[-1]) if failed else -1)
+
+
+def start_uas(port: int, calls: int, transport: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sipp_path() or "sipp", "-sn", "uas", "-i", "127.0.0.1", "-p", str(port), "-t", transport,
+         "-m", str(calls), "-nostdin", "-timeout", "900s", "-timeout_error", "-max_socket", "5000"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True)
+
+
+def uac_cmd(sbc_port: int, calls: int, rate: int, transport: str, *extra: str) -> list[str]:
+    return [sipp_path() or "sipp", "-sn", "uac", "-i", "127.0.0.1", "-t", transport, "-s", "agent",
+            "-m", str(calls), "-r", str(rate), "-rp", "1000", "-nostdin", "-timeout", "900s",
+            "-timeout_error", "-max_socket", "5000", *extra, f"127.0.0.1:{sbc_port}"]
+
+
+def rate_sweep(args: argparse.Namespace) -> None:
+    for rate in (int(r) for r in args.rates.split(",")):
+        agent_port = free_port()
+        sbc = RunningSbc(agent_uri=f"sip:{{user}}@127.0.0.1:{agent_port}").start()
+        try:
+            uas = start_uas(agent_port, args.calls, args.transport)
+            time.sleep(0.5)
+            start = time.monotonic()
+            uac = subprocess.run(uac_cmd(sbc.sip_port, args.calls, rate, args.transport,
+                                         "-l", str(max(rate * 10, 100))),
+                                 capture_output=True, text=True, stdin=subprocess.DEVNULL)
+            wall = time.monotonic() - start
+            uas_out, _ = uas.communicate(timeout=120)
+            ok, failed = _counts(uac.stdout)
+            uas_ok, uas_failed = _counts(uas_out)
+            passed = uac.returncode == 0 and uas.returncode == 0 and ok == args.calls
+            print(f"rate {rate:>5}/s x {args.calls} calls over {args.transport}: UAC {ok} ok "
+                  f"{failed} failed, UAS {uas_ok} ok {uas_failed} failed, wall {wall:.1f}s, "
+                  f"SBC RSS {sbc.rss_kib() // 1024} MiB -> {'PASS' if passed else 'FAIL'}",
+                  flush=True)
+        finally:
+            sbc.stop()
+
+
+def held(args: argparse.Namespace) -> None:
+    agent_port = free_port()
+    sbc = RunningSbc(agent_uri=f"sip:{{user}}@127.0.0.1:{agent_port}",
+                     extra_toml="").start()
+    try:
+        time.sleep(1)
+        idle = sbc.rss_kib()
+        uas = start_uas(agent_port, args.held, args.transport)
+        time.sleep(0.5)
+        uac = subprocess.Popen(uac_cmd(sbc.sip_port, args.held, args.rate, args.transport,
+                                       "-l", str(args.held), "-d", str(args.hold * 1000)),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               stdin=subprocess.DEVNULL, text=True)
+        ramp = args.held / args.rate
+        time.sleep(ramp + 5)
+        peak = sbc.rss_kib()
+        out, _ = uac.communicate(timeout=args.hold + ramp + 120)
+        uas_out, _ = uas.communicate(timeout=60)
+        ok, failed = _counts(out)
+        print(f"{args.held} held calls: SBC RSS idle {idle} KiB, with calls held {peak} KiB, "
+              f"{(peak - idle) * 1024 / args.held / 1024:.1f} KiB per held call; "
+              f"UAC {ok} ok {failed} failed")
+    finally:
+        sbc.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="mode", required=True)
+    r = sub.add_parser("rate")
+    r.add_argument("--rates", default="100,200,400")
+    r.add_argument("--calls", type=int, default=10000)
+    r.add_argument("--transport", default="u1")
+    h = sub.add_parser("held")
+    h.add_argument("--held", type=int, default=5000)
+    h.add_argument("--hold", type=int, default=60)
+    h.add_argument("--rate", type=int, default=500)
+    h.add_argument("--transport", default="u1")
+    args = parser.parse_args()
+    if sipp_path() is None:
+        print("sipp not found: apt-get install sip-tester", file=sys.stderr)
+        return 2
+    rate_sweep(args) if args.mode == "rate" else held(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
