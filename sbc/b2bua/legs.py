@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import enum
 import re
+
+import attrs
 from typing import TYPE_CHECKING, ClassVar, Iterable, Protocol
 
-from sbc.sip.dialog import CONFIRMED, EARLY, Dialog, DialogError, DialogId
+from sbc.sip.dialog import CONFIRMED, EARLY, TERMINATED, Dialog, DialogError, DialogId
 from sbc.sip.endpoint import Peer
 from sbc.sip.errors import SipParseError
 from sbc.sip.message import Header, NameAddr, Request, Response, make_response, reason_phrase
@@ -223,7 +225,11 @@ class Leg:
 
     def _ack(self, cseq: int, body: Body | None, now: float) -> None:
         assert self.dialog is not None
-        ack = self.dialog.create_ack(cseq, via=self._via(), headers=_body_headers(body), body=_data(body))
+        dialog = self.dialog
+        if dialog.state == TERMINATED:
+            # A 2xx that arrives after the dialog ended must still be ACKed (RFC 3261 §13.2.2.4).
+            dialog = attrs.evolve(dialog, state=CONFIRMED)
+        ack = dialog.create_ack(cseq, via=self._via(), headers=_body_headers(body), body=_data(body))
         self._last_ack = (cseq, ack)
         self.stack.send_ack(ack, self._target())
 
@@ -235,13 +241,16 @@ class Leg:
             self._ack(cseq, body, now)
 
     def _send_bye(self, now: float) -> None:
-        self._flush_pending_2xx(now)
-        if self.dialog is None:
-            self.state = self.TERMINAL
-            self._terminated()
+        if self.dialog is not None and self.dialog.state != TERMINATED:
+            self._flush_pending_2xx(now)
+            bye = self._request("BYE")
+            self.state = self.TERMINATING
+            self._send(bye, _BYE, 0, now)
             return
-        self.state = self.TERMINATING
-        self._send(self._request("BYE"), _BYE, 0, now)
+        # No dialog, or the peer already said it is gone (481/408): nothing to send.
+        self._pending_2xx = None
+        self.state = self.TERMINAL
+        self._terminated()
 
     def _terminated(self) -> None:
         """The usage is over: forget the dialog, answer what still waits, tell the call."""
@@ -283,11 +292,11 @@ class Leg:
             self._respond(key, request, 405, now=now, headers=[("Allow", b"INVITE, ACK, CANCEL, BYE, UPDATE, INFO, MESSAGE, NOTIFY")])
 
     def can_relay(self) -> bool:
-        return self.state in self.USABLE and self.dialog is not None
+        return self.state in self.USABLE and self.dialog is not None and self.dialog.state != TERMINATED
 
     def _peer_offer(self, request: Request, key: TransactionKey, now: float) -> None:
         method = request.method
-        if self.state not in self.USABLE or self.dialog is None:
+        if not self.can_relay():
             self._respond(key, request, 481 if self.ended else 491, now=now)
             return
         pending = self._in.get(self.offer_in) if self.offer_in is not None else None
