@@ -609,3 +609,100 @@ class AdmissionTests(CallTestCase):
         self.assertEqual(self.net.agent_take(), [])
         self.assertEqual(self.net.b2b.counts()["calls"], 1)
         self.assertEqual([m.status for m in self.net.pbx_take()], [100])
+
+
+class TransportAndLifecycleTests(CallTestCase):
+    def test_tcp_pbx_and_tls_agent(self) -> None:
+        import attrs
+        from sbc.sip.endpoint import Peer
+        from .test_b2bua_harness import TRUNK
+
+        trunk = attrs.evolve(TRUNK, agent_uri="sip:{user}@127.0.0.1:5090;transport=tls")
+        pbx = Peer("tcp", "10.0.0.5", 5060, 7)
+        self.net = Net(peer=pbx, trunks=[trunk], local_ports={"tls": 5061}, contact_port=lambda p: 5080)
+        sent = []
+        orig = self.net.b2b.messages_to_send
+
+        def spy():
+            out = orig()
+            sent.extend(out)
+            return out
+
+        self.net.b2b.messages_to_send = spy
+        a_inv, b_inv = self.start()
+        self.assertEqual(b_inv.top_via.transport, "TLS")
+        self.assertEqual(b_inv.top_via.port, 5061)
+        self.assertEqual(b_inv.contacts[0].uri.port, 5061)
+        self.assertEqual(b_inv.contacts[0].uri.param("transport"), "tls")
+        self.assertIn(Peer("tls", "127.0.0.1", 5090, 0), [p for _m, p in sent])
+        self.net.from_agent(reply(b_inv, 200, body=SDP_B))
+        a_ok = only(self, self.net.pbx_take(), Response)
+        self.assertEqual(len(a_ok.contacts), 1)
+        self.assertEqual(str(a_ok.contacts[0].uri), "sip:sbc.example.com:5080;transport=tcp")
+        self.assertIn(b"UPDATE", a_ok.get("Allow"))
+        # the 2xx goes back on the PBX's own connection
+        self.assertIn(pbx, [p for m, p in sent if isinstance(m, Response) and m.status == 200])
+
+    def test_reinvite_before_ack_is_491(self) -> None:
+        a_inv, b_inv = self.start()
+        self.net.from_agent(reply(b_inv, 200, body=SDP_B))
+        a_ok = only(self, self.net.pbx_take(), Response)
+        agent = AgentDialog(b_inv)
+        self.net.from_agent(agent.request("INVITE", body=SDP_B))
+        self.assertEqual(only(self, self.net.agent_take(), Response).status, 491)
+        self.assertEqual(self.net.pbx_take(), [])
+        pbx = PbxDialog(a_inv, a_ok)
+        self.net.from_pbx(pbx.ack(a_inv))
+        self.assertEqual(only(self, self.net.agent_take()).method, "ACK")
+        self.net.from_agent(agent.request("INVITE", body=SDP_B))
+        self.assertEqual(only(self, self.net.pbx_take()).method, "INVITE")
+
+    def test_bye_from_agent_before_pbx_ack_waits_for_the_ack(self) -> None:
+        a_inv, b_inv = self.start()
+        self.net.from_agent(reply(b_inv, 200, body=SDP_B))
+        a_ok = only(self, self.net.pbx_take(), Response)
+        agent = AgentDialog(b_inv)
+        self.net.from_agent(agent.request("BYE"))
+        out = self.net.agent_take()
+        self.assertEqual(sorted(m.method if isinstance(m, Request) else str(m.status) for m in out), ["200", "ACK"])
+        self.assertEqual(self.net.pbx_take(), [])  # RFC 3261 §15: no BYE before the ACK
+        pbx = PbxDialog(a_inv, a_ok)
+        self.net.from_pbx(pbx.ack(a_inv))
+        bye = only(self, self.net.pbx_take())
+        self.assertEqual(bye.method, "BYE")
+        self.assertEqual(self.net.agent_take(), [])
+        self.net.from_pbx(reply(bye, 200))
+        self.assertIdle()
+
+    def test_graceful_shutdown(self) -> None:
+        a_inv, b_inv, a_ok, b_ok, pbx, agent = self.answer()
+        a2 = invite(call_id="second@10.0.0.5", from_tag="pbx2")
+        self.net.from_pbx(a2)
+        self.net.pbx_take()
+        b2 = only(self, self.net.agent_take())
+        self.net.b2b.stop_accepting()
+        self.net.from_pbx(invite(call_id="third@10.0.0.5", from_tag="pbx3"))
+        r = only(self, self.net.pbx_take(), Response)
+        self.assertEqual((r.status, r.get("Retry-After")), (503, b"30"))
+        self.net.b2b.terminate_all(self.net.now)
+        self.net.flush()
+        to_pbx = self.net.pbx_take()
+        to_agent = self.net.agent_take()
+        self.assertEqual(sorted(m.method if isinstance(m, Request) else str(m.status) for m in to_pbx),
+                         ["480", "BYE"])
+        self.assertEqual(sorted(m.method for m in to_agent), ["BYE"])  # the CANCEL waits for a 1xx
+        for m in to_pbx:
+            if isinstance(m, Request):
+                self.net.from_pbx(reply(m, 200))
+            else:
+                from .test_b2bua_harness import ack_non2xx
+
+                self.net.from_pbx(ack_non2xx(a2, m))
+        self.net.from_agent(reply(to_agent[0], 200))
+        self.net.from_agent(reply(b2, 180))
+        cancel = only(self, self.net.agent_take())
+        self.assertEqual(cancel.method, "CANCEL")
+        self.net.from_agent(reply(cancel, 200))
+        self.net.from_agent(reply(b2, 487))
+        self.assertEqual({c.end_reason for c in self.net.b2b.ended_calls()}, {"shutdown"})
+        self.assertIdle()

@@ -372,7 +372,7 @@ class RandomCallsTests(SynchronousTestCase):
             self.assertIsNotNone(call.ended)
             self.assertIsNotNone(call.end_reason)
             self.assertIsNotNone(call.a_status, call)
-        errors = [n for n in b2b.notices() if n.reason in ("call-error", "unexpected-event", "relay-dropped")]
+        errors = [n for n in b2b.notices() if n.reason in ("call-error", "internal-error", "unexpected-event", "relay-dropped")]
         self.assertEqual(errors, [])
         # every PBX INVITE got a final response (nothing half-open toward the PBX)
         self.assertEqual(len(world.pbx.finals), calls)

@@ -102,10 +102,7 @@ class Call:
 
     def offer_busy(self) -> bool:
         """An offer/answer exchange is in progress on this call, in either direction."""
-        for leg in (self.a, self.b):
-            if leg.offer_in is not None or leg.offer_out is not None:
-                return True
-        return False
+        return self.a.offer_pending or self.b.offer_pending
 
     # ------------------------------------------------------------------ events
 
@@ -135,6 +132,15 @@ class Call:
         for each in (leg, self.other(leg)):
             if not each.ended:
                 each.handle(Disconnect(reason), now)
+
+    def terminate(self, reason: str, now: float) -> None:
+        """End the call from outside (shutdown, operator): BYE or CANCEL both legs, 480 on an
+        unanswered A leg."""
+        if self.end_reason is None:
+            self.end_reason = reason
+        if self.answered is None:
+            self.a.handle(Fail(480, "Temporarily Unavailable", None), now)
+        self.hang_up(self.a, reason, now)
 
     def leg_ended(self, leg: "Leg", now: float) -> None:
         if self.ended is None and self.a.ended and self.b.ended:

@@ -34,7 +34,7 @@ import os
 import re
 from collections import deque
 from ipaddress import ip_address
-from typing import Any, Iterable, Protocol, Sequence
+from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
 from attrs import frozen
 
@@ -115,6 +115,14 @@ class B2buaNotice:
     call_id: str = ""
 
 
+_NOWHERE = Peer("udp", "0.0.0.0", 0)
+
+
+def _contact(host: str, port: int, transport: str) -> bytes:
+    param = "" if transport == "udp" else f";transport={transport}"
+    return f"<sip:{_bracket(host)}:{port}{param}>".encode("latin-1")
+
+
 def _bracket(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
@@ -142,12 +150,19 @@ class B2bua:
         copy_x_headers: bool = True,
         user_agent: str = "sbc",
         supported: Iterable[str] = (),
+        local_ports: Mapping[str, int] | None = None,
+        contact_port: Callable[[Peer], int | None] | None = None,
     ) -> None:
         """``timers`` is a :class:`~sbc.sip.transaction.Timers` or anything with ``t1``,
-        ``t2`` and ``t4`` (e.g. the ``[sip]`` config section)."""
+        ``t2`` and ``t4`` (e.g. the ``[sip]`` config section).  ``local_ports`` overrides
+        ``local_port`` per transport (``{"tls": 5061}``) in our Via and Contact;
+        ``contact_port(peer)`` (as :class:`~sbc.sip.endpoint.Endpoint` takes it) gives the
+        port of the listener a PBX reached us on, for the A leg's Contact."""
         self.trunks = tuple(trunks)
         self.local_host = local_host
         self.local_port = local_port
+        self.local_ports = dict(local_ports or {})
+        self._contact_port = contact_port
         self.fqdn = fqdn or local_host
         if timers is None:
             timers = Timers()
@@ -218,6 +233,19 @@ class B2bua:
     def __len__(self) -> int:
         return sum(self.counts().values())
 
+    # ================================================================== lifecycle
+
+    def stop_accepting(self) -> None:
+        """Graceful shutdown, step 1: new calls get 503 with Retry-After; calls go on."""
+        self.accepting = False
+
+    def terminate_all(self, now: float, reason: str = "shutdown") -> None:
+        """Graceful shutdown, step 2 (after the drain timeout): end every call on both legs."""
+        self.now = now
+        for call in list(self.calls.values()):
+            self._guard(call.terminate, reason, now)
+        self._drain(now)
+
     # ================================================================== inputs
 
     def handle_request(self, request: Request, peer: Peer, now: float) -> None:
@@ -262,9 +290,12 @@ class B2bua:
     def cancel(self, key: TransactionKey, now: float) -> None:
         self._tx.cancel(key, now)
 
+    def port_for(self, transport: str) -> int:
+        return self.local_ports.get(transport.lower(), self.local_port)
+
     def via(self, transport: str) -> bytes:
         branch = f"{MAGIC_COOKIE}{self._prefix}{next(self._seq):x}"
-        return (f"SIP/2.0/{transport.upper()} {_bracket(self.local_host)}:{self.local_port}"
+        return (f"SIP/2.0/{transport.upper()} {_bracket(self.local_host)}:{self.port_for(transport)}"
                 f";branch={branch};rport").encode("latin-1")
 
     def new_id(self) -> int:
@@ -325,19 +356,30 @@ class B2bua:
         while (event := tx.next_event()) is not None:
             self._dispatch(event, now)
 
-    def _guard(self, fn: Any, *args: Any) -> None:
+    def _guard(self, fn: Any, *args: Any, request: Request | None = None, key: TransactionKey | None = None,
+               peer: Peer | None = None) -> None:
+        """Run one step of call handling; an error is reported as a notice (and a request that
+        caused it answered 500) instead of escaping into the transport."""
         try:
             fn(*args)
-        except (LegStateError, DialogError, SipParseError, TransactionError) as e:
-            self.notice("call-error", f"{type(e).__name__}: {e}", Peer("udp", "0.0.0.0", 0))
+        except Exception as e:  # noqa: BLE001 - one call's trouble must not stop the others
+            expected = isinstance(e, (LegStateError, DialogError, SipParseError, TransactionError))
+            self.notice("call-error" if expected else "internal-error", f"{type(e).__name__}: {e}",
+                        peer or _NOWHERE)
+            if request is not None and key is not None and request.method != "ACK":
+                try:
+                    self._reply(request, key, 500, "Server Internal Error", now=self.now)
+                except Exception:  # noqa: BLE001 - the transaction already answered or gone
+                    pass
 
     def _dispatch(self, event: Event, now: float) -> None:
         if isinstance(event, RequestReceived):
-            self._guard(self._request, event.request, event.peer, event.key, now)
+            self._guard(self._request, event.request, event.peer, event.key, now,
+                        request=event.request, key=event.key, peer=event.peer)
         elif isinstance(event, AckReceived):
             self._guard(self._ack, event.request, now)
         elif isinstance(event, CancelReceived):
-            self._guard(self._cancel, event, now)
+            self._guard(self._cancel, event, now, peer=event.peer)
         elif isinstance(event, ResponseReceived):
             leg = self._by_tx.get(event.key)
             if leg is not None:
@@ -501,10 +543,11 @@ class B2bua:
         call_id = self.new_token()
         call = Call(self, call_id, trunk.name, now, retry_after=self.retry_after,
                     max_duration=self.max_call_duration)
-        transport = "" if peer.transport == "udp" else f";transport={peer.transport}"
-        a_contact = f"<sip:{_bracket(self.fqdn)}:{self.local_port}{transport}>".encode("latin-1")
-        b_transport = "" if b_peer.transport == "udp" else f";transport={b_peer.transport}"
-        b_contact = f"<sip:{_bracket(self.local_host)}:{self.local_port}{b_transport}>".encode("latin-1")
+        a_port = self._contact_port(peer) if self._contact_port is not None else None
+        if a_port is None:
+            a_port = self.port_for(peer.transport)
+        a_contact = _contact(self.fqdn, a_port, peer.transport)
+        b_contact = _contact(self.local_host, self.port_for(b_peer.transport), b_peer.transport)
         route = None
         if proxy is not None:
             route = b"<" + (proxy if proxy.has_param("lr") else proxy.with_param("lr", None)).to_bytes() + b">"

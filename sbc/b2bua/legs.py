@@ -68,6 +68,9 @@ __all__ = [
 #: Headers of INFO / MESSAGE / NOTIFY relayed with the body (RFC 6086, RFC 6665).
 RELAYED_INFO_HEADERS = ("Event", "Subscription-State", "Info-Package", "Content-Disposition")
 
+#: Methods we accept inside a call (Allow header).
+ALLOW = b"INVITE, ACK, CANCEL, BYE, UPDATE, INFO, MESSAGE, NOTIFY"
+
 _DIGITS_RE = re.compile(rb"\s*([0-9]{1,9})")
 
 
@@ -219,6 +222,8 @@ class Leg:
         hdrs = list(headers)
         if 200 <= status < 300 and request.method in ("INVITE", "UPDATE"):
             hdrs.append(("Contact", self.contact))
+            if request.method == "INVITE":
+                hdrs.append(("Allow", ALLOW))
         hdrs.extend(_body_headers(body))
         response = make_response(request, status, reason, to_tag=to_tag, headers=hdrs, body=_data(body))
         self.stack.send_response(key, response, now)
@@ -289,7 +294,14 @@ class Leg:
             headers = tuple((name, v) for name in RELAYED_INFO_HEADERS for v in request.get_all(name)[:1])
             self._emit(Info(rid, method, body_of(request), headers), now)
         else:
-            self._respond(key, request, 405, now=now, headers=[("Allow", b"INVITE, ACK, CANCEL, BYE, UPDATE, INFO, MESSAGE, NOTIFY")])
+            self._respond(key, request, 405, now=now, headers=[("Allow", ALLOW)])
+
+    @property
+    def offer_pending(self) -> bool:
+        """An offer/answer exchange or an INVITE transaction (2xx not yet ACKed) is in progress
+        on this leg, in either direction (RFC 3261 §14.1: no new INVITE meanwhile)."""
+        return (self.offer_in is not None or self.offer_out is not None
+                or self._awaiting_ack is not None or self._pending_2xx is not None)
 
     def can_relay(self) -> bool:
         return self.state in self.USABLE and self.dialog is not None and self.dialog.state != TERMINATED
@@ -472,7 +484,7 @@ class Leg:
             self._initial_event(event, now)
 
     def _relay_offer(self, event: Reoffer, now: float) -> None:
-        if not self.can_relay() or self.offer_out is not None or self._pending_2xx is not None:
+        if not self.can_relay() or self.offer_pending:
             self._emit(ReofferFail(event.id, 491, "Request Pending"), now)
             return
         key = self._send(self._request(event.method, event.body), _REOFFER, event.id, now)
@@ -735,7 +747,7 @@ class UacLeg(Leg):
             ("Call-ID", self.call_id.encode("latin-1")),
             ("CSeq", b"1 INVITE"),
             ("Contact", self.contact),
-            ("Allow", b"INVITE, ACK, CANCEL, BYE, UPDATE, INFO, MESSAGE, NOTIFY"),
+            ("Allow", ALLOW),
         ]
         if self.user_agent:
             headers.append(("User-Agent", self.user_agent))
@@ -850,7 +862,7 @@ class UacLeg(Leg):
             super()._confirm(event, now)
 
     def _peer_bye(self, now: float) -> None:
-        self._pending_2xx = None
+        self._flush_pending_2xx(now)  # the agent still waits for the ACK of its 2xx
         self._emit(Disconnect("bye-b"), now)
         if not self.ended:
             self._go("bye_in")
