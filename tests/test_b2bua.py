@@ -706,3 +706,49 @@ class TransportAndLifecycleTests(CallTestCase):
         self.net.from_agent(reply(b2, 487))
         self.assertEqual({c.end_reason for c in self.net.b2b.ended_calls()}, {"shutdown"})
         self.assertIdle()
+
+
+class NextHopTests(CallTestCase):
+    def test_in_dialog_requests_follow_the_agents_contact(self) -> None:
+        from sbc.sip.endpoint import Peer
+
+        a_inv, b_inv = self.start()
+        self.net.from_agent(reply(b_inv, 200, body=SDP_B, contact=b"<sip:agent@127.0.0.1:5092;transport=tcp>"))
+        a_ok = only(self, self.net.pbx_take(), Response)
+        sent = []
+        orig = self.net.b2b.messages_to_send
+
+        def spy():
+            out = orig()
+            sent.extend(out)
+            return out
+
+        self.net.b2b.messages_to_send = spy
+        self.net._route = lambda data, peer: None  # the harness only knows port 5090
+        pbx = PbxDialog(a_inv, a_ok)
+        self.net.from_pbx(pbx.ack(a_inv))
+        self.net.from_pbx(pbx.request("BYE"))
+        peers = {(m.method, p) for m, p in sent if isinstance(m, Request)}
+        self.assertEqual(peers, {("ACK", Peer("tcp", "127.0.0.1", 5092, 0)),
+                                 ("BYE", Peer("tcp", "127.0.0.1", 5092, 0))})
+
+    def test_same_host_port_keeps_the_transport(self) -> None:
+        from sbc.sip.endpoint import Peer
+        import attrs
+        from .test_b2bua_harness import TRUNK
+
+        self.net = Net(trunks=[attrs.evolve(TRUNK, agent_uri="sip:{user}@127.0.0.1:5090;transport=tcp")])
+        a_inv, b_inv = self.start()
+        self.net.from_agent(reply(b_inv, 200, body=SDP_B))  # Contact without ;transport=
+        a_ok = only(self, self.net.pbx_take(), Response)
+        sent = []
+        orig = self.net.b2b.messages_to_send
+
+        def spy():
+            out = orig()
+            sent.extend(out)
+            return out
+
+        self.net.b2b.messages_to_send = spy
+        self.net.from_pbx(PbxDialog(a_inv, a_ok).ack(a_inv))
+        self.assertEqual([p for _m, p in sent], [Peer("tcp", "127.0.0.1", 5090, 0)])

@@ -16,6 +16,7 @@ import itertools
 import random
 from typing import Any, Callable
 
+import attrs
 from hypothesis import given, settings, strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -57,7 +58,7 @@ class FakeUA:
     # ---- plumbing
 
     def via(self) -> bytes:
-        return f"SIP/2.0/UDP {self.me.host}:{self.me.port};branch=z9hG4bK{self.name}{next(self.branches)}".encode()
+        return f"SIP/2.0/{self.world.transport.upper()} {self.me.host}:{self.me.port};branch=z9hG4bK{self.name}{next(self.branches)}".encode()
 
     def later(self, delay: float, fn: Callable[[float], None]) -> None:
         heapq.heappush(self.actions, (self.world.now + delay, next(self.world.seq), fn))
@@ -78,7 +79,7 @@ class FakeUA:
 
     def receive(self, msg: Request | Response, now: float) -> None:
         try:
-            self.tx.receive(msg, SBC, False, now)
+            self.tx.receive(msg, SBC, self.world.reliable, now)
         except SipError:
             return
         self.drain(now)
@@ -102,7 +103,7 @@ class FakeUA:
         self.tx.send_response(key, response, self.world.now)
 
     def send(self, request: Request) -> TransactionKey:
-        return self.tx.send_request(request, SBC, False, self.world.now)
+        return self.tx.send_request(request, SBC, self.world.reliable, self.world.now)
 
     def in_dialog(self, call_id: str, method: str, body: bytes = b"") -> TransactionKey | None:
         dialog = self.dialogs.get(call_id)
@@ -288,12 +289,20 @@ class FakeAgent(FakeUA):
 
 
 class World:
-    def __init__(self, seed: int, loss: float) -> None:
+    def __init__(self, seed: int, loss: float, transport: str = "udp") -> None:
+        """``transport`` "tcp" runs both legs over a reliable transport (no retransmissions,
+        zero-length Timers D, I, J, K): then ``loss`` must be 0."""
         self.rng = random.Random(seed)
+        self.transport = transport
+        self.reliable = transport != "udp"
         self.loss = loss
+        self.pbx_peer = Peer(transport, PBX.host, PBX.port, 1)
+        self.agent_peer = Peer(transport, AGENT.host, AGENT.port, 2)
+        trunk = TRUNK if transport == "udp" else attrs.evolve(
+            TRUNK, agent_uri=f"sip:{{user}}@127.0.0.1:5090;transport={transport}")
         self.now = 1000.0
         self.seq = itertools.count()
-        self.b2b = B2bua(trunks=[TRUNK], local_host="192.0.2.10", local_port=5060, fqdn="sbc.example.com",
+        self.b2b = B2bua(trunks=[trunk], local_host="192.0.2.10", local_port=5060, fqdn="sbc.example.com",
                          no_answer_timeout=20, max_call_duration=300, max_calls=100_000)
         self.ep = Endpoint(fqdn="sbc.example.com")
         self.ep.add_handler(self.b2b)
@@ -308,7 +317,7 @@ class World:
     def pump(self) -> None:
         for _ in range(1000):
             moved = False
-            for ua, peer in ((self.pbx, PBX), (self.agent, AGENT)):
+            for ua, peer in ((self.pbx, self.pbx_peer), (self.agent, self.agent_peer)):
                 for msg, _to in ua.tx.messages_to_send():
                     moved = True
                     if not self.lost():
@@ -396,3 +405,10 @@ class RandomCallsTests(SynchronousTestCase):
         world = World(seed=seed, loss=loss)
         world.run(200)
         self.check_world(world, 200)
+
+    @settings(max_examples=4)
+    @given(seed=st.integers(0, 2**32 - 1))
+    def test_random_calls_tcp(self, seed: int) -> None:
+        world = World(seed=seed, loss=0.0, transport="tcp")
+        world.run(250)
+        self.check_world(world, 250)

@@ -319,7 +319,9 @@ class B2bua:
         if not peers:
             return fallback
         peer = peers[0]
-        if (peer.transport, peer.host, peer.port) == (fallback.transport, fallback.host, fallback.port):
+        if (peer.host, peer.port) == (fallback.host, fallback.port) and not uri.transport:
+            # Same host and port as the call's first hop and no explicit ;transport=: stay on
+            # the transport (and connection) the call already uses.
             return fallback
         return peer
 
