@@ -38,10 +38,13 @@ from attrs import field, frozen
 
 __all__ = [
     "AdminConfig",
+    "AgentConfig",
+    "CallsConfig",
     "Config",
     "ConfigError",
     "Invalid",
     "ListenConfig",
+    "RegisterConfig",
     "SbcSection",
     "SchemaEntry",
     "SipConfig",
@@ -136,10 +139,16 @@ def setting(
     type_name: str,
     default: Any = attrs.NOTHING,
     key: str | None = None,
+    secret: bool = False,
 ) -> Any:
-    """Declare a scalar or list setting.  Without ``default`` the key is required."""
+    """Declare a scalar or list setting.  Without ``default`` the key is required.
+
+    ``secret=True`` (passwords) keeps the value out of ``repr()``; its check must not echo
+    the value in its error messages either.
+    """
     return field(
         default=default,
+        repr=not secret,
         metadata={_SCHEMA: _Setting(key, check, doc, type_name)},
     )
 
@@ -147,6 +156,14 @@ def setting(
 def section(cls: type[T], *, doc: str, key: str | None = None) -> Any:
     """Declare a nested table, optional in the file (its own defaults apply)."""
     return field(factory=cls, metadata={_SCHEMA: _Section(key, cls, False, doc)})
+
+
+def optional_section(cls: type, *, doc: str, key: str | None = None) -> Any:
+    """Declare a nested table that may be absent: then the attribute is ``None``.
+
+    Keys the class declares as required are required only when the table is present.
+    """
+    return field(default=None, metadata={_SCHEMA: _Section(key, cls, False, doc)})
 
 
 def section_list(cls: type, *, doc: str, key: str | None = None) -> Any:
@@ -272,6 +289,16 @@ def positive_float(value: object) -> float:
     return number
 
 
+def non_negative_float(value: object) -> float:
+    """A finite number >= 0 (0 usually means "off")."""
+    _expect(value, (int, float), "a number")
+    assert isinstance(value, (int, float))
+    number = float(value)
+    if not (0 <= number < float("inf")):
+        raise Invalid(f"{value!r} must be a number >= 0")
+    return number
+
+
 def string(value: object) -> str:
     _expect(value, str, "a string")
     assert isinstance(value, str)
@@ -306,6 +333,50 @@ def matches(pattern: str, what: str) -> Callable[[object], str]:
         return text
 
     return check
+
+
+def secret_text(value: object) -> str:
+    """A password: a non-empty printable string.  Errors never show the value."""
+    _expect(value, str, "a string")
+    assert isinstance(value, str)
+    if not value or not value.isprintable():
+        raise Invalid("must be a non-empty string of printable characters (value not shown)")
+    return value
+
+
+_MAX_PATTERN = 500
+
+
+def regex(value: object) -> re.Pattern[str]:
+    """A Python regular expression, compiled at load time."""
+    text = string(value)
+    if not text:
+        raise Invalid("must be a non-empty regular expression")
+    if len(text) > _MAX_PATTERN:
+        raise Invalid(f"regular expression longer than {_MAX_PATTERN} characters")
+    try:
+        return re.compile(text)
+    except (re.error, RecursionError, OverflowError, ValueError) as e:
+        raise Invalid(f"{text!r} is not a valid regular expression: {e}") from None
+
+
+_TOKEN_RE = re.compile(r"[A-Za-z0-9!%'*+.^_`|~-]+")
+
+
+def header_name(value: object) -> str:
+    text = string(value)
+    if not _TOKEN_RE.fullmatch(text):
+        raise Invalid(f"{text!r} is not a SIP header name")
+    return text
+
+
+def tls_name(value: object) -> str:
+    """A certificate name to match: a DNS name, optionally with a leading ``*.`` wildcard."""
+    text = string(value)
+    bare = text[2:] if text.startswith("*.") else text
+    if not bare or not _HOSTNAME.fullmatch(bare) or len(bare) > 253:
+        raise Invalid(f"{text!r} is not a DNS name (a leading '*.' is allowed)")
+    return text.lower()
 
 
 def ip_literal(value: object) -> str:
@@ -623,6 +694,32 @@ class SipConfig:
 
 
 _NAME = r"[a-z0-9-]+"
+_USER = r"[A-Za-z0-9_.!~*'()&=+$,;?/-]{1,64}"
+
+
+@frozen
+class RegisterConfig:
+    """``[trunk.register]``: outbound REGISTER toward the trunk (RFC 3261 §10.2)."""
+
+    registrar: str = setting(sip_uri, type_name="string", doc="Request-URI of the REGISTER, e.g. \"sip:registrar.example.com\" (required).")
+    aor: str = setting(sip_uri, type_name="string", doc="Address of record put in From and To, e.g. \"sip:+15550100@example.com\" (required).")
+    username: str | None = setting(text_line, default=None, type_name="string", doc="Digest user name; without it challenges fail.")
+    password: str | None = setting(
+        secret_text, default=None, type_name="string", secret=True,
+        doc="Digest password; required with `username`. Never logged or shown.",
+    )
+    realm: str | None = setting(text_line, default=None, type_name="string", doc="Only answer challenges for this realm (default: any).")
+    expires: int = setting(integer(60, 86400), default=3600, type_name="integer", doc="Registration lifetime asked for, seconds (60..86400).")
+    contact_user: str = setting(
+        matches(_USER, "a valid SIP user part"), default="sbc", type_name="string",
+        doc="User part of the Contact registered (`sip:<contact_user>@<sbc.fqdn>:<port>`).",
+    )
+
+    def _check_section(self, ctx: _Context) -> None:
+        if self.username is not None and self.password is None:
+            raise Invalid("required when `username` is set", "password")
+        if self.password is not None and self.username is None:
+            raise Invalid("required when `password` is set", "username")
 
 
 @frozen
@@ -651,10 +748,91 @@ class TrunkConfig:
     outbound_proxy: str | None = setting(
         sip_uri, default=None, type_name="string", doc="Optional sip: URI every request toward this trunk is sent to."
     )
+    match_tls_names: tuple[str, ...] = setting(
+        list_of(tls_name), default=(), type_name="array of strings",
+        doc="Also admit TLS peers whose certificate carries one of these DNS names (`*.` wildcard allowed).",
+    )
+    match_ruri: tuple[re.Pattern[str], ...] = setting(
+        list_of(regex), default=(), type_name="array of strings",
+        doc="Regular expressions; when given, the Request-URI must match one of them (`re.search`).",
+    )
+    peer_uri: str | None = setting(
+        sip_uri, default=None, type_name="string",
+        doc="The PBX's own address: target of calls from the agent host toward this trunk, and of OPTIONS pings.",
+    )
+    dial: tuple[re.Pattern[str], ...] = setting(
+        list_of(regex), default=(), type_name="array of strings",
+        doc="Regular expressions on the Request-URI user (`re.fullmatch`): calls from the agent host that match go to this trunk.",
+    )
+    options_interval: float = setting(
+        non_negative_float, default=30.0, type_name="float",
+        doc="Seconds between OPTIONS pings to `peer_uri`; 0 turns them off.",
+    )
+    allow_refer: bool = setting(
+        boolean, default=False, type_name="boolean", doc="Relay REFER (transfer) from the agent host to this trunk."
+    )
+    register: RegisterConfig | None = optional_section(
+        RegisterConfig, doc="Outbound registration toward this trunk."
+    )
+
+    def _check_section(self, ctx: _Context) -> None:
+        if self.dial and self.peer_uri is None:
+            raise Invalid("needs `peer_uri`: calls matched by `dial` are sent there", "dial")
 
     def agent_target(self, user: str) -> str:
         """The B-leg request URI for ``user``."""
         return self.agent_uri.format(user=user)
+
+
+_DEFAULT_COPY_HEADERS = ("P-Asserted-Identity", "Privacy", "User-to-User", "Diversion", "History-Info")
+
+
+@frozen
+class CallsConfig:
+    """``[calls]``: call limits, timeouts, header copying and shutdown drain."""
+
+    max_calls: int = setting(integer(1), default=1000, type_name="integer", doc="Concurrent calls overall; beyond it 503 with Retry-After.")
+    max_calls_per_trunk: int = setting(
+        integer(0), default=0, type_name="integer", doc="Concurrent calls per trunk; 0 means no per-trunk limit."
+    )
+    no_answer_timeout: float = setting(
+        non_negative_float, default=60.0, type_name="float", doc="Seconds a call may ring before it is given up (480); 0 turns it off."
+    )
+    max_call_duration: float = setting(
+        non_negative_float, default=14400.0, type_name="float", doc="Seconds after which an answered call is ended with BYE; 0 turns it off."
+    )
+    retry_after: int = setting(
+        integer(1, 86400), default=30, type_name="integer", doc="Retry-After seconds sent with 503/480 refusals."
+    )
+    drain_timeout: float = setting(
+        non_negative_float, default=30.0, type_name="float",
+        doc="On shutdown, seconds to let calls in progress finish before both legs get BYE.",
+    )
+    copy_headers: tuple[str, ...] = setting(
+        list_of(header_name), default=_DEFAULT_COPY_HEADERS, type_name="array of strings",
+        doc="Headers copied from the A leg's INVITE to the B leg's (others are dropped).",
+    )
+    copy_x_headers: bool = setting(
+        boolean, default=True, type_name="boolean", doc="Also copy every `X-` header from leg to leg."
+    )
+
+
+@frozen
+class AgentConfig:
+    """``[agent]``: the agent host(s) as a source of calls and as a ping target."""
+
+    allow: tuple[Network, ...] = setting(
+        list_of(network), default=(), type_name="array of strings",
+        doc="Source networks of the agent host(s), admitted for calls toward the trunks (CIDR).",
+    )
+    options_interval: float = setting(
+        non_negative_float, default=30.0, type_name="float",
+        doc="Seconds between OPTIONS pings to each trunk's agent host; 0 turns them off.",
+    )
+    down_after: int = setting(
+        integer(1, 100), default=2, type_name="integer",
+        doc="Consecutive failed pings (timeout or 503) before a target is marked down; one success marks it up.",
+    )
 
 
 @frozen
@@ -667,6 +845,8 @@ class Config:
     admin: AdminConfig = section(AdminConfig, doc="Admin HTTP endpoint.")
     sip: SipConfig = section(SipConfig, doc="SIP timers and limits.")
     trunks: tuple[TrunkConfig, ...] = section_list(TrunkConfig, key="trunk", doc="Trunks (PBXs) admitted.")
+    calls: CallsConfig = section(CallsConfig, doc="Call limits, timeouts and shutdown.")
+    agent: AgentConfig = section(AgentConfig, doc="The agent host(s).")
 
     def _check_section(self, ctx: _Context) -> None:
         seen: dict[tuple[str, str, int], int] = {}
@@ -759,6 +939,8 @@ def _render_default(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, str):
         return f'"{value}"'
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_render_default(v) for v in value) + "]"
     return repr(value)
 
 

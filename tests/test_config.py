@@ -16,6 +16,9 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from sbc.config import (
     AdminConfig,
+    AgentConfig,
+    CallsConfig,
+    RegisterConfig,
     Config,
     ConfigError,
     ListenConfig,
@@ -546,7 +549,7 @@ toml_values = st.one_of(
     st.sampled_from(['["10.0.0.0/8"]', "[]", '["::1/128", 3]', "{}", '"sip:{user}@h"', '"udp"', '"::1"']),
 )
 schema_keys = sorted({e.key.split(".")[-1] for e in iter_schema()} | {"bogus"})
-sections = ["sbc", "admin", "sip", "[listen]", "[trunk]", "bogus"]
+sections = ["sbc", "admin", "sip", "[listen]", "[trunk]", "trunk.register", "calls", "agent", "bogus"]
 
 
 class FuzzTests(SynchronousTestCase):
@@ -585,7 +588,9 @@ class DocumentationTests(SynchronousTestCase):
         self.assertIn("trunk[].agent_uri", keys)
         self.assertIn("listen[].private_key", keys)
         self.assertEqual(len(keys), len(set(keys)))
-        self.assertEqual(len(keys), 23)
+        for key in ("calls.drain_timeout", "agent.down_after", "trunk[].register.password", "trunk[].match_ruri"):
+            self.assertIn(key, keys)
+        self.assertGreaterEqual(len(keys), 47)
 
     def test_readme_reference_covers_every_key(self) -> None:
         readme = (REPO / "README.md").read_text(encoding="utf-8")
@@ -594,5 +599,206 @@ class DocumentationTests(SynchronousTestCase):
 
     def test_default_config_mentions_every_section(self) -> None:
         text = default_config_path().read_text(encoding="utf-8")
-        for header in ("[sbc]", "[[listen]]", "[admin]", "[sip]", "[[trunk]]"):
+        for header in ("[sbc]", "[[listen]]", "[admin]", "[sip]", "[[trunk]]", "[calls]", "[agent]", "[trunk.register]"):
             self.assertIn(header, text)
+
+
+def trunk_with(extra: str) -> str:
+    return TRUNK + extra
+
+
+REGISTER = """
+[trunk.register]
+registrar = "sip:registrar.example.com"
+aor = "sip:+15550100@example.com"
+username = "+15550100"
+password = "s3cret-Pa55"
+"""
+
+
+class CallsAndAgentTests(SynchronousTestCase):
+    def test_defaults(self) -> None:
+        config = load_config_text("", "x.toml")
+        self.assertEqual(
+            config.calls,
+            CallsConfig(
+                max_calls=1000,
+                max_calls_per_trunk=0,
+                no_answer_timeout=60.0,
+                max_call_duration=14400.0,
+                retry_after=30,
+                drain_timeout=30.0,
+                copy_headers=("P-Asserted-Identity", "Privacy", "User-to-User", "Diversion", "History-Info"),
+                copy_x_headers=True,
+            ),
+        )
+        self.assertEqual(config.agent, AgentConfig(allow=(), options_interval=30.0, down_after=2))
+
+    def test_default_copy_headers_match_the_b2bua(self) -> None:
+        from sbc.b2bua.core import DEFAULT_COPY_HEADERS
+
+        self.assertEqual(load_config_text("").calls.copy_headers, DEFAULT_COPY_HEADERS)
+
+    def test_values(self) -> None:
+        config = load_config_text(
+            """
+            [calls]
+            max_calls = 5
+            max_calls_per_trunk = 2
+            no_answer_timeout = 0
+            max_call_duration = 7200.5
+            retry_after = 120
+            drain_timeout = 0
+            copy_headers = ["X-Foo", "Diversion"]
+            copy_x_headers = false
+            [agent]
+            allow = ["10.1.0.0/16", "2001:db8::/32"]
+            options_interval = 0
+            down_after = 5
+            """
+        )
+        self.assertEqual(
+            (config.calls.max_calls, config.calls.max_calls_per_trunk, config.calls.no_answer_timeout,
+             config.calls.max_call_duration, config.calls.retry_after, config.calls.drain_timeout,
+             config.calls.copy_headers, config.calls.copy_x_headers),
+            (5, 2, 0.0, 7200.5, 120, 0.0, ("X-Foo", "Diversion"), False),
+        )
+        self.assertEqual(
+            config.agent.allow,
+            (ipaddress.ip_network("10.1.0.0/16"), ipaddress.ip_network("2001:db8::/32")),
+        )
+        self.assertEqual((config.agent.options_interval, config.agent.down_after), (0.0, 5))
+
+    def test_errors(self) -> None:
+        cases = {
+            "[calls]\nmax_calls = 0": "etc/sbc.toml: calls.max_calls: 0 is out of range (must be >= 1)",
+            "[calls]\nmax_calls_per_trunk = -1": "etc/sbc.toml: calls.max_calls_per_trunk: -1 is out of range (must be >= 0)",
+            "[calls]\nno_answer_timeout = -1": "etc/sbc.toml: calls.no_answer_timeout: -1 must be a number >= 0",
+            "[calls]\ndrain_timeout = inf": "etc/sbc.toml: calls.drain_timeout: inf must be a number >= 0",
+            "[calls]\nretry_after = 0": "etc/sbc.toml: calls.retry_after: 0 is out of range (1..86400)",
+            '[calls]\ncopy_headers = ["Good", "bad header"]':
+                "etc/sbc.toml: calls.copy_headers[1]: 'bad header' is not a SIP header name",
+            "[calls]\ncopy_x_headers = 1": "etc/sbc.toml: calls.copy_x_headers: expected a boolean, got an integer",
+            "[calls]\nbogus = 1": "etc/sbc.toml: calls.bogus: unknown key",
+            '[agent]\nallow = ["10.0.0.1/8"]':
+                "etc/sbc.toml: agent.allow[0]: '10.0.0.1/8' has host bits set (did you mean '10.0.0.0/8'?)",
+            "[agent]\ndown_after = 0": "etc/sbc.toml: agent.down_after: 0 is out of range (1..100)",
+            '[agent]\noptions_interval = "30"': "etc/sbc.toml: agent.options_interval: expected a number, got a string",
+        }
+        for text, expected in cases.items():
+            self.assertEqual(error_of(text), expected)
+
+
+class TrunkAdditionsTests(SynchronousTestCase):
+    def test_defaults(self) -> None:
+        [trunk] = load_config_text(TRUNK).trunks
+        self.assertEqual(
+            (trunk.match_tls_names, trunk.match_ruri, trunk.peer_uri, trunk.dial, trunk.options_interval,
+             trunk.allow_refer, trunk.register),
+            ((), (), None, (), 30.0, False, None),
+        )
+
+    def test_values(self) -> None:
+        [trunk] = load_config_text(
+            trunk_with(
+                """
+                match_tls_names = ["PBX.example.com", "*.pbx.example.net"]
+                match_ruri = ['^sips?:\\+1', 'trunk=a']
+                peer_uri = "sip:192.0.2.10:5060"
+                dial = ['\\+1[0-9]{10}']
+                options_interval = 0
+                allow_refer = true
+                """
+            )
+        ).trunks
+        self.assertEqual(trunk.match_tls_names, ("pbx.example.com", "*.pbx.example.net"))
+        self.assertEqual([p.pattern for p in trunk.match_ruri], ["^sips?:\\+1", "trunk=a"])
+        self.assertIsNotNone(trunk.match_ruri[0].search("sip:+15550100@h"))
+        self.assertIsNone(trunk.match_ruri[0].search("sip:15550100@h"))
+        self.assertEqual(trunk.peer_uri, "sip:192.0.2.10:5060")
+        self.assertIsNotNone(trunk.dial[0].fullmatch("+15550100123"))
+        self.assertEqual((trunk.options_interval, trunk.allow_refer), (0.0, True))
+
+    def test_bad_regex_is_one_line_naming_the_key(self) -> None:
+        message = error_of(trunk_with("match_ruri = ['ok', '(unclosed']"))
+        self.assertTrue(
+            message.startswith("etc/sbc.toml: trunk[0].match_ruri[1]: '(unclosed' is not a valid regular expression"),
+            message,
+        )
+        message = error_of(trunk_with('peer_uri = "sip:192.0.2.1"\ndial = ["[a-"]'))
+        self.assertTrue(message.startswith("etc/sbc.toml: trunk[0].dial[0]: '[a-' is not a valid"), message)
+
+    def test_other_errors(self) -> None:
+        cases = {
+            "match_ruri = ['']": "etc/sbc.toml: trunk[0].match_ruri[0]: must be a non-empty regular expression",
+            "match_ruri = 'x'": "etc/sbc.toml: trunk[0].match_ruri: expected an array, got a string",
+            "match_tls_names = ['bad name']":
+                "etc/sbc.toml: trunk[0].match_tls_names[0]: 'bad name' is not a DNS name (a leading '*.' is allowed)",
+            "peer_uri = 'http://x'": "etc/sbc.toml: trunk[0].peer_uri: 'http://x' is not a sip: or sips: URI",
+            "dial = ['1']": "etc/sbc.toml: trunk[0].dial: needs `peer_uri`: calls matched by `dial` are sent there",
+            "options_interval = -5": "etc/sbc.toml: trunk[0].options_interval: -5 must be a number >= 0",
+            "allow_refer = 'yes'": "etc/sbc.toml: trunk[0].allow_refer: expected a boolean, got a string",
+        }
+        for extra, expected in cases.items():
+            self.assertEqual(error_of(trunk_with(extra)), expected)
+        self.assertIn("longer than 500", error_of(trunk_with("match_ruri = ['" + "a" * 501 + "']")))
+
+    def test_register_table(self) -> None:
+        [trunk] = load_config_text(trunk_with(REGISTER)).trunks
+        self.assertEqual(
+            trunk.register,
+            RegisterConfig(
+                registrar="sip:registrar.example.com",
+                aor="sip:+15550100@example.com",
+                username="+15550100",
+                password="s3cret-Pa55",
+                realm=None,
+                expires=3600,
+                contact_user="sbc",
+            ),
+        )
+
+    def test_password_never_shown(self) -> None:
+        config = load_config_text(trunk_with(REGISTER))
+        self.assertNotIn("s3cret-Pa55", repr(config))
+        self.assertNotIn("s3cret-Pa55", str(config.trunks[0]))
+        self.assertNotIn("s3cret-Pa55", repr(config.trunks[0].register))
+        bad = REGISTER.replace('password = "s3cret-Pa55"', 'password = "s3cret\\u0007Pa55"')
+        message = error_of(trunk_with(bad))
+        self.assertEqual(
+            message,
+            "etc/sbc.toml: trunk[0].register.password: must be a non-empty string of printable characters "
+            "(value not shown)",
+        )
+        self.assertNotIn("s3cret", message)
+
+    def test_register_errors(self) -> None:
+        cases = {
+            REGISTER.replace('registrar = "sip:registrar.example.com"\n', ""):
+                "etc/sbc.toml: trunk[0].register.registrar: required key is missing",
+            REGISTER.replace('password = "s3cret-Pa55"\n', ""):
+                "etc/sbc.toml: trunk[0].register.password: required when `username` is set",
+            REGISTER.replace('username = "+15550100"\n', ""):
+                "etc/sbc.toml: trunk[0].register.username: required when `password` is set",
+            REGISTER + "expires = 10\n": "etc/sbc.toml: trunk[0].register.expires: 10 is out of range (60..86400)",
+            REGISTER + "contact_user = 'a b'\n":
+                "etc/sbc.toml: trunk[0].register.contact_user: 'a b' is not a valid SIP user part",
+            REGISTER + "secret = 1\n": "etc/sbc.toml: trunk[0].register.secret: unknown key",
+        }
+        for text, expected in cases.items():
+            self.assertEqual(error_of(trunk_with(text)), expected)
+
+    def test_register_without_credentials(self) -> None:
+        text = REGISTER.replace('username = "+15550100"\n', "").replace('password = "s3cret-Pa55"\n', "")
+        [trunk] = load_config_text(trunk_with(text)).trunks
+        assert trunk.register is not None
+        self.assertEqual((trunk.register.username, trunk.register.password), (None, None))
+
+    @given(st.text(max_size=30))
+    def test_any_regex_text_loads_or_one_line_error(self, pattern: str) -> None:
+        literal = " + pattern + " if "'" not in pattern and "\n" not in pattern and "\r" not in pattern else '""'
+        try:
+            load_config_text(trunk_with(f"match_ruri = [{literal}]"), "f.toml")
+        except ConfigError as e:
+            self.assertNotIn("\n", str(e))
+            self.assertTrue(str(e).startswith("f.toml: "))
