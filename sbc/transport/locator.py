@@ -132,6 +132,7 @@ def answer_from_records(
         changed = False
         for rr in headers:
             if rr.type == dns.CNAME and rr not in used and _owner(rr) in owners:
+                used.append(rr)
                 owners.add(_text(rr.payload.name).rstrip(".").lower())
                 changed = True
     wanted = _WIRE_TYPE[query.rtype]
