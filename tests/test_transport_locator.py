@@ -219,15 +219,28 @@ class AnswerConversionTests(SynchronousTestCase):
 
     def test_wrong_types_ignored_and_nodata_takes_soa_ttl(self) -> None:
         query = Query("h.example.com", RRType.AAAA)
-        answer = answer_from_records(query, [a("h.example.com", "192.0.2.1")], [soa("example.com", 900, 60)])
+        answer = answer_from_records(
+            query, [a("h.example.com", "192.0.2.1")], [soa("example.com", 900, 60)]
+        )
         self.assertEqual(answer.records, ())
         self.assertTrue(answer.negative)
         self.assertEqual(answer.ttl, 60.0)
 
     def test_junk_entries_ignored(self) -> None:
         query = Query("h.example.com", RRType.A)
-        answer = answer_from_records(query, ["junk", None, rr("h.example.com", dns.Record_A("192.0.2.3"))])  # type: ignore[list-item]
+        junk: list[Any] = ["junk", None, rr("h.example.com", dns.Record_A("192.0.2.3"))]
+        answer = answer_from_records(query, junk)
         self.assertEqual(answer.records, ("192.0.2.3",))
+
+    def test_cname_loop_terminates(self) -> None:
+        query = Query("a.example.com", RRType.A)
+        answers = [
+            rr("a.example.com", dns.Record_CNAME(b"b.example.com")),
+            rr("b.example.com", dns.Record_CNAME(b"a.example.com")),
+        ]
+        answer = answer_from_records(query, answers, [soa("example.com", 100, 50)])
+        self.assertEqual(answer.records, ())
+        self.assertEqual(answer.ttl, 50.0)
 
 
 class FailureTests(SynchronousTestCase):

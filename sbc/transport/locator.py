@@ -127,14 +127,15 @@ def answer_from_records(
     headers = [rr for rr in answers if isinstance(rr, dns.RRHeader)]
     owners = {query.name}
     used: list[dns.RRHeader] = []
-    changed = True
-    while changed:  # follow CNAME chains in any order, without loops
-        changed = False
+    for _ in range(len(headers)):  # follow CNAME chains in any order; bounded, loop-proof
+        grown = False
         for rr in headers:
             if rr.type == dns.CNAME and rr not in used and _owner(rr) in owners:
                 used.append(rr)
                 owners.add(_text(rr.payload.name).rstrip(".").lower())
-                changed = True
+                grown = True
+        if not grown:
+            break
     wanted = _WIRE_TYPE[query.rtype]
     records: list[Record] = []
     for rr in headers:
