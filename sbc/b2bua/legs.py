@@ -249,13 +249,12 @@ class Leg:
         if self.dialog is not None and self.dialog.state != TERMINATED:
             self._flush_pending_2xx(now)
             bye = self._request("BYE")
-            self.state = self.TERMINATING
+            self._go("bye_out")
             self._send(bye, _BYE, 0, now)
             return
         # No dialog, or the peer already said it is gone (481/408): nothing to send.
         self._pending_2xx = None
-        self.state = self.TERMINAL
-        self._terminated()
+        self._go("gone")
 
     def _terminated(self) -> None:
         """The usage is over: forget the dialog, answer what still waits, tell the call."""
@@ -563,6 +562,10 @@ class UasLeg(Leg):
         (_U.ACCEPTED, "ack"): _U.CONFIRMED,
         (_U.ACCEPTED, "bye_in"): _U.TERMINATED,
         (_U.CONFIRMED, "bye_in"): _U.TERMINATED,
+        (_U.ACCEPTED, "bye_out"): _U.TERMINATING,  # only once the ACK timed out
+        (_U.CONFIRMED, "bye_out"): _U.TERMINATING,
+        (_U.ACCEPTED, "gone"): _U.TERMINATED,  # the dialog died (481/408): no BYE to send
+        (_U.CONFIRMED, "gone"): _U.TERMINATED,
         (_U.TERMINATING, "bye_in"): _U.TERMINATED,
         (_U.TERMINATING, "bye_done"): _U.TERMINATED,
     }
@@ -702,6 +705,12 @@ class UacLeg(Leg):
         (_C.ANSWERED, "confirm"): _C.CONFIRMED,
         (_C.ANSWERED, "bye_in"): _C.TERMINATED,
         (_C.CONFIRMED, "bye_in"): _C.TERMINATED,
+        (_C.ANSWERED, "bye_out"): _C.TERMINATING,  # ACK first, then BYE
+        (_C.CONFIRMED, "bye_out"): _C.TERMINATING,
+        (_C.CANCELLING, "bye_out"): _C.TERMINATING,  # a 2xx crossed our CANCEL
+        (_C.ANSWERED, "gone"): _C.TERMINATED,
+        (_C.CONFIRMED, "gone"): _C.TERMINATED,
+        (_C.CANCELLING, "gone"): _C.TERMINATED,
         (_C.TERMINATING, "bye_in"): _C.TERMINATED,
         (_C.TERMINATING, "bye_done"): _C.TERMINATED,
     }
