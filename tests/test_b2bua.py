@@ -752,3 +752,35 @@ class NextHopTests(CallTestCase):
         self.net.b2b.messages_to_send = spy
         self.net.from_pbx(PbxDialog(a_inv, a_ok).ack(a_inv))
         self.assertEqual([p for _m, p in sent], [Peer("tcp", "127.0.0.1", 5090, 0)])
+
+
+class RetransmissionTests(CallTestCase):
+    def test_2xx_retransmission_before_the_pbx_acks(self) -> None:
+        a_inv, b_inv = self.start()
+        b_ok = reply(b_inv, 200, body=SDP_B)
+        self.net.from_agent(b_ok)
+        a_ok = only(self, self.net.pbx_take(), Response)
+        self.net.from_agent(b_ok)  # the agent retransmits: nothing to ACK yet, and no BYE
+        self.assertEqual(self.net.agent_take(), [])
+        self.net.from_pbx(PbxDialog(a_inv, a_ok).ack(a_inv))
+        self.assertEqual(only(self, self.net.agent_take()).method, "ACK")
+        self.net.from_agent(b_ok)
+        self.assertEqual(only(self, self.net.agent_take()).method, "ACK")
+        self.assertEqual(self.net.b2b.counts()["calls"], 1)
+
+    def test_2xx_from_another_fork_is_acked_and_released(self) -> None:
+        a_inv, b_inv, a_ok, b_ok, pbx, agent = self.answer()
+        self.net.from_agent(reply(b_inv, 200, tag="fork2", body=SDP_B))
+        out = self.net.agent_take()
+        self.assertEqual([(m.method, m.to.tag) for m in out], [("ACK", "fork2"), ("BYE", "fork2")])
+        self.assertEqual(self.net.pbx_take(), [])
+        self.net.from_agent(reply(out[1], 200))
+        self.assertEqual(self.net.b2b.counts()["calls"], 1)
+
+    def test_retransmitted_bye_and_reinvite_absorbed(self) -> None:
+        a_inv, b_inv, a_ok, b_ok, pbx, agent = self.answer()
+        re_inv = pbx.request("INVITE", body=SDP_A)
+        self.net.from_pbx(re_inv)
+        self.net.from_pbx(re_inv)
+        self.assertEqual([m.status for m in self.net.pbx_take()], [100, 100])
+        self.assertEqual(len(self.net.agent_take()), 1)

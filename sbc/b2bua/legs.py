@@ -441,11 +441,12 @@ class Leg:
             tag = response.to.tag
         except SipParseError:
             return
-        if self._last_ack is not None and self._last_ack[0] == cseq and self.dialog is not None \
-                and tag == self.dialog.remote_tag:
-            self.stack.send_ack(self._last_ack[1], self._target())
-        else:
-            self._foreign_2xx(response)
+        if self.dialog is not None and tag == self.dialog.remote_tag:
+            if self._last_ack is not None and self._last_ack[0] == cseq:
+                self.stack.send_ack(self._last_ack[1], self._target())
+            # else: our ACK is not due yet (it waits for the other leg's ACK)
+            return
+        self._foreign_2xx(response)
 
     def _foreign_2xx(self, response: Response) -> None:
         pass
