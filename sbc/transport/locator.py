@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet.defer import Deferred, fail, maybeDeferred
 from twisted.internet.interfaces import IReactorTime, IResolver
@@ -67,9 +67,10 @@ def system_resolver(
     """The host's resolver configuration, bound to ``reactor`` (not the global one)."""
     from twisted.names import client, hosts, resolve
 
-    return resolve.ResolverChain(
-        [hosts.Resolver(hosts_file), client.Resolver(resolv=resolvconf, reactor=reactor)]
+    chain = resolve.ResolverChain(  # type: ignore[no-untyped-call]
+        [hosts.Resolver(hosts_file), client.Resolver(resolv=resolvconf, reactor=reactor)]  # type: ignore[no-untyped-call]
     )
+    return cast(IResolver, chain)
 
 
 def _text(value: object) -> str:
@@ -130,9 +131,9 @@ def answer_from_records(
     for _ in range(len(headers)):  # follow CNAME chains in any order; bounded, loop-proof
         grown = False
         for rr in headers:
-            if rr.type == dns.CNAME and rr not in used and _owner(rr) in owners:
+            if rr.type == dns.CNAME and rr.payload is not None and rr not in used and _owner(rr) in owners:
                 used.append(rr)
-                owners.add(_text(rr.payload.name).rstrip(".").lower())
+                owners.add(_text(getattr(rr.payload, "name", b"")).rstrip(".").lower())
                 grown = True
         if not grown:
             break
