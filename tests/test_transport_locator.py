@@ -8,6 +8,8 @@ import random
 from pathlib import Path
 from typing import Any
 
+from hypothesis import given
+from hypothesis import strategies as st
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IResolver
 from twisted.internet.task import Clock
@@ -419,3 +421,76 @@ class ProductionResolverTests(SynchronousTestCase):
                 self.assertNotIn("reactor", [alias.name for alias in node.names])
             if isinstance(node, ast.Import):
                 self.assertNotIn("twisted.internet.reactor", [alias.name for alias in node.names])
+
+
+_NAMES = ["example.com", "_sip._udp.example.com", "_sips._tcp.example.com", "h.example.com"]
+_RRS = st.one_of(
+    st.builds(
+        naptr,
+        st.sampled_from(_NAMES),
+        st.integers(0, 3),
+        st.integers(0, 3),
+        st.sampled_from([b"SIP+D2U", b"SIPS+D2T", b"SIP+D2S", b"x"]),
+        st.sampled_from([b"_sip._udp.example.com", b"_sips._tcp.example.com", b"."]),
+    ),
+    st.builds(
+        srv,
+        st.sampled_from(_NAMES),
+        st.integers(0, 3),
+        st.integers(0, 5),
+        st.integers(0, 65535),
+        st.sampled_from([b"h.example.com", b".", b"example.com"]),
+    ),
+    st.builds(a, st.sampled_from(_NAMES), st.sampled_from(["192.0.2.1", "198.51.100.2"])),
+    st.builds(aaaa, st.sampled_from(_NAMES), st.sampled_from(["2001:db8::1", "::1"])),
+    st.builds(
+        lambda n, t: rr(n, dns.Record_CNAME(t)),
+        st.sampled_from(_NAMES),
+        st.sampled_from([b"h.example.com", b"example.com"]),
+    ),
+)
+_OUTCOMES = st.one_of(
+    st.lists(_RRS, max_size=4),
+    st.sampled_from([HANG, "nx", "servfail", "refused", "garbage"]),
+)
+
+
+class PropertyTests(SynchronousTestCase):
+    @given(
+        st.dictionaries(
+            st.tuples(st.sampled_from(_NAMES), st.sampled_from([dns.NAPTR, dns.SRV, dns.A, dns.AAAA])),
+            _OUTCOMES,
+        ),
+        st.sampled_from(
+            [
+                "sip:x@example.com",
+                "sips:x@example.com",
+                "sip:x@example.com;transport=udp",
+                "sip:h.example.com:5070",
+            ]
+        ),
+    )
+    def test_always_settles_with_a_list(self, raw: dict[tuple[str, int], Any], uri: str) -> None:
+        zone: dict[tuple[str, int], Any] = {}
+        for key, outcome in raw.items():
+            if outcome == "nx":
+                zone[key] = nxdomain()
+            elif outcome == "servfail":
+                zone[key] = DNSServerError(dns.Message(rCode=dns.ESERVER))
+            elif outcome == "refused":
+                zone[key] = DNSQueryRefusedError(dns.Message(rCode=dns.EREFUSED))
+            elif outcome == "garbage":
+                zone[key] = succeed(("not", "a", "result", "tuple"))
+            else:
+                zone[key] = outcome
+        loc, _, clock, _ = make(zone)
+        d = loc.resolve(uri)
+        for _ in range(4):  # at most NAPTR, SRV and address stages can hang in turn
+            clock.advance(5.0)
+        targets = self.successResultOf(d)
+        self.assertIsInstance(targets, list)
+        self.assertEqual(clock.getDelayedCalls(), [])
+        for target in targets:
+            self.assertTrue(0 < target.port <= 65535)
+            if uri.startswith("sips"):
+                self.assertEqual(target.transport, "tls")
