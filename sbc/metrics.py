@@ -1,0 +1,419 @@
+# -*- test-case-name: tests.test_metrics -*-
+"""Prometheus metrics for the SBC, in a registry of its own (never the global default one).
+
+Most values are read from the running objects when Prometheus scrapes (:class:`LiveCollector`):
+active calls from the B2BUA's call table, transactions and dialogs from its counts, TCP
+connections and refusals from the SIP driver's counters, messages and retransmissions from
+a :class:`SipTrafficTap`.  Nothing is updated on the SIP hot path except the tap's dictionary
+increments.  The counters that only exist as history -- calls by result, setup time and
+duration -- are fed once per finished call by :meth:`SbcMetrics.record_ended`, from the same
+drain that writes the CDRs.
+
+Families (``_total`` counters; "live" = read at scrape time)::
+
+    sbc_calls_active{trunk}                      gauge, live
+    sbc_calls_total{trunk,result,status_class}   counter: answered|failed|cancelled|rejected,
+                                                 class of the final status sent to the PBX
+    sbc_call_setup_seconds{trunk}                histogram: INVITE to answer (answered calls)
+    sbc_call_duration_seconds{trunk}             histogram: answer to end (answered calls)
+    sbc_accepting_calls                          gauge, live: 0 while draining for shutdown
+    sbc_sip_transactions / sbc_sip_dialogs       gauges, live
+    sbc_sip_retransmissions_total                counter, live: messages the SBC sent again
+    sbc_sip_messages_total{direction,kind}       counter, live: in|out, method or 1xx..6xx
+    sbc_admission_refusals_total{reason}         counter, live: requests/connections refused
+    sbc_sip_notices_total{reason}                counter, live: other transport/core notices
+    sbc_peer_up{peer}                            gauge: 1/0 from the OPTIONS pinger
+    sbc_tcp_connections                          gauge, live: open TCP/TLS connections
+    sbc_cdr_records_total / sbc_cdr_errors_total counters, live
+    sbc_build_info{version,python,twisted}       info
+
+This module imports ``twisted.web`` for :class:`MetricsResource` but never the global reactor.
+"""
+
+from __future__ import annotations
+
+import platform
+import weakref
+from collections import Counter as _Tally
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, Info
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
+from twisted.logger import Logger
+from twisted.web.resource import Resource
+from twisted.web.server import Request
+
+from sbc.cdr import call_result
+
+__all__ = [
+    "ADMISSION_REASONS",
+    "LiveCollector",
+    "MetricsResource",
+    "SbcMetrics",
+    "SipTrafficTap",
+    "message_kind",
+]
+
+#: Driver/endpoint/B2BUA notice reasons that mean "a request or connection was refused".
+ADMISSION_REASONS = frozenset({
+    "call-refused",  # B2BUA: INVITE answered 403/404/420/483/503 ... (no trunk, limits, draining)
+    "rejected",  # endpoint: request answered 4xx/5xx before any handler
+    "parse-error",  # unparseable request (answered 400 or dropped)
+    "bad-request",  # malformed request dropped
+    "oversize",  # datagram larger than max_message_size (513)
+    "framing-error",  # stream framing broken: connection closed
+    "connection-limit",  # TCP/TLS connection refused at max_connections
+    "rate-limited",
+})
+
+SETUP_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0)
+DURATION_BUCKETS = (5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0)
+
+_METHODS = frozenset({
+    "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "UPDATE", "PRACK", "INFO", "MESSAGE", "NOTIFY",
+    "REFER", "SUBSCRIBE", "REGISTER", "PUBLISH",
+})
+_METHODS_BYTES = {m.encode(): m for m in _METHODS}
+
+
+def message_kind(message: Any) -> str:
+    """The ``kind`` label of a message: its method (``other`` for unknown ones), ``2xx``
+    style for responses, ``keepalive`` for CRLF pings, ``invalid`` for garbage.
+
+    Accepts a parsed Request/Response or the raw bytes of one."""
+    if isinstance(message, (bytes, bytearray, memoryview)):
+        head = bytes(message[:24])
+        if head.startswith(b"SIP/2.0 "):
+            digit = head[8:9]
+            return f"{digit.decode()}xx" if digit in (b"1", b"2", b"3", b"4", b"5", b"6") else "invalid"
+        if not head.strip(b"\r\n"):
+            return "keepalive"
+        space = head.find(b" ")
+        if space <= 0:
+            return "invalid"
+        return _METHODS_BYTES.get(head[:space], "other")
+    status = getattr(message, "status", None)
+    if isinstance(status, int):
+        return f"{status // 100}xx" if 100 <= status <= 699 else "invalid"
+    method = getattr(message, "method", None)
+    if isinstance(method, str):
+        return method if method in _METHODS else "other"
+    return "invalid"
+
+
+def _status_class(status: int | None) -> str:
+    return f"{status // 100}xx" if isinstance(status, int) and 100 <= status <= 699 else "none"
+
+
+# --------------------------------------------------------------------------------------
+# Traffic tap
+
+
+class SipTrafficTap:
+    """Counts SIP messages in and out, and our retransmissions.
+
+    :meth:`install` wraps, on the given instances only, the driver's input methods
+    (``datagram_received``, ``message_received``, ``parse_failure``), the endpoint's and the
+    transaction users' ``messages_to_send``.  A retransmission is recognised by identity: the
+    transaction layer queues the very same message object again (Timers A, E, G, the 2xx
+    retransmissions, a re-sent final response or ACK), so a weak map from ``id`` to message
+    spots it without hashing or keeping messages alive.  :meth:`uninstall` restores the
+    originals.
+    """
+
+    def __init__(self) -> None:
+        self.messages: dict[tuple[str, str], int] = {}
+        self.retransmissions = 0
+        self._sent: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
+        self._installed: list[tuple[object, str, Callable[..., Any]]] = []
+
+    # -- counting --------------------------------------------------------------------------
+
+    def count(self, direction: str, message: Any) -> None:
+        key = (direction, message_kind(message))
+        self.messages[key] = self.messages.get(key, 0) + 1
+
+    def count_out(self, items: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
+        """Count a TU's output batch (message objects); returns it unchanged."""
+        sent = self._sent
+        for message, _peer in items:
+            self.count("out", message)
+            key = id(message)
+            try:
+                if sent.get(key) is message:
+                    self.retransmissions += 1
+                else:
+                    sent[key] = message
+            except TypeError:  # not weak-referenceable: cannot tell, count as new
+                pass
+        return items
+
+    def count_out_bytes(self, items: list[tuple[bytes, Any]]) -> list[tuple[bytes, Any]]:
+        for data, _peer in items:
+            self.count("out", data)
+        return items
+
+    # -- wiring ----------------------------------------------------------------------------
+
+    def _wrap(self, obj: object, name: str, wrapper: Callable[..., Any]) -> None:
+        setattr(obj, name, wrapper)
+        self._installed.append((obj, name, wrapper))
+
+    def install(self, driver: Any, tus: Iterable[Any] = ()) -> None:
+        tap = self
+        if driver is not None:
+            datagram = driver.datagram_received
+            message = driver.message_received
+            failure = driver.parse_failure
+
+            def datagram_received(data: bytes, peer: Any) -> None:
+                tap.count("in", data)
+                datagram(data, peer)
+
+            def message_received(msg: Any, peer: Any) -> None:
+                tap.count("in", msg)
+                message(msg, peer)
+
+            def parse_failure(data: bytes, error: Any, peer: Any) -> None:
+                key = ("in", "invalid")
+                tap.messages[key] = tap.messages.get(key, 0) + 1
+                failure(data, error, peer)
+
+            self._wrap(driver, "datagram_received", datagram_received)
+            self._wrap(driver, "message_received", message_received)
+            self._wrap(driver, "parse_failure", parse_failure)
+            endpoint = getattr(driver, "endpoint", None)
+            if endpoint is not None:
+                endpoint_out = endpoint.messages_to_send
+                self._wrap(endpoint, "messages_to_send", lambda: tap.count_out_bytes(endpoint_out()))
+        for tu in tus:
+            if tu is None:
+                continue
+            tu_out = tu.messages_to_send
+            self._wrap(tu, "messages_to_send", lambda tu_out=tu_out: tap.count_out(tu_out()))
+
+    def uninstall(self) -> None:
+        while self._installed:
+            obj, name, wrapper = self._installed.pop()
+            if obj.__dict__.get(name) is wrapper:
+                delattr(obj, name)
+
+
+# --------------------------------------------------------------------------------------
+# Metrics
+
+
+class LiveCollector:
+    """Reads live values from the running objects at scrape time.
+
+    ``source`` is anything with the attributes ``driver``, ``b2bua``, ``tap``, ``cdr``,
+    ``peers`` (name -> bool) and ``trunk_names`` -- in practice an
+    :class:`~sbc.observe.Observability`.  A missing object (no B2BUA, no CDR writer) just
+    leaves its families empty or at zero; an object that raises costs its families, not the
+    scrape.
+    """
+
+    log = Logger()
+
+    def __init__(self, source: Any) -> None:
+        self.source = source
+
+    def describe(self) -> list[Metric]:
+        return list(self._families(live=False))
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(list(self._families(live=True)))
+
+    def _families(self, live: bool) -> Iterator[Metric]:
+        src = self.source
+        steps: list[Callable[[], Iterator[Metric]]] = [
+            lambda: self._calls(src, live),
+            lambda: self._sip(src, live),
+            lambda: self._driver(src, live),
+            lambda: self._peers(src, live),
+            lambda: self._cdr(src, live),
+        ]
+        for step in steps:
+            try:
+                yield from list(step())
+            except Exception:
+                self.log.failure("collecting metrics failed")
+
+    def _calls(self, src: Any, live: bool) -> Iterator[Metric]:
+        active = GaugeMetricFamily("sbc_calls_active", "Calls in progress, by trunk.", labels=["trunk"])
+        accepting = GaugeMetricFamily("sbc_accepting_calls", "1 while new calls are accepted, 0 while draining.")
+        if live:
+            b2bua = src.b2bua
+            per_trunk = _Tally({name: 0 for name in src.trunk_names})
+            if b2bua is not None:
+                per_trunk.update(call.trunk for call in list(b2bua.calls.values()))
+                accepting.add_metric([], 1.0 if b2bua.accepting else 0.0)
+            else:
+                accepting.add_metric([], 0.0)
+            for trunk, n in sorted(per_trunk.items()):
+                active.add_metric([str(trunk)], float(n))
+        yield active
+        yield accepting
+
+    def _sip(self, src: Any, live: bool) -> Iterator[Metric]:
+        transactions = GaugeMetricFamily("sbc_sip_transactions", "SIP transactions in progress (B2BUA).")
+        dialogs = GaugeMetricFamily("sbc_sip_dialogs", "SIP dialogs in progress (B2BUA, both legs).")
+        retrans = CounterMetricFamily(
+            "sbc_sip_retransmissions", "SIP messages the SBC sent again (timers A/E/G, 2xx, re-sent finals).")
+        messages = CounterMetricFamily(
+            "sbc_sip_messages", "SIP messages received (in) and sent (out), by method or status class.",
+            labels=["direction", "kind"])
+        if live:
+            b2bua = src.b2bua
+            counts = b2bua.counts() if b2bua is not None else {}
+            transactions.add_metric([], float(counts.get("transactions", 0)))
+            dialogs.add_metric([], float(counts.get("dialogs", 0)))
+            tap = src.tap
+            retrans.add_metric([], float(tap.retransmissions if tap is not None else 0))
+            if tap is not None:
+                for (direction, kind), n in sorted(tap.messages.items()):
+                    messages.add_metric([direction, kind], float(n))
+        yield transactions
+        yield dialogs
+        yield retrans
+        yield messages
+
+    def _driver(self, src: Any, live: bool) -> Iterator[Metric]:
+        refusals = CounterMetricFamily(
+            "sbc_admission_refusals", "Requests and connections refused, by reason.", labels=["reason"])
+        notices = CounterMetricFamily(
+            "sbc_sip_notices", "Other SIP core and transport notices (stray responses, lost connections ...).",
+            labels=["reason"])
+        tcp = GaugeMetricFamily("sbc_tcp_connections", "Open SIP TCP/TLS connections.")
+        if live:
+            driver = src.driver
+            counters: Mapping[str, int] = dict(getattr(driver, "counters", None) or {})
+            for reason in sorted(ADMISSION_REASONS):
+                refusals.add_metric([reason], float(counters.get(reason, 0)))
+            for reason, n in sorted(counters.items()):
+                if reason not in ADMISSION_REASONS:
+                    notices.add_metric([str(reason)], float(n))
+            tcp.add_metric([], float(driver.stream_count if driver is not None else 0))
+        yield refusals
+        yield notices
+        yield tcp
+
+    def _peers(self, src: Any, live: bool) -> Iterator[Metric]:
+        up = GaugeMetricFamily("sbc_peer_up", "1 when the peer answers OPTIONS pings, 0 when it does not.",
+                               labels=["peer"])
+        if live:
+            for name, state in sorted(dict(src.peers).items()):
+                up.add_metric([name], 1.0 if state else 0.0)
+        yield up
+
+    def _cdr(self, src: Any, live: bool) -> Iterator[Metric]:
+        written = CounterMetricFamily("sbc_cdr_records", "CDRs written.")
+        errors = CounterMetricFamily("sbc_cdr_errors", "CDR writes (or reopens) that failed.")
+        if live:
+            cdr = src.cdr
+            written.add_metric([], float(cdr.written if cdr is not None else 0))
+            errors.add_metric([], float(cdr.errors if cdr is not None else 0))
+        yield written
+        yield errors
+
+
+class SbcMetrics:
+    """The SBC's registry: the live collector plus the per-call history counters."""
+
+    def __init__(self, source: Any = None, *, version: str | None = None) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.calls = Counter(
+            "sbc_calls", "Finished calls, by trunk, result and class of the final status sent to the PBX.",
+            ["trunk", "result", "status_class"], registry=self.registry)
+        self.setup = Histogram(
+            "sbc_call_setup_seconds", "Seconds from the PBX's INVITE to the agent's answer (answered calls).",
+            ["trunk"], buckets=SETUP_BUCKETS, registry=self.registry)
+        self.duration = Histogram(
+            "sbc_call_duration_seconds", "Seconds from answer to hang-up (answered calls).",
+            ["trunk"], buckets=DURATION_BUCKETS, registry=self.registry)
+        info = Info("sbc_build", "Version of the SBC and its runtime.", registry=self.registry)
+        info.info(_build_labels(version))
+        self.collector: LiveCollector | None = None
+        if source is not None:
+            self.collector = LiveCollector(source)
+            self.registry.register(self.collector)
+
+    def record_ended(self, call: Any) -> None:
+        """Count one finished call (called once per call, from the CDR drain)."""
+        trunk = str(getattr(call, "trunk", None) or "unknown")
+        result = call_result(call)
+        try:
+            status = call.a_status
+        except Exception:
+            status = None
+        self.calls.labels(trunk, result, _status_class(status)).inc()
+        created = getattr(call, "created", None)
+        answered = getattr(call, "answered", None)
+        ended = getattr(call, "ended", None)
+        if isinstance(answered, (int, float)):
+            if isinstance(created, (int, float)):
+                self.setup.labels(trunk).observe(max(0.0, answered - created))
+            if isinstance(ended, (int, float)):
+                self.duration.labels(trunk).observe(max(0.0, ended - answered))
+
+    def exposition(self, accept: str = "") -> tuple[bytes, str]:
+        """The registry in the text format the ``Accept`` header asks for (Prometheus text by
+        default, OpenMetrics when requested); returns (body, content type)."""
+        encoder, content_type = choose_encoder(accept)
+        return encoder(self.registry), content_type
+
+
+def _build_labels(version: str | None) -> dict[str, str]:
+    if version is None:
+        try:
+            from importlib.metadata import version as dist_version
+
+            version = dist_version("sbc")
+        except Exception:
+            version = "unknown"
+    try:
+        import twisted
+
+        twisted_version = twisted.__version__
+    except Exception:  # pragma: no cover
+        twisted_version = "unknown"
+    return {"version": version, "python": platform.python_version(), "twisted": twisted_version}
+
+
+# --------------------------------------------------------------------------------------
+# /metrics
+
+
+class MetricsResource(Resource):
+    """``/metrics``: the registry rendered synchronously in the reactor thread (no thread pool:
+    collecting reads a few dictionaries)."""
+
+    isLeaf = True
+    log = Logger()
+
+    def __init__(self, metrics: SbcMetrics) -> None:
+        super().__init__()
+        self.metrics = metrics
+
+    def render_GET(self, request: Request) -> bytes:
+        if request.postpath not in ([], [b""]):
+            request.setResponseCode(404)
+            request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+            return b"not found\n"
+        raw = request.getHeader(b"accept")
+        accept = raw.decode("latin-1") if isinstance(raw, bytes) else (raw or "")
+        try:
+            body, content_type = self.metrics.exposition(accept)
+        except Exception:
+            self.log.failure("rendering /metrics failed")
+            request.setResponseCode(500)
+            request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+            return b"metrics unavailable\n"
+        request.setHeader(b"content-type", content_type.encode("ascii"))
+        request.setHeader(b"cache-control", b"no-store")
+        return body
+
+    def render_HEAD(self, request: Request) -> bytes:
+        return self.render_GET(request)
