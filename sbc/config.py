@@ -39,6 +39,7 @@ from attrs import field, frozen
 __all__ = [
     "AdminConfig",
     "AgentConfig",
+    "CdrConfig",
     "CallsConfig",
     "Config",
     "ConfigError",
@@ -835,6 +836,30 @@ class AgentConfig:
     )
 
 
+def output_file(value: object, ctx: _Context) -> Path:
+    """A file the SBC writes (created if missing); its directory must exist at load time."""
+    path = _resolve(value, ctx)
+    if path.is_dir():
+        raise Invalid(f"{str(path)!r} is a directory, not a file")
+    if not path.parent.is_dir():
+        raise Invalid(f"directory {str(path.parent)!r} does not exist")
+    return path
+
+
+output_file.needs_context = True  # type: ignore[attr-defined]
+
+
+@frozen
+class CdrConfig:
+    """``[cdr]``: call detail records, one JSON object per line per finished call."""
+
+    enabled: bool = setting(boolean, default=True, type_name="boolean", doc="Write a CDR for every finished call.")
+    path: Path | None = setting(
+        output_file, default=None, type_name="path",
+        doc="File the CDRs are appended to; reopened on SIGHUP (logrotate). Without it they go to the log.",
+    )
+
+
 @frozen
 class Config:
     """The whole configuration.  Build it with :func:`load_config`; never mutate it."""
@@ -847,6 +872,7 @@ class Config:
     trunks: tuple[TrunkConfig, ...] = section_list(TrunkConfig, key="trunk", doc="Trunks (PBXs) admitted.")
     calls: CallsConfig = section(CallsConfig, doc="Call limits, timeouts and shutdown.")
     agent: AgentConfig = section(AgentConfig, doc="The agent host(s).")
+    cdr: CdrConfig = section(CdrConfig, doc="Call detail records.")
 
     def _check_section(self, ctx: _Context) -> None:
         seen: dict[tuple[str, str, int], int] = {}
