@@ -34,7 +34,9 @@ bounded time; failures (SERVFAIL, timeouts) are not cached.
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
+import re
 import random as _random
 from collections.abc import Sequence
 from typing import Protocol, Union
@@ -197,8 +199,14 @@ def order_srv(records: Sequence[Srv], rng: RandomSource) -> list[Srv]:
     return out
 
 
+_NOT_V4 = re.compile(r"[^0-9.]")
+
+
+@functools.lru_cache(maxsize=4096)
 def _ip_literal(host: str) -> str | None:
     text = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if ":" not in text and _NOT_V4.search(text):
+        return None  # a host name: skip the (slow, exception-raising) address parse
     try:
         return str(ipaddress.ip_address(text))
     except ValueError:
@@ -208,6 +216,11 @@ def _ip_literal(host: str) -> str | None:
 def _valid_address(text: object, rtype: RRType) -> str | None:
     if not isinstance(text, str):
         return None
+    return _parse_address(text, rtype)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_address(text: str, rtype: RRType) -> str | None:
     try:
         address = ipaddress.ip_address(text)
     except ValueError:
