@@ -147,6 +147,8 @@ class FakeUA:
             return  # silence: the B2BUA's transaction times out
         if r < 0.15:
             status = self.rng.choice((491, 488, 500, 481))
+            if status == 481:
+                self.ended.add(call_id)  # we just declared the dialog gone
             self.later(self.rng.uniform(0, 2), lambda now: self.respond(event.key, request, status))
             return
         body = sdp if request.method in ("INVITE", "UPDATE") else b""
@@ -154,6 +156,10 @@ class FakeUA:
 
     def on_event(self, event: Any, now: float) -> None:
         raise NotImplementedError
+
+    def note_response(self, event: Any) -> None:
+        if isinstance(event, ResponseReceived) and event.response.status in (408, 481):
+            self.ended.add(event.response.call_id)
 
 
 class FakePbx(FakeUA):
@@ -193,6 +199,7 @@ class FakePbx(FakeUA):
             self.later(self.rng.uniform(0, 6), lambda now: self.tx.cancel(key, now))
 
     def on_event(self, event: Any, now: float) -> None:
+        self.note_response(event)
         if isinstance(event, ResponseReceived):
             response = event.response
             if event.key.method == "INVITE":
@@ -234,6 +241,7 @@ class FakeAgent(FakeUA):
         self.pending: dict[TransactionKey, Request] = {}  # INVITEs not answered finally yet
 
     def on_event(self, event: Any, now: float) -> None:
+        self.note_response(event)
         if isinstance(event, RequestReceived):
             request = event.request
             if request.method == "INVITE" and request.to.tag is None:
@@ -289,10 +297,14 @@ class FakeAgent(FakeUA):
 
 
 class World:
-    def __init__(self, seed: int, loss: float, transport: str = "udp") -> None:
+    def __init__(self, seed: int, loss: float, transport: str = "udp", latency: float = 0.0) -> None:
         """``transport`` "tcp" runs both legs over a reliable transport (no retransmissions,
-        zero-length Timers D, I, J, K): then ``loss`` must be 0."""
+        zero-length Timers D, I, J, K): then ``loss`` must be 0.  ``latency`` > 0 delays each
+        message by up to that many seconds -- randomly over UDP (so messages overtake each
+        other), by exactly that much over TCP (order kept)."""
         self.rng = random.Random(seed)
+        self.latency = latency
+        self.flight: list[tuple[float, int, bool, bytes, Peer]] = []
         self.transport = transport
         self.reliable = transport != "udp"
         self.loss = loss
@@ -320,23 +332,34 @@ class World:
             for ua, peer in ((self.pbx, self.pbx_peer), (self.agent, self.agent_peer)):
                 for msg, _to in ua.tx.messages_to_send():
                     moved = True
-                    if not self.lost():
-                        self.delivered += 1
-                        self.ep.receive(msg.to_bytes(), peer, self.now)
+                    self.transmit(True, msg.to_bytes(), peer)
             for data, peer in self.ep.messages_to_send():
                 moved = True
-                self.to_fake(data, peer)
+                self.transmit(False, data, peer)
             for msg, peer in self.b2b.messages_to_send():
                 moved = True
-                self.to_fake(msg.to_bytes(), peer)
+                self.transmit(False, msg.to_bytes(), peer)
             if not moved:
                 return
         raise AssertionError("message storm")
 
-    def to_fake(self, data: bytes, peer: Peer) -> None:
+    def transmit(self, to_sbc: bool, data: bytes, peer: Peer) -> None:
         if self.lost():
             return
+        if self.latency <= 0:
+            self.deliver(to_sbc, data, peer)
+            return
+        delay = self.latency if self.reliable else self.rng.uniform(0, self.latency)
+        heapq.heappush(self.flight, (self.now + delay, next(self.seq), to_sbc, data, peer))
+
+    def deliver(self, to_sbc: bool, data: bytes, peer: Peer) -> None:
         self.delivered += 1
+        if to_sbc:
+            self.ep.receive(data, peer, self.now)
+        else:
+            self.to_fake(data, peer)
+
+    def to_fake(self, data: bytes, peer: Peer) -> None:
         msg = parse_message(data)
         if (peer.host, peer.port) == (PBX.host, PBX.port):
             self.pbx.receive(msg, self.now)
@@ -347,11 +370,16 @@ class World:
 
     def run_until(self, end: float) -> None:
         while True:
-            candidates = [t for t in (self.b2b.next_deadline(), self.pbx.deadline(), self.agent.deadline())
+            candidates = [t for t in (self.b2b.next_deadline(), self.pbx.deadline(), self.agent.deadline(),
+                                      self.flight[0][0] if self.flight else None)
                           if t is not None]
             if not candidates or min(candidates) > end:
                 break
             self.now = max(self.now, min(candidates))
+            while self.flight and self.flight[0][0] <= self.now:
+                _at, _seq, to_sbc, data, peer = heapq.heappop(self.flight)
+                self.deliver(to_sbc, data, peer)
+                self.pump()
             self.b2b.handle_timer(self.now)
             self.pump()
             self.pbx.on_timer(self.now)
@@ -385,6 +413,10 @@ class RandomCallsTests(SynchronousTestCase):
         self.assertEqual(errors, [])
         # every PBX INVITE got a final response (nothing half-open toward the PBX)
         self.assertEqual(len(world.pbx.finals), calls)
+        if world.loss == 0:
+            # every dialog either side saw answered was ended with a BYE (or declared dead)
+            for ua in (world.pbx, world.agent):
+                self.assertEqual(set(ua.dialogs) - ua.ended, set(), ua.name)
 
     def test_two_thousand_calls_lossless(self) -> None:
         world = World(seed=1, loss=0.0)
@@ -407,8 +439,16 @@ class RandomCallsTests(SynchronousTestCase):
         self.check_world(world, 200)
 
     @settings(max_examples=4)
-    @given(seed=st.integers(0, 2**32 - 1))
-    def test_random_calls_tcp(self, seed: int) -> None:
-        world = World(seed=seed, loss=0.0, transport="tcp")
+    @given(seed=st.integers(0, 2**32 - 1), latency=st.sampled_from([0.0, 0.05]))
+    def test_random_calls_tcp(self, seed: int, latency: float) -> None:
+        world = World(seed=seed, loss=0.0, transport="tcp", latency=latency)
         world.run(250)
         self.check_world(world, 250)
+
+    @settings(max_examples=6)
+    @given(seed=st.integers(0, 2**32 - 1), loss=st.sampled_from([0.0, 0.05]),
+           latency=st.sampled_from([0.2, 1.0]))
+    def test_random_calls_reordering(self, seed: int, loss: float, latency: float) -> None:
+        world = World(seed=seed, loss=loss, latency=latency)
+        world.run(200)
+        self.check_world(world, 200)
