@@ -351,6 +351,21 @@ class CacheAndSharingTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(loc2.resolve("sip:x@example.com")), EXAMPLE_TARGETS)
         self.assertEqual(r2.calls, [])
 
+    def test_cached_is_synchronous_and_does_no_io(self) -> None:
+        loc, resolver, clock, _ = make(dict(EXAMPLE_ZONE))
+        self.assertEqual(loc.cached("sip:192.0.2.1:5070"), [Target("udp", "192.0.2.1", "192.0.2.1", 5070)])
+        self.assertIsNone(loc.cached("sip:x@example.com"))
+        self.assertEqual(resolver.calls, [])
+        self.successResultOf(loc.resolve("sip:x@example.com"))
+        calls = len(resolver.calls)
+        self.assertEqual(loc.cached("sip:x@example.com"), EXAMPLE_TARGETS)
+        loc.mark_failed(EXAMPLE_TARGETS[0])
+        self.assertEqual(loc.cached("sip:x@example.com"), EXAMPLE_TARGETS[1:] + EXAMPLE_TARGETS[:1])
+        clock.advance(60)  # address records expired
+        self.assertIsNone(loc.cached("sip:x@example.com"))
+        self.assertEqual(len(resolver.calls), calls)
+        self.assertRaises(LocateError, loc.cached, "tel:+1555")
+
     def test_concurrent_identical_queries_share_one_lookup(self) -> None:
         pending: Deferred[Any] = Deferred()
         zone = {("agent.example.com", dns.A): pending}

@@ -208,21 +208,25 @@ class Locator:
         """Targets for ``uri`` in the order to try them (RFC 3263 §4.3): fires with a list,
         empty when nothing could be found; fails only with ``LocateError``."""
         try:
-            plan = LocatorPlan(
-                uri,
-                self._transports,
-                cache=self.cache,
-                now=self._clock.seconds(),
-                random=self._random,
-                families=self._families,
-                max_hosts=self._max_hosts,
-            )
+            plan = self._plan(uri)
         except LocateError as e:
             self.log.warn("cannot locate {uri}: {reason}", uri=_show(uri), reason=str(e))
             return fail(e)
         result: Deferred[list[Target]] = Deferred()
         self._step(plan, result)
         return result
+
+    def cached(self, uri: URI | str | bytes) -> list[Target] | None:
+        """Synchronous answer from the cache alone, for sans-IO callers (the B2BUA core's
+        ``Resolver``): the ordered targets when no DNS query is needed (an IP literal, or every
+        record still cached), else ``None`` -- call :meth:`resolve` then, which fills the cache.
+
+        :raises LocateError: for a URI that cannot be located at all.
+        """
+        plan = self._plan(uri)
+        if not plan.done:
+            return None
+        return self.quarantine.order(plan.targets(), self._clock.seconds())
 
     def mark_failed(self, target: Target, now: float | None = None) -> None:
         """``target`` timed out, answered 503 or had a transport error: later results put it
@@ -243,6 +247,17 @@ class Locator:
         self.quarantine.clear(target)
 
     # -- driving the plan --------------------------------------------------------------
+
+    def _plan(self, uri: URI | str | bytes) -> LocatorPlan:
+        return LocatorPlan(
+            uri,
+            self._transports,
+            cache=self.cache,
+            now=self._clock.seconds(),
+            random=self._random,
+            families=self._families,
+            max_hosts=self._max_hosts,
+        )
 
     def _step(self, plan: LocatorPlan, result: Deferred[list[Target]]) -> None:
         if result.called:
