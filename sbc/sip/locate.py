@@ -73,6 +73,7 @@ TRANSPORTS: tuple[str, ...] = ("udp", "tcp", "tls")
 _SRV_SERVICE = {"udp": "_sip._udp", "tcp": "_sip._tcp", "tls": "_sips._tcp"}
 _NAPTR_SERVICE = {"sip+d2u": "udp", "sip+d2t": "tcp", "sips+d2t": "tls"}
 _FAMILIES = ("ipv4", "ipv6")
+_DEFAULT_RANDOM = _random.Random()  # load spreading only; tests inject their own
 
 
 class LocateError(SipError):
@@ -407,7 +408,7 @@ class LocatorPlan:
         self._families = tuple(RRType.A if f == "ipv4" else RRType.AAAA for f in fams)
         self._cache = cache
         self._now = now
-        self._random: RandomSource = random if random is not None else _random.Random()
+        self._random: RandomSource = random if random is not None else _DEFAULT_RANDOM
         self._max_hosts = max_hosts
         self._answers: dict[Query, Answer] = {}
         self._issued: set[Query] = set()
