@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from hypothesis import given, strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from sbc.sip.message import Request, Response
@@ -121,6 +122,9 @@ class BasicCallTests(CallTestCase):
         self.assertEqual(a_bye.from_.tag, a_ok.to.tag)
         self.assertEqual(a_bye.uri, b"sip:alice@10.0.0.5:5060")
         self.assertEqual([r.to_bytes() for r in a_bye.routes], [b"<sip:10.0.0.99;lr>"])
+        self.assertNotIn(b"127.0.0.1", a_bye.to_bytes())
+        self.assertNotIn(b"ag1", a_bye.to_bytes())  # the agent's tag stays on the B leg
+        self.assertEqual(a_bye.top_via.host, "192.0.2.10")
         self.net.from_pbx(reply(a_bye, 200))
         self.assertEqual(self.net.b2b.ended_calls()[0].end_reason, "bye-b")
         self.assertIdle()
@@ -784,3 +788,32 @@ class RetransmissionTests(CallTestCase):
         self.net.from_pbx(re_inv)
         self.assertEqual([m.status for m in self.net.pbx_take()], [100, 100])
         self.assertEqual(len(self.net.agent_take()), 1)
+
+
+class PolicyTests(SynchronousTestCase):
+    @given(status=st.integers(300, 699), retry=st.one_of(st.none(), st.integers(0, 3600)))
+    def test_map_failure_gives_a_sane_final(self, status: int, retry) -> None:
+        from sbc.b2bua.call import PASS_THROUGH, map_failure
+        from sbc.b2bua.events import Fail
+
+        out = map_failure(Fail(status, "x", retry), 30)
+        self.assertTrue(out.status in PASS_THROUGH or out.status in (480, 503, 603), out)
+        if status in PASS_THROUGH:
+            self.assertEqual(out, Fail(status, "x", retry))
+        if 500 <= status < 600:
+            self.assertEqual((out.status, out.retry_after), (503, 30 if retry is None else retry))
+        if 300 <= status < 400 or status == 408:
+            self.assertEqual(out.status, 480)
+
+    def test_state_tables_refuse_unknown_inputs(self) -> None:
+        from sbc.b2bua.legs import LegStateError, UacLeg, UacState, UasLeg, UasState
+
+        for cls, states in ((UasLeg, UasState), (UacLeg, UacState)):
+            for (state, _what), nxt in cls.TRANSITIONS.items():
+                self.assertIsInstance(state, states)
+                self.assertIsInstance(nxt, states)
+                self.assertIsNot(state, cls.TERMINAL)  # nothing leaves the end state
+            leg = cls.__new__(cls)
+            leg.state = cls.TERMINAL
+            leg.side = cls.side
+            self.assertRaises(LegStateError, leg._go, "bye_in")
