@@ -175,6 +175,14 @@ def cdr_record(call: Any, *, vendor: str | None = None, direction: str | None = 
     }
 
 
+def _ended_at(record: Mapping[str, Any], end: float) -> dict[str, Any]:
+    fields: dict[str, Any] = {"end": iso_utc(end), "end_unix": _unix(end)}
+    answer = record.get("answer_unix")
+    if isinstance(answer, (int, float)) and fields["end_unix"] is not None:
+        fields["duration"] = round(max(0.0, fields["end_unix"] - answer), 3)
+    return fields
+
+
 def cdr_line(record: Mapping[str, Any]) -> str:
     """One line of JSON (ASCII, no newline inside, newline at the end)."""
     return json.dumps(record, ensure_ascii=True, separators=(",", ":"), allow_nan=False, default=str) + "\n"
@@ -289,9 +297,14 @@ class CdrWriter:
         trunk = getattr(call, "trunk", None)
         return cdr_record(call, vendor=self.vendors.get(trunk) if isinstance(trunk, str) else None)
 
-    def write(self, call: Any) -> dict[str, Any]:
-        """Write the CDR of ``call``; returns the record."""
+    def write(self, call: Any, *, end: float | None = None, end_reason: str | None = None) -> dict[str, Any]:
+        """Write the CDR of ``call``; returns the record.  ``end`` and ``end_reason`` stand in
+        for a call that has not ended (a CDR written at shutdown)."""
         record = self.record(call)
+        if end is not None and record["end"] is None:
+            record.update(_ended_at(record, end))
+        if end_reason is not None and getattr(call, "ended", None) is None:
+            record["end_reason"] = end_reason
         try:
             self.sink.write_line(cdr_line(record), record)
         except Exception:

@@ -75,6 +75,9 @@ class Observability(Service):
         self._loop: LoopingCall | None = None
         self._previous_hup: Any = None
         self._hup_installed: Any = None
+        self._finished = False
+        #: Keep draining after stopService, until finish() (see stopService).
+        self.linger = False
 
     # -- feeding ---------------------------------------------------------------------------
 
@@ -202,6 +205,7 @@ class Observability(Service):
 
     def startService(self) -> None:
         super().startService()
+        self._finished = False
         loop = LoopingCall(self._drain_safely)
         loop.clock = self.clock
         self._loop = loop
@@ -209,12 +213,31 @@ class Observability(Service):
         self._install_sighup()
 
     def stopService(self) -> None:
+        """Drain what ended so far.  With :attr:`linger` (set by :func:`attach_observability`)
+        the drain loop keeps running while the rest of the tree stops -- a graceful shutdown
+        lets calls finish, and their CDRs still count -- and :meth:`finish` runs in the
+        reactor's "after shutdown" phase; without it, :meth:`finish` runs now."""
         super().stopService()
+        if self.linger:
+            self._drain_safely()
+        else:
+            self.finish()
+
+    def finish(self) -> None:
+        """Stop the drain loop, write the last CDRs and close the sink (idempotent).  Calls
+        still in progress get a CDR too, ended now with the reason ``shutdown``."""
+        if self._finished:
+            return
+        self._finished = True
         loop, self._loop = self._loop, None
         if loop is not None and loop.running:
             loop.stop()
         self._restore_sighup()
-        self._drain_safely()  # the calls that ended since the last tick
+        self._drain_safely()
+        if self.b2bua is not None and self.cdr is not None:
+            now = self.clock.seconds()
+            for call in list(self.b2bua.calls.values()):
+                self.cdr.write(call, end=now, end_reason="shutdown")
         if self.cdr is not None:
             self.cdr.close()
 
@@ -255,6 +278,9 @@ def attach_observability(top_service: Any, config: Any, driver: Any, b2bua: Any,
         call_from_thread=getattr(reactor, "callFromThread", None),
     )
     obs.install_tap()
+    if hasattr(reactor, "addSystemEventTrigger"):
+        obs.linger = True
+        reactor.addSystemEventTrigger("after", "shutdown", obs.finish)
     root = _admin_root(top_service)
     if root is not None:
         obs.mount(root)

@@ -20,6 +20,7 @@ from twisted.internet.endpoints import (
 )
 from twisted.internet.abstract import isIPv6Address
 
+from sbc.observe import attach_observability
 from sbc.sip.endpoint import Endpoint
 from sbc.transport.driver import SipDriver
 from sbc.transport.stream import SipStreamFactory
@@ -152,4 +153,5 @@ def build_service(config: Any, reactor: Any) -> SbcService:
             _stream_endpoint(reactor, admin.address, admin.port), site))
         svc.setName("admin-http")
         svc.setServiceParent(top)
+    attach_observability(top, config, driver, top.b2bua, reactor)
     return top
