@@ -1,0 +1,195 @@
+# -*- test-case-name: tests.integration.test_sipp_flows -*-
+"""
+The B2BUA's call flows end to end between real SIPp peers, over UDP and over TCP.
+
+Each flow is a pair of scenarios in ``bench/scenarios/flows/``: ``<flow>_pbx.xml`` (a UAC
+playing the PBX, sending to the SBC) and ``<flow>_agent.xml`` (a UAS playing the agent host,
+which the SBC's trunk points at).  The scenarios check what they receive with regular
+expressions (``check_it`` / ``check_it_inverse``), so a wrong or missing header or body makes
+the call fail and SIPp exit non-zero.  After both SIPp processes exit the test also checks
+that the SBC is still alive, holds no call any more (``/healthz``) and logged no traceback.
+
+The agent side is started first and waits with ``-m N`` for its calls; the PBX side then
+places N calls at a low rate.  Only processes started here are ever stopped, by their pid.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+from twisted.logger import eventFromJSON, formatEvent
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
+
+from .harness import SCENARIOS, RunningSbc, free_port, sipp_path
+
+FLOWS = SCENARIOS / "flows"
+
+#: Short SIP timers for the flows that wait for a timeout (Timer B = 64*T1 = 6.4 s).
+FAST_TIMERS = "\n[sip]\nt1 = 0.1\nt2 = 1.0\nt4 = 1.0\n"
+
+
+def _port_taken(port: int, kind: int) -> bool:
+    with socket.socket(socket.AF_INET, kind) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def _tail(path: Path, limit: int = 4000) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except FileNotFoundError:
+        return "(none)"
+    return text[-limit:]
+
+
+def _log_summary(text: str, lines: int = 60) -> str:
+    """The SBC's JSON log as text lines, without start-up chatter and admin requests."""
+    out = []
+    for line in text.splitlines():
+        try:
+            event = eventFromJSON(line)
+        except ValueError:
+            out.append(line)
+            continue
+        message = formatEvent(event)
+        if "GET /healthz" in message or "starting on" in message or "Starting " in message:
+            continue
+        failure = event.get("log_failure")
+        if failure is not None:
+            message += "\n" + failure.getTraceback()
+        out.append(f"{event.get('log_level', '')!s:.0}{event.get('log_namespace', '')}: {message}")
+    return "\n".join(out[-lines:])
+
+
+def _health(sbc: RunningSbc) -> dict[str, object]:
+    url = f"http://127.0.0.1:{sbc.admin_port}/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=2) as reply:
+            return json.loads(reply.read())  # type: ignore[no-any-return]
+    except urllib.error.HTTPError as e:
+        return json.loads(e.read())  # type: ignore[no-any-return]
+
+
+if TYPE_CHECKING:
+    _Base = SynchronousTestCase
+else:
+    _Base = object
+
+
+class FlowTests(_Base):
+    """One call flow over UDP and TCP, mixed into a test case that names the scenario pair
+    (a mixin, so that trial does not collect it on its own)."""
+
+    #: scenario base name: flows/<flow>_pbx.xml and flows/<flow>_agent.xml
+    flow: ClassVar[str]
+    #: PBX-side scenario when it is not <flow>_pbx.xml
+    pbx_scenario: ClassVar[str | None] = None
+    agent_scenario: ClassVar[str | None] = None
+    calls: ClassVar[int] = 5
+    rate: ClassVar[int] = 5
+    extra_toml: ClassVar[str] = ""
+    agent_keys: ClassVar[tuple[tuple[str, str], ...]] = ()
+    pbx_keys: ClassVar[tuple[tuple[str, str], ...]] = ()
+    #: more command-line arguments for the PBX side
+    pbx_args: ClassVar[tuple[str, ...]] = ()
+    #: the longest a PBX-side call may wait for a message (SIPp -recv_timeout), ms
+    recv_timeout: ClassVar[int] = 10_000
+
+    def run_flow(self, transport: str) -> None:
+        sipp = sipp_path()
+        if sipp is None:
+            raise SkipTest("sipp is not installed (Debian package sip-tester)")
+        pbx_xml = FLOWS / (self.pbx_scenario or f"{self.flow}_pbx.xml")
+        agent_xml = FLOWS / (self.agent_scenario or f"{self.flow}_agent.xml")
+        work = Path(tempfile.mkdtemp(prefix=f"flow-{self.flow}-"))
+        agent_port = free_port()
+        tcp = transport.startswith("t")
+        uri_transport = ";transport=tcp" if tcp else ""
+        sbc = RunningSbc(agent_uri=f"sip:{{user}}@127.0.0.1:{agent_port}{uri_transport}",
+                         extra_toml=self.extra_toml).start()
+        self.addCleanup(sbc.stop)
+
+        def keys(pairs: tuple[tuple[str, str], ...]) -> list[str]:
+            return [item for name, value in pairs for item in ("-key", name, value)]
+
+        common = ["-i", "127.0.0.1", "-t", transport, "-m", str(self.calls), "-nostdin",
+                  "-timeout", "90s", "-timeout_error", "-trace_err", "-trace_msg"]
+        agent_log = open(work / "agent.out", "w")
+        self.addCleanup(agent_log.close)
+        agent = subprocess.Popen(
+            [sipp, "-sf", str(agent_xml), "-p", str(agent_port), *common,
+             "-error_file", str(work / "agent_errors.log"),
+             "-message_file", str(work / "agent_messages.log"), *keys(self.agent_keys)],
+            stdout=agent_log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=work)
+        self.addCleanup(lambda: agent.poll() is None and agent.kill())
+        deadline = time.monotonic() + 10
+        kind = socket.SOCK_STREAM if tcp else socket.SOCK_DGRAM
+        while not _port_taken(agent_port, kind) and time.monotonic() < deadline and agent.poll() is None:
+            time.sleep(0.05)
+
+        pbx_log = open(work / "pbx.out", "w")
+        self.addCleanup(pbx_log.close)
+        pbx = subprocess.Popen(
+            [sipp, "-sf", str(pbx_xml), "-s", "agent", "-r", str(self.rate), *common,
+             "-recv_timeout", str(self.recv_timeout),
+             "-error_file", str(work / "pbx_errors.log"),
+             "-message_file", str(work / "pbx_messages.log"), *keys(self.pbx_keys), *self.pbx_args,
+             f"127.0.0.1:{sbc.sip_port}"],
+            stdout=pbx_log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=work)
+        self.addCleanup(lambda: pbx.poll() is None and pbx.kill())
+        try:
+            pbx.wait(120)
+        except subprocess.TimeoutExpired:
+            pbx.kill()
+            pbx.wait()
+        try:
+            agent.wait(30 if pbx.returncode == 0 else 5)
+        except subprocess.TimeoutExpired:
+            agent.kill()
+            agent.wait()
+
+        # Every call must be gone from the SBC once both peers are done.
+        health: dict[str, object] = {}
+        deadline = time.monotonic() + 15
+        while sbc.alive() and time.monotonic() < deadline:
+            health = _health(sbc)
+            if health.get("calls") == 0:
+                break
+            time.sleep(0.2)
+        log = sbc.log_text()
+        detail = (f"\n== {self.flow} over {transport}; work dir {work}\n"
+                  f"== PBX exit {pbx.returncode}\n{_tail(work / 'pbx.out', 1500)}\n"
+                  f"== PBX errors\n{_tail(work / 'pbx_errors.log')}\n"
+                  f"== agent exit {agent.returncode}\n{_tail(work / 'agent.out', 1500)}\n"
+                  f"== agent errors\n{_tail(work / 'agent_errors.log')}\n"
+                  f"== SBC health {health}\n== SBC log\n{_log_summary(log)}")
+        self.assertEqual(pbx.returncode, 0, "PBX-side SIPp failed" + detail)
+        self.assertEqual(agent.returncode, 0, "agent-side SIPp failed" + detail)
+        self.assertTrue(sbc.alive(), "SBC died" + detail)
+        self.assertEqual(health.get("calls"), 0, "calls left in the SBC" + detail)
+        self.assertNotIn("Traceback", log, "SBC logged a traceback" + detail)
+
+    def test_udp(self) -> None:
+        self.run_flow("u1")
+
+    def test_tcp(self) -> None:
+        self.run_flow("t1")
+
+
+class TopologyHiding(FlowTests, SynchronousTestCase):
+    """A basic call with SDP in which nothing of one side's topology reaches the other:
+    Call-ID, Via, Record-Route and Contact of the PBX; Contact of the agent host."""
+
+    flow = "topology"
+    pbx_args = ("-cid_str", "pbx-%u-%p")
