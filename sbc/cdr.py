@@ -66,7 +66,7 @@ _MAX_TEXT = 256  # longest identifier copied into a record
 
 def iso_utc(seconds: float | None) -> str | None:
     """``1700000000.5`` -> ``"2023-11-14T22:13:20.500Z"``; None for None or an impossible time."""
-    if seconds is None or not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
         return None
     try:
         when = datetime.fromtimestamp(seconds, tz=timezone.utc)
@@ -76,7 +76,7 @@ def iso_utc(seconds: float | None) -> str | None:
 
 
 def _unix(seconds: float | None) -> float | None:
-    if seconds is None or not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
         return None
     return round(float(seconds), 3)
 
