@@ -62,7 +62,7 @@ class CallTestCase(SynchronousTestCase):
     def assertIdle(self) -> None:
         self.net.settle()
         self.assertEqual(self.net.b2b.counts(), {"calls": 0, "dialogs": 0, "transactions": 0, "timers": 0,
-                                                 "tx_bindings": 0})
+                                                 "tx_bindings": 0, "lookups": 0})
         self.assertEqual(len(self.net.b2b), 0)
         self.assertIsNone(self.net.b2b.next_deadline())
 
@@ -817,3 +817,127 @@ class PolicyTests(SynchronousTestCase):
             leg.state = cls.TERMINAL
             leg.side = cls.side
             self.assertRaises(LegStateError, leg._go, "bye_in")
+
+
+class ResolverTests(CallTestCase):
+    def net_with(self, resolver, **kwargs) -> Net:
+        import attrs
+        from .test_b2bua_harness import TRUNK
+
+        trunk = attrs.evolve(TRUNK, agent_uri="sip:{user}@agent.example.com")
+        return Net(trunks=[trunk], resolver=resolver, **kwargs)
+
+    def test_failover_on_503_and_timeout(self) -> None:
+        from sbc.sip.endpoint import Peer
+
+        first, second, third = (Peer("udp", "127.0.0.1", p, 0) for p in (5091, 5092, 5090))
+        failed = []
+
+        class Three:
+            def resolve(self, uri):
+                return [first, second, third]
+
+            def failed(self, peer, now):
+                failed.append(peer)
+
+        self.net = self.net_with(Three())
+        sent = []
+        orig = self.net.b2b.messages_to_send
+
+        def spy():
+            out = orig()
+            sent.extend(out)
+            return [(m, p) for m, p in out if p.port in (5060, 5090)]
+
+        self.net.b2b.messages_to_send = spy
+        self.net.from_pbx(invite())
+        self.assertEqual(only(self, self.net.pbx_take(), Response).status, 100)
+        inv1 = [m for m, p in sent if p == first][0]
+        # the first target answers 503 (we ACK it and go on)
+        self.net.from_agent(reply(inv1, 503).with_header("Via", inv1.get("Via")))
+        inv2 = [m for m, p in sent if p == second and m.method == "INVITE"][0]
+        self.assertEqual(inv2.cseq.seq, inv1.cseq.seq + 1)
+        self.assertEqual(inv2.call_id, inv1.call_id)
+        self.assertNotEqual(inv2.top_via.branch, inv1.top_via.branch)
+        self.assertEqual(self.net.pbx_take(), [])
+        # the second stays silent: Timer B, then the third
+        self.net.advance(33)
+        self.assertEqual(failed, [first, second])
+        b_inv = only(self, [m for m in self.net.agent_take() if m.method == "INVITE"][:1])
+        self.assertEqual(b_inv.cseq.seq, 3)
+        self.assertEqual(self.net.pbx_take(), [])
+        self.net.from_agent(reply(b_inv, 200, body=SDP_B))
+        self.assertEqual(only(self, self.net.pbx_take(), Response).status, 200)
+        self.assertEqual(self.net.b2b.notices()[0].reason, "failover")
+
+    def test_no_failover_after_a_provisional(self) -> None:
+        from sbc.sip.endpoint import Peer
+
+        class Two:
+            def resolve(self, uri):
+                return [Peer("udp", "127.0.0.1", 5090, 0), Peer("udp", "127.0.0.1", 5091, 0)]
+
+        self.net = self.net_with(Two())
+        a_inv, b_inv = self.start()
+        self.net.from_agent(reply(b_inv, 180))
+        self.net.pbx_take()
+        self.net.from_agent(reply(b_inv, 503))
+        self.assertEqual([m.method for m in self.net.agent_take()], ["ACK"])
+        self.assertEqual(only(self, self.net.pbx_take(), Response).status, 503)
+
+    def test_pending_lookup(self) -> None:
+        from sbc.sip.endpoint import Peer
+
+        class Later:
+            def resolve(self, uri):
+                return None
+
+        self.net = self.net_with(Later())
+        for n in (1, 2):
+            self.net.from_pbx(invite(call_id=f"c{n}", from_tag=f"t{n}"))
+            self.assertEqual([m.status for m in self.net.pbx_take()], [100])
+        self.assertEqual(self.net.agent_take(), [])
+        lookups = self.net.b2b.lookups()
+        self.assertEqual([str(u) for u in lookups], ["sip:agent42@agent.example.com"])  # asked once
+        self.assertEqual(self.net.b2b.lookups(), [])
+        self.assertEqual(self.net.b2b.counts()["lookups"], 1)
+        self.net.b2b.resolved(lookups[0], [Peer("udp", "127.0.0.1", 5090, 0)], self.net.now)
+        self.net.flush()
+        invites = self.net.agent_take()
+        self.assertEqual([m.method for m in invites], ["INVITE", "INVITE"])
+        self.assertEqual(self.net.b2b.counts()["lookups"], 0)
+
+    def test_lookup_fails_or_call_ends_meanwhile(self) -> None:
+        from .test_b2bua_harness import ack_non2xx, cancel
+
+        class Later:
+            def resolve(self, uri):
+                return None
+
+        self.net = self.net_with(Later(), no_answer_timeout=10)
+        first = invite(call_id="c1", from_tag="t1")
+        second = invite(call_id="c2", from_tag="t2")
+        self.net.from_pbx(first)
+        self.net.from_pbx(second)
+        self.net.pbx_take()
+        self.net.from_pbx(cancel(first))  # c1 cancelled while the lookup runs
+        out = self.net.pbx_take()
+        self.assertEqual(sorted(m.status for m in out), [200, 487])
+        self.net.from_pbx(ack_non2xx(first, [m for m in out if m.status == 487][0]))
+        uri = self.net.b2b.lookups()[0]
+        self.net.b2b.resolved(uri, [], self.net.now)
+        self.net.flush()
+        final = only(self, self.net.pbx_take(), Response)
+        self.assertEqual((final.status, final.get("Retry-After")), (503, b"30"))
+        self.assertEqual(final.call_id, "c2")
+        self.net.from_pbx(ack_non2xx(second, final))
+        self.assertEqual(self.net.agent_take(), [])
+        # and a third call whose lookup never comes back ends by the no-answer timeout
+        third = invite(call_id="c3", from_tag="t3")
+        self.net.from_pbx(third)
+        self.net.pbx_take()
+        self.net.advance(10)
+        final = only(self, self.net.pbx_take(), Response)
+        self.assertEqual(final.status, 480)
+        self.net.from_pbx(ack_non2xx(third, final))
+        self.assertIdle()

@@ -296,8 +296,16 @@ class FakeAgent(FakeUA):
         self.later(rng.uniform(0, 8), lambda now: key in self.pending and self.final(key, invite, 200))
 
 
+class _LaterResolver:
+    """Never knows at once: every lookup goes through B2bua.lookups() / resolved()."""
+
+    def resolve(self, uri: Any) -> None:
+        return None
+
+
 class World:
-    def __init__(self, seed: int, loss: float, transport: str = "udp", latency: float = 0.0) -> None:
+    def __init__(self, seed: int, loss: float, transport: str = "udp", latency: float = 0.0,
+                 async_lookup: bool = False) -> None:
         """``transport`` "tcp" runs both legs over a reliable transport (no retransmissions,
         zero-length Timers D, I, J, K): then ``loss`` must be 0.  ``latency`` > 0 delays each
         message by up to that many seconds -- randomly over UDP (so messages overtake each
@@ -314,8 +322,10 @@ class World:
             TRUNK, agent_uri=f"sip:{{user}}@127.0.0.1:5090;transport={transport}")
         self.now = 1000.0
         self.seq = itertools.count()
+        self.async_lookup = async_lookup
+        resolver = _LaterResolver() if async_lookup else None
         self.b2b = B2bua(trunks=[trunk], local_host="192.0.2.10", local_port=5060, fqdn="sbc.example.com",
-                         no_answer_timeout=20, max_call_duration=300, max_calls=100_000)
+                         no_answer_timeout=20, max_call_duration=300, max_calls=100_000, resolver=resolver)
         self.ep = Endpoint(fqdn="sbc.example.com")
         self.ep.add_handler(self.b2b)
         self.ep.set_response_handler(self.b2b.handle_response)
@@ -339,6 +349,11 @@ class World:
             for msg, peer in self.b2b.messages_to_send():
                 moved = True
                 self.transmit(False, msg.to_bytes(), peer)
+            for uri in self.b2b.lookups():
+                # the "DNS" answers a little later; now and then it finds nothing
+                peers = [] if self.rng.random() < 0.05 else [self.agent_peer]
+                self.agent.later(self.rng.uniform(0, 0.5),
+                                 lambda now, u=uri, p=peers: self.b2b.resolved(u, p, now))
             if not moved:
                 return
         raise AssertionError("message storm")
@@ -400,7 +415,7 @@ class RandomCallsTests(SynchronousTestCase):
     def check_world(self, world: World, calls: int) -> None:
         b2b = world.b2b
         self.assertEqual(b2b.counts(), {"calls": 0, "dialogs": 0, "transactions": 0, "timers": 0,
-                                        "tx_bindings": 0})
+                                        "tx_bindings": 0, "lookups": 0})
         self.assertIsNone(b2b.next_deadline())
         self.assertEqual(len(b2b), 0)
         ended = b2b.ended_calls()
@@ -434,7 +449,7 @@ class RandomCallsTests(SynchronousTestCase):
     @settings(max_examples=10)
     @given(seed=st.integers(0, 2**32 - 1), loss=st.sampled_from([0.0, 0.02, 0.1]))
     def test_random_calls_lossy(self, seed: int, loss: float) -> None:
-        world = World(seed=seed, loss=loss)
+        world = World(seed=seed, loss=loss, async_lookup=seed % 2 == 0)
         world.run(200)
         self.check_world(world, 200)
 

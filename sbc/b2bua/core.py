@@ -81,9 +81,15 @@ _SAFE_USER_RE = re.compile(r"[A-Za-z0-9+*#._~-]{1,128}\Z")
 
 
 class Resolver(Protocol):
-    """Locates a SIP URI (RFC 3263): the peers to try, best first; [] if it cannot."""
+    """Locates a SIP URI (RFC 3263): the peers to try, best first; [] if it cannot.
 
-    def resolve(self, uri: URI) -> list[Peer]: ...
+    A resolver that needs to ask DNS first may return None: the call then waits (its A leg
+    has had its 100 Trying) until the driver, which finds the URI in
+    :meth:`B2bua.lookups`, calls :meth:`B2bua.resolved` with the answer.  A resolver may
+    also have ``failed(peer, now)``: it is told about a target that timed out or answered
+    503, before the call fails over to the next one."""
+
+    def resolve(self, uri: URI) -> list[Peer] | None: ...
 
 
 class LiteralResolver:
@@ -189,6 +195,8 @@ class B2bua:
         self._timer_heap: list[tuple[float, int, str, str]] = []
         self._seq = itertools.count(1)
         self._prefix = os.urandom(5).hex()
+        self._waiting: dict[str, tuple[URI, list[str]]] = {}  # URI text -> (URI, call ids)
+        self._lookup_queue: list[URI] = []
         self._notices: deque[B2buaNotice] = deque(maxlen=10_000)
         self._ended: deque[Call] = deque(maxlen=10_000)
         self.now = 0.0
@@ -214,6 +222,24 @@ class B2bua:
         self._notices.clear()
         return items
 
+    def lookups(self) -> list[URI]:
+        """URIs the resolver could not answer at once (each reported once): resolve them and
+        call :meth:`resolved`."""
+        out, self._lookup_queue = self._lookup_queue, []
+        return out
+
+    def resolved(self, uri: URI, peers: Sequence[Peer], now: float) -> None:
+        """The answer for a URI from :meth:`lookups` ([] if it cannot be located): the calls
+        waiting for it go on (or fail with 503)."""
+        self.now = now
+        entry = self._waiting.pop(str(uri), None)
+        if entry is not None:
+            for call_id in entry[1]:
+                call = self.calls.get(call_id)
+                if call is not None:
+                    self._guard(call.b.resolved, list(peers), now)
+        self._drain(now)
+
     def ended_calls(self) -> list[Call]:
         """Calls that ended since the last call (for CDRs and metrics)."""
         items = list(self._ended)
@@ -228,6 +254,7 @@ class B2bua:
             "transactions": len(self._tx),
             "timers": len(self._timers),
             "tx_bindings": len(self._by_tx),
+            "lookups": len(self._waiting),
         }
 
     def __len__(self) -> int:
@@ -329,6 +356,15 @@ class B2bua:
         self.stats[reason] = self.stats.get(reason, 0) + 1
         self._notices.append(B2buaNotice(reason, detail, peer, status, call_id))
 
+    def contact(self, transport: str) -> bytes:
+        """Our Contact toward the agent host over ``transport``."""
+        return _contact(self.local_host, self.port_for(transport), transport)
+
+    def target_failed(self, peer: Peer, now: float) -> None:
+        failed = getattr(self.resolver, "failed", None)
+        if failed is not None:
+            failed(peer, now)
+
     def set_timer(self, call: Call, kind: str, when: float) -> None:
         seq = next(self._seq)
         self._timers[(call.id, kind)] = (when, seq)
@@ -349,6 +385,13 @@ class B2bua:
             else:
                 self._per_trunk.pop(call.trunk, None)
             self._ended.append(call)
+            key = call.b.lookup_key
+            if key is not None and key in self._waiting:
+                waiting = self._waiting[key][1]
+                if call.id in waiting:
+                    waiting.remove(call.id)
+                if not waiting:
+                    del self._waiting[key]
             self.stats["calls-ended"] = self.stats.get("calls-ended", 0) + 1
 
     # ================================================================== event dispatch
@@ -535,12 +578,17 @@ class B2bua:
             self._refuse(request, peer, key, 500, "Server Internal Error", f"bad agent URI: {e}", now)
             return
         hop = proxy if proxy is not None else target
-        peers = self.resolver.resolve(hop)
-        if not peers:
-            self._refuse(request, peer, key, 503, "Service Unavailable",
-                         f"cannot locate {hop.host} (no resolver for FQDN targets yet)", now, retry)
+        try:
+            peers = self.resolver.resolve(hop)
+        except SipError as e:
+            peers = []
+            why = f": {e}"
+        else:
+            why = " (no resolver for FQDN targets)" if isinstance(self.resolver, LiteralResolver) else ""
+        if peers is not None and not peers:
+            self._refuse(request, peer, key, 503, "Service Unavailable", f"cannot locate {hop.host}{why}",
+                         now, retry)
             return
-        b_peer = peers[0]
 
         call_id = self.new_token()
         call = Call(self, call_id, trunk.name, now, retry_after=self.retry_after,
@@ -549,13 +597,19 @@ class B2bua:
         if a_port is None:
             a_port = self.port_for(peer.transport)
         a_contact = _contact(self.fqdn, a_port, peer.transport)
-        b_contact = _contact(self.local_host, self.port_for(b_peer.transport), b_peer.transport)
         route = None
         if proxy is not None:
             route = b"<" + (proxy if proxy.has_param("lr") else proxy.with_param("lr", None)).to_bytes() + b">"
         call.a = UasLeg(self, call, request, key, peer, a_contact, self.new_token())
-        call.b = UacLeg(self, call, target, b_peer, b_contact, local_host=_bracket(self.local_host),
+        call.b = UacLeg(self, call, target, peers, local_host=_bracket(self.local_host),
                         route=route, user_agent=self.user_agent, call_id=call_id, local_tag=self.new_token())
+        if peers is None:
+            text = str(hop)
+            call.b.lookup_key = text
+            if text not in self._waiting:
+                self._waiting[text] = (hop, [])
+                self._lookup_queue.append(hop)
+            self._waiting[text][1].append(call_id)
         self.calls[call_id] = call
         self._per_trunk[trunk.name] = self._per_trunk.get(trunk.name, 0) + 1
         self._by_tx[key] = call.a

@@ -25,7 +25,7 @@ import enum
 import re
 
 import attrs
-from typing import TYPE_CHECKING, ClassVar, Iterable, Protocol
+from typing import TYPE_CHECKING, ClassVar, Iterable, Protocol, Sequence
 
 from sbc.sip.dialog import CONFIRMED, EARLY, TERMINATED, Dialog, DialogError, DialogId
 from sbc.sip.endpoint import Peer
@@ -105,6 +105,10 @@ class LegStack(Protocol):
     def next_hop(self, dialog: Dialog, fallback: Peer) -> Peer: ...
 
     def notice(self, reason: str, detail: str, peer: Peer, status: int | None = None, call_id: str = "") -> None: ...
+
+    def contact(self, transport: str) -> bytes: ...
+
+    def target_failed(self, peer: Peer, now: float) -> None: ...
 
 
 def body_of(message: Request | Response) -> Body | None:
@@ -671,6 +675,7 @@ class UasLeg(Leg):
 
 class UacState(enum.Enum):
     INIT = "init"
+    RESOLVING = "resolving"  # waiting for the resolver to locate the agent host
     CALLING = "calling"  # INVITE sent
     EARLY = "early"  # a provisional response received
     CANCELLING = "cancelling"  # CANCEL asked for; waiting for the INVITE's final response
@@ -692,7 +697,12 @@ class UacLeg(Leg):
     USABLE = frozenset({_C.EARLY, _C.ANSWERED, _C.CONFIRMED})
     TRANSITIONS = {
         (_C.INIT, "try"): _C.CALLING,
+        (_C.INIT, "resolve"): _C.RESOLVING,
         (_C.INIT, "cancel"): _C.TERMINATED,
+        (_C.RESOLVING, "try"): _C.CALLING,
+        (_C.RESOLVING, "cancel"): _C.TERMINATED,
+        (_C.RESOLVING, "failed"): _C.TERMINATED,
+        (_C.CALLING, "retry"): _C.CALLING,  # failover to the next target (RFC 3263 §4.3)
         (_C.CALLING, "provisional"): _C.EARLY,
         (_C.EARLY, "provisional"): _C.EARLY,
         (_C.CANCELLING, "provisional"): _C.CANCELLING,
@@ -716,10 +726,18 @@ class UacLeg(Leg):
         (_C.TERMINATING, "bye_done"): _C.TERMINATED,
     }
 
-    def __init__(self, stack: LegStack, call: "Call", target: URI, peer: Peer, contact: bytes,
+    def __init__(self, stack: LegStack, call: "Call", target: URI, peers: Sequence[Peer] | None,
                  *, local_host: str, route: bytes | None = None, user_agent: bytes | None = None,
                  call_id: str, local_tag: str) -> None:
-        super().__init__(stack, call, peer, contact)
+        """``peers``: where the INVITE may go, best first (the next one is tried on a timeout
+        or 503 before any provisional response); None while the resolver is still looking
+        (then :meth:`resolved` follows)."""
+        first = peers[0] if peers else Peer("udp", "0.0.0.0", 0)
+        super().__init__(stack, call, first, stack.contact(first.transport))
+        self.alternatives = list(peers[1:]) if peers else []
+        self.resolving = peers is None
+        self.lookup_key: str | None = None  # set by the core while a lookup is pending
+        self._try: Try | None = None
         self.state = _C.INIT
         self.target = target
         self.route = route
@@ -739,7 +757,7 @@ class UacLeg(Leg):
 
     # ---- the initial INVITE
 
-    def _build_invite(self, event: Try) -> Request:
+    def _build_invite(self, event: Try, cseq: int = 1) -> Request:
         user = event.caller_user
         from_uri = URI("sip", user=user or "anonymous", host=self.local_host)
         from_ = NameAddr(event.caller_display, from_uri).with_tag(self.local_tag)
@@ -755,7 +773,7 @@ class UacLeg(Leg):
             ("From", from_.to_bytes()),
             ("To", to.to_bytes()),
             ("Call-ID", self.call_id.encode("latin-1")),
-            ("CSeq", b"1 INVITE"),
+            ("CSeq", b"%d INVITE" % cseq),
             ("Contact", self.contact),
             ("Allow", ALLOW),
         ]
@@ -768,12 +786,51 @@ class UacLeg(Leg):
 
     def _initial_event(self, event: CallEvent, now: float) -> None:
         if isinstance(event, Try):
-            self._go("try")
+            self._try = event
             self.offerless = event.body is None
-            self.invite = self._build_invite(event)
-            self.invite_key = self._send(self.invite, _INVITE, 0, now)
+            if self.resolving:
+                self._go("resolve")
+                return
+            self._go("try")
+            self._send_invite(1, now)
         else:
             super()._initial_event(event, now)
+
+    def _send_invite(self, cseq: int, now: float) -> None:
+        assert self._try is not None
+        self.contact = self.stack.contact(self.peer.transport)
+        self.invite = self._build_invite(self._try, cseq)
+        self.invite_key = self._send(self.invite, _INVITE, 0, now)
+
+    def resolved(self, peers: Sequence[Peer], now: float) -> None:
+        """The resolver located the agent host (``peers`` best first; [] if it could not)."""
+        if self.state is not _C.RESOLVING:
+            return
+        self.resolving = False
+        if not peers:
+            self.final_status = 503
+            self._emit(Fail(503, "Service Unavailable", None), now)
+            self._go("failed")
+            return
+        self.peer = peers[0]
+        self.alternatives = list(peers[1:])
+        self._go("try")
+        self._send_invite(1, now)
+
+    def _failover(self, status: int, now: float) -> bool:
+        """Try the next target after a timeout or 503 with no provisional response yet."""
+        if self.state is not _C.CALLING or not self.alternatives or status not in (408, 503) \
+                or self.invite is None:
+            return False
+        self.stack.target_failed(self.peer, now)
+        failed = self.peer
+        self.peer = self.alternatives.pop(0)
+        self.stack.notice("failover", f"{status} from {failed.transport}:{failed.host}:{failed.port}; "
+                          f"trying {self.peer.transport}:{self.peer.host}:{self.peer.port}",
+                          failed, status, self.call.id)
+        self._go("retry")
+        self._send_invite(self.invite.cseq.seq + 1, now)
+        return True
 
     def _dialog_from(self, response: Response) -> None:
         assert self.invite is not None
@@ -844,6 +901,8 @@ class UacLeg(Leg):
             return
         if self.invite_key is not None and self._out.get(self.invite_key, ("",))[0] == _INVITE:
             self._out[self.invite_key] = (_DONE, 0)
+        if self._failover(status, now):
+            return
         self.final_status = status
         if self.state is not _C.CANCELLING:
             self._emit(Fail(status, reason, retry_after), now)
@@ -878,7 +937,7 @@ class UacLeg(Leg):
             self._go("bye_in")
 
     def _disconnect(self, event: Disconnect, now: float) -> None:
-        if self.state is _C.INIT:
+        if self.state in (_C.INIT, _C.RESOLVING):
             self._go("cancel")
         elif self.state in (_C.CALLING, _C.EARLY):
             self._go("cancel")
