@@ -419,12 +419,13 @@ class B2bua:
 
     def _dispatch(self, event: Event, now: float) -> None:
         if isinstance(event, RequestReceived):
-            self._guard(self._request, event.request, event.peer, event.key, now,
-                        request=event.request, key=event.key, peer=event.peer)
+            peer = event.peer if isinstance(event.peer, Peer) else _NOWHERE
+            self._guard(self._request, event.request, peer, event.key, now,
+                        request=event.request, key=event.key, peer=peer)
         elif isinstance(event, AckReceived):
             self._guard(self._ack, event.request, now)
         elif isinstance(event, CancelReceived):
-            self._guard(self._cancel, event, now, peer=event.peer)
+            self._guard(self._cancel, event, now, peer=event.peer if isinstance(event.peer, Peer) else None)
         elif isinstance(event, ResponseReceived):
             leg = self._by_tx.get(event.key)
             if leg is not None:
