@@ -4,12 +4,30 @@ Wiring: build the service tree from a validated :class:`~sbc.config.Config`.
 
 This module and :mod:`sbc.tap` are the only places that know about the reactor; everything
 below them receives it (or just a clock) as an argument.
+
+Besides the listeners and the admin site, the tree holds three transaction users run by the
+one :class:`~sbc.transport.driver.SipDriver`: the B2BUA, the outbound registrations
+(:class:`~sbc.transport.register.RegistrationTU`) and the OPTIONS pinger
+(:class:`~sbc.transport.pinger.PingerTU`).  Responses from the network go through a
+:class:`ResponseDispatcher`: each client TU claims the responses to its own transactions
+(by the branch prefix of the top Via), and everything else goes to the B2BUA.
+
+Lifecycle (:class:`SbcService`):
+
+* ``startService``: listeners up, then registrations and pings start; SIGHUP reloads.
+* SIGHUP (:meth:`SbcService.reload`): the file is read again; if valid, trunks, ``[calls]``
+  limits and ``[agent]`` settings are swapped in (calls in progress are untouched); if
+  invalid, the one-line error is logged and the old configuration stays.
+* ``stopService`` (SIGTERM): new calls get 503, calls in progress get up to
+  ``calls.drain_timeout`` seconds to end, the rest are ended on both legs, the trunks we
+  registered with are de-registered, and only then the listeners close.
 """
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from twisted.application.internet import StreamServerEndpointService, UDPServer
 from twisted.application.service import MultiService
@@ -19,25 +37,273 @@ from twisted.internet.endpoints import (
     TCP6ServerEndpoint,
 )
 from twisted.internet.abstract import isIPv6Address
+from twisted.internet.defer import Deferred, succeed
+from twisted.logger import Logger
 
 from sbc.observe import attach_observability
 from sbc.sip.endpoint import Endpoint
+from sbc.config import ConfigError, load_config
+from sbc.sip.message import Response
+from sbc.sip.endpoint import Peer
 from sbc.transport.driver import SipDriver
+from sbc.transport.pinger import PingerTU, ping_targets
+from sbc.transport.register import RegistrationTU, sent_by_host
 from sbc.transport.stream import SipStreamFactory
 from sbc.transport.tls import server_tls_options
 from sbc.transport.udp import MAX_DATAGRAM, SipDatagramProtocol
 
-__all__ = ["build_service", "SbcService"]
+__all__ = ["build_service", "ResponseDispatcher", "SbcService"]
+
+#: While draining or waiting for de-registrations, how often to look again (seconds).
+POLL_INTERVAL = 0.1
+#: After the drain timeout, how long the BYEs and de-registrations may take (seconds).
+FAREWELL_TIMEOUT = 3.0
+
+
+class ResponseDispatcher:
+    """The endpoint's response handler: offers each response to the client TUs (each
+    claims responses to its own transactions with ``owns(response)``), else the fallback
+    (the B2BUA)."""
+
+    def __init__(self, fallback: Callable[[Response, Peer, float], None] | None = None) -> None:
+        self.tus: list[Any] = []
+        self.fallback = fallback
+
+    def add(self, tu: Any) -> None:
+        self.tus.append(tu)
+
+    def __call__(self, response: Response, peer: Peer, now: float) -> None:
+        for tu in self.tus:
+            if tu.owns(response):
+                tu.handle_response(response, peer, now)
+                return
+        if self.fallback is not None:
+            self.fallback(response, peer, now)
+
 
 
 class SbcService(MultiService):
-    """The top of the service tree; keeps a handle on the SIP driver for health and tests."""
+    """The top of the service tree: health, peer status, reload and graceful shutdown.
 
-    def __init__(self, config: Any, driver: SipDriver) -> None:
+    ``reactor`` is used for time (``seconds``/``callLater``) and ``callFromThread`` (the
+    SIGHUP handler schedules the reload with it).  ``install_signals=False`` keeps
+    SIGHUP alone (tests, embedding).
+    """
+
+    log = Logger()
+
+    def __init__(self, config: Any, driver: SipDriver, reactor: Any = None, *,
+                 install_signals: bool = True) -> None:
         super().__init__()
         self.config = config
         self.driver = driver
+        self.reactor = reactor
+        self.install_signals = install_signals
         self.b2bua: Any = None
+        self.registrations: RegistrationTU | None = None
+        self.pinger: PingerTU | None = None
+        self.dispatcher: ResponseDispatcher | None = None
+        self.draining = False
+        self._previous_hup: Any = None
+        self._installed_hup: Any = None
+        self._stopping: Deferred[None] | None = None
+
+    # -- views -----------------------------------------------------------------------------
+
+    def peer_status(self) -> dict[str, bool]:
+        """``{target: up}`` for every OPTIONS target (``agent:<host>:<port>``,
+        ``peer:<trunk>``); a target that has not answered yet counts as up."""
+        return self.pinger.peer_status() if self.pinger is not None else {}
+
+    def agent_up(self, trunk: str) -> bool:
+        """False only while the agent host of ``trunk`` is marked down by the pinger."""
+        return self.pinger.agent_up(trunk) if self.pinger is not None else True
+
+    def registration_status(self) -> dict[str, dict[str, Any]]:
+        """``{trunk: {state, detail, registrar, expires_at, last_status, last_reason,
+        failures, next_attempt_at}}`` for every trunk that registers."""
+        return self.registrations.status() if self.registrations is not None else {}
+
+    def _now(self) -> float:
+        return float(self.reactor.seconds())
+
+    # -- start -----------------------------------------------------------------------------
+
+    def startService(self) -> None:
+        super().startService()
+        self.draining = False
+        now = self._now()
+        if self.registrations is not None:
+            self.registrations.start(now)
+        if self.pinger is not None:
+            self.pinger.start(now)
+        self.driver.flush()
+        if self.install_signals:
+            self._install_sighup()
+
+    def _install_sighup(self) -> None:
+        sighup = getattr(signal, "SIGHUP", None)
+        if sighup is None or not hasattr(self.reactor, "callFromThread"):  # pragma: no cover
+            return
+        try:
+            self._previous_hup = signal.getsignal(sighup)
+            signal.signal(sighup, self._on_sighup)
+            self._installed_hup = signal.getsignal(sighup)
+        except ValueError:  # not the main thread: no signals
+            self._previous_hup = self._installed_hup = None
+
+    def _restore_sighup(self) -> None:
+        if self._installed_hup is None:
+            return
+        try:
+            if signal.getsignal(signal.SIGHUP) == self._installed_hup:
+                previous = self._previous_hup
+                signal.signal(signal.SIGHUP, previous if previous is not None else signal.SIG_DFL)
+        except ValueError:  # pragma: no cover
+            pass
+        self._installed_hup = None
+
+    def _on_sighup(self, signum: int, frame: Any) -> None:
+        # Runs between two bytecodes of whatever the reactor was doing: only schedule.
+        self.reactor.callFromThread(self.reload)
+        previous = self._previous_hup
+        if callable(previous):
+            previous(signum, frame)
+
+    # -- reload ----------------------------------------------------------------------------
+
+    def reload(self) -> bool:
+        """Read the configuration file again and apply it; False (and the old configuration
+        stays) if it is invalid.  Never raises."""
+        path = self.config.path
+        try:
+            new = load_config(path)
+        except ConfigError as e:
+            self.log.error("configuration reload failed, keeping the running configuration: {error}",
+                           error=str(e))
+            return False
+        except Exception:
+            self.log.failure("configuration reload failed, keeping the running configuration")
+            return False
+        try:
+            self.apply_config(new)
+        except Exception:
+            self.log.failure("applying the reloaded configuration failed")
+            return False
+        return True
+
+    def apply_config(self, new: Any) -> None:
+        """Swap in what can change at run time: trunks (B2BUA, registrations, pings),
+        ``[calls]`` limits and ``[agent]`` settings.  Calls in progress are not touched."""
+        old = self.config
+        fixed = [name for name in ("listen", "sbc", "sip", "admin")
+                 if getattr(old, name, None) != getattr(new, name, None)]
+        if fixed:
+            self.log.warn("reload: changes to {sections} need a restart; applying the rest",
+                          sections=", ".join(f"[{n}]" for n in fixed))
+        now = self._now()
+        if self.b2bua is not None:
+            self.b2bua.trunks = tuple(new.trunks)
+            _apply_calls(self.b2bua, new.calls)
+        if self.registrations is not None:
+            self.registrations.set_trunks(new.trunks, now)
+        if self.pinger is not None:
+            before = set(self.pinger.peer_status())
+            self.pinger.set_down_after(new.agent.down_after)
+            self.pinger.set_plan(ping_targets(new.trunks, new.agent, self._resolver()), now)
+            obs = getattr(self, "observability", None)
+            if obs is not None:
+                for name in before - set(self.pinger.peer_status()):
+                    obs.forget_peer(name)
+        self.config = new
+        self.driver.flush()
+        self.log.info("configuration reloaded from {path}: {trunks} trunk(s): {names}",
+                      path=str(new.path), trunks=len(new.trunks),
+                      names=", ".join(t.name for t in new.trunks) or "none")
+
+    def _resolver(self) -> Any:
+        from sbc.b2bua.core import LiteralResolver
+
+        return self.b2bua.resolver if self.b2bua is not None else LiteralResolver()
+
+    # -- stop ------------------------------------------------------------------------------
+
+    def stopService(self) -> Deferred[None]:
+        """Graceful shutdown; the returned Deferred fires when the listeners are closed."""
+        if self._stopping is not None:
+            return self._stopping
+        self._restore_sighup()
+        self.draining = True
+        b2bua = self.b2bua
+        if b2bua is not None:
+            stop_accepting = getattr(b2bua, "stop_accepting", None)
+            if stop_accepting is not None:
+                stop_accepting()
+            else:  # pragma: no cover - older B2BUA
+                b2bua.accepting = False
+        timeout = float(getattr(getattr(self.config, "calls", None), "drain_timeout", 0.0))
+        if b2bua is not None and b2bua.calls:
+            self.log.info("shutting down: refusing new calls, {n} call(s) may continue for up to {t} s",
+                          n=len(b2bua.calls), t=timeout)
+        d = self._wait(lambda: b2bua is None or not b2bua.calls, timeout)
+        d.addCallback(lambda _: self._end_calls())
+        d.addCallback(lambda _: self._deregister())
+        d.addBoth(self._stop_children)
+        self._stopping = d
+        return d
+
+    def _wait(self, done: Callable[[], bool], timeout: float) -> Deferred[None]:
+        """Fire (with None) as soon as ``done()`` is true, or after ``timeout`` seconds."""
+        if done() or timeout <= 0:
+            return succeed(None)
+        result: Deferred[None] = Deferred()
+        deadline = self._now() + timeout
+
+        def check() -> None:
+            try:
+                finished = done()
+            except Exception:
+                self.log.failure("shutdown check raised")
+                finished = True
+            if finished or self._now() >= deadline:
+                result.callback(None)
+            else:
+                self.reactor.callLater(min(POLL_INTERVAL, max(0.0, deadline - self._now())), check)
+
+        self.reactor.callLater(min(POLL_INTERVAL, timeout), check)
+        return result
+
+    def _end_calls(self) -> Deferred[None]:
+        b2bua = self.b2bua
+        if b2bua is None or not b2bua.calls:
+            return succeed(None)
+        self.log.info("drain timeout: ending {n} call(s) on both legs", n=len(b2bua.calls))
+        try:
+            b2bua.terminate_all(self._now(), "shutdown")
+        except Exception:
+            self.log.failure("ending the calls at shutdown failed")
+        self.driver.flush()
+        # Give the BYEs (and their retransmissions) a moment to be answered.
+        return self._wait(lambda: not b2bua.calls, FAREWELL_TIMEOUT)
+
+    def _deregister(self) -> Deferred[None]:
+        reg = self.registrations
+        if self.pinger is not None:
+            self.pinger.stop()
+        if reg is None:
+            return succeed(None)
+        try:
+            reg.stop(self._now())
+        except Exception:
+            self.log.failure("de-registration failed")
+            return succeed(None)
+        self.driver.flush()
+        return self._wait(reg.stopped, FAREWELL_TIMEOUT)
+
+    def _stop_children(self, result: Any) -> Any:
+        if isinstance(result, Exception) or hasattr(result, "getErrorMessage"):
+            self.log.failure("graceful shutdown step failed", failure=result)
+        return MultiService.stopService(self)
 
     def health(self) -> dict[str, Any]:
         listening = [
@@ -52,6 +318,7 @@ class SbcService(MultiService):
             "listeners": listening,
             "connections": self.driver.stream_count,
             "calls": len(self.b2bua.calls) if self.b2bua is not None else 0,
+            "draining": self.draining,
             "counters": dict(self.driver.counters),
         }
 
@@ -64,13 +331,25 @@ def _stream_endpoint(reactor: Any, address: str, port: int, tls: Any = None) -> 
     return TCP4ServerEndpoint(reactor, port, interface=address)
 
 
+def _apply_calls(b2bua: Any, calls: Any) -> None:
+    """Set the B2BUA's limits from a ``[calls]`` section (0 means "off" in the file)."""
+    b2bua.max_calls = calls.max_calls
+    b2bua.max_calls_per_trunk = calls.max_calls_per_trunk or None
+    b2bua.no_answer_timeout = calls.no_answer_timeout or None
+    b2bua.max_call_duration = calls.max_call_duration or None
+    b2bua.retry_after = calls.retry_after
+    b2bua.copy_headers = frozenset(h.lower() for h in calls.copy_headers)
+    b2bua.copy_x_headers = calls.copy_x_headers
+
+
 def _listening(svc: StreamServerEndpointService) -> StreamServerEndpointService:
     # Fail start-up when a port cannot be bound, instead of logging and running deaf.
     svc._raiseSynchronously = True
     return svc
 
 
-def build_service(config: Any, reactor: Any) -> SbcService:
+def build_service(config: Any, reactor: Any, *, install_signals: bool = True) -> SbcService:
+    """Build the whole tree.  ``install_signals=False``: no SIGHUP handler (tests)."""
     sip = config.sip
     endpoint_ref: list[SipDriver] = []
     endpoint = Endpoint(
@@ -93,15 +372,22 @@ def build_service(config: Any, reactor: Any) -> SbcService:
         connect_tcp=connect_tcp,
     )
     endpoint_ref.append(driver)
-    top = SbcService(config, driver)
+    top = SbcService(config, driver, reactor, install_signals=install_signals)
 
     # The B2BUA: calls from a trunk's PBX to its agent host.  Its own requests leave from the
     # first UDP listener's address (Via and Contact), the socket the agent host answers to.
+    # It exists whenever there is a listener, so that a reload can add the first trunk.
     udp = next((l for l in config.listen if l.transport == "udp"), None)
     first = udp or (config.listen[0] if config.listen else None)
-    if first is not None and config.trunks:
+    dispatcher = ResponseDispatcher()
+    top.dispatcher = dispatcher
+    if first is not None:
         from sbc.b2bua.core import B2bua
 
+        ports: dict[str, int] = {}
+        for l in config.listen:
+            ports.setdefault(l.transport, l.port)
+        calls = config.calls
         b2bua = B2bua(
             trunks=config.trunks,
             local_host=first.address,
@@ -109,11 +395,47 @@ def build_service(config: Any, reactor: Any) -> SbcService:
             fqdn=config.sbc.fqdn,
             timers=sip,
             user_agent=config.sbc.user_agent,
+            max_calls=calls.max_calls,
+            max_calls_per_trunk=calls.max_calls_per_trunk or None,
+            no_answer_timeout=calls.no_answer_timeout or None,
+            max_call_duration=calls.max_call_duration or None,
+            retry_after=calls.retry_after,
+            copy_headers=calls.copy_headers,
+            copy_x_headers=calls.copy_x_headers,
+            local_ports=ports,
         )
         endpoint.add_handler(b2bua)
-        endpoint.set_response_handler(b2bua.handle_response)
+        dispatcher.fallback = b2bua.handle_response
         driver.add_tu(b2bua)
         top.b2bua = b2bua
+        # Admission hook: new calls toward a trunk whose agent host is down get 503.
+        if hasattr(b2bua, "agent_up"):
+            b2bua.agent_up = top.agent_up
+
+        via_host = sent_by_host(first.address, config.sbc.fqdn)
+        registrations = RegistrationTU(
+            timers=sip, fqdn=config.sbc.fqdn, via_host=via_host, ports=ports,
+            resolver=b2bua.resolver, user_agent=config.sbc.user_agent)
+        registrations.set_trunks(config.trunks, reactor.seconds())
+        dispatcher.add(registrations)
+        driver.add_tu(registrations)
+        top.registrations = registrations
+
+        pinger = PingerTU(
+            timers=sip, fqdn=config.sbc.fqdn, via_host=via_host, via_port=first.port,
+            down_after=config.agent.down_after, user_agent=config.sbc.user_agent)
+        pinger.set_plan(ping_targets(config.trunks, config.agent, b2bua.resolver), reactor.seconds())
+        dispatcher.add(pinger)
+        driver.add_tu(pinger)
+        top.pinger = pinger
+
+        def peer_changed(name: str, up: bool) -> None:
+            obs = getattr(top, "observability", None)
+            if obs is not None:
+                obs.set_peer_up(name, up, agent=name.startswith("agent:"))
+
+        pinger.on_change(peer_changed)
+    endpoint.set_response_handler(dispatcher)
 
     tcp_factory = SipStreamFactory(
         driver, "tcp", max_message=sip.max_message_size, idle_timeout=sip.tcp_idle_timeout,

@@ -59,9 +59,12 @@ class Options(usage.Options):
 
 def makeService(options: Options) -> MultiService:
     """Build the SBC's service tree from parsed options (called by twistd/twist)."""
+    import importlib
+
     from twisted.internet import reactor  # installed by twistd/twist by now
 
-    from sbc.service import build_service
+    # Looked up through sys.modules each time (tests substitute the module).
+    build_service = importlib.import_module("sbc.service").build_service
 
     config = options.loaded_config
     if config is None:  # options built without parseOptions(), e.g. by a caller in code

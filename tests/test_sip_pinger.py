@@ -189,6 +189,22 @@ class HealthTests(SynchronousTestCase):
         self.assertTrue(p.is_up("agent"))
 
 
+    def test_timeout_of_an_older_ping_ignored(self) -> None:
+        p = make_pinger(down_after=1, timeout=10.0)
+        p.set_targets([AGENT], 0.0)
+        [(_, first)] = p.handle_timer(0.0)
+        [(_, second)] = p.handle_timer(30.0)  # own timeout of the first, then the next ping
+        p.transitions()
+        p.response("agent", answer(second, 200), 30.5)
+        p.timeout("agent", 31.0, first)
+        self.assertTrue(p.is_up("agent"))
+        [(_, third)] = p.handle_timer(60.5)
+        p.timeout("agent", 61.0, second)
+        self.assertIs(p.pending("agent"), third)
+        p.timeout("agent", 92.0, third)
+        self.assertFalse(p.is_up("agent"))
+
+
 class ScheduleTests(SynchronousTestCase):
     def test_one_ping_in_flight_and_interval(self) -> None:
         p = make_pinger()

@@ -225,10 +225,11 @@ class Pinger:
         else:
             self._success(t, now)
 
-    def timeout(self, name: str, now: float) -> None:
-        """The pending OPTIONS of ``name`` got no final response (Timer F, transport error)."""
+    def timeout(self, name: str, now: float, request: Request | None = None) -> None:
+        """The pending OPTIONS of ``name`` got no final response (Timer F, transport error).
+        With ``request``, only if that is the pending one (not an older ping)."""
         t = self._targets.get(name)
-        if t is None or t.pending is None:
+        if t is None or t.pending is None or (request is not None and request is not t.pending):
             return
         t.last_status = None
         self._failure(t, now, "no answer", None)
