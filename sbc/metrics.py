@@ -32,6 +32,7 @@ This module imports ``twisted.web`` for :class:`MetricsResource` but never the g
 
 from __future__ import annotations
 
+import math
 import platform
 import weakref
 from collections import Counter as _Tally
@@ -101,6 +102,12 @@ def message_kind(message: Any) -> str:
     if isinstance(method, str):
         return method if method in _METHODS else "other"
     return "invalid"
+
+
+def _seconds(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
 
 
 def _status_class(status: int | None) -> str:
@@ -192,7 +199,10 @@ class SipTrafficTap:
             if tu is None:
                 continue
             tu_out = tu.messages_to_send
-            self._wrap(tu, "messages_to_send", lambda tu_out=tu_out: tap.count_out(tu_out()))
+            try:
+                self._wrap(tu, "messages_to_send", lambda tu_out=tu_out: tap.count_out(tu_out()))
+            except AttributeError:  # a slotted TU: its output is not counted
+                pass
 
     def uninstall(self) -> None:
         while self._installed:
@@ -349,13 +359,13 @@ class SbcMetrics:
         except Exception:
             status = None
         self.calls.labels(trunk, result, _status_class(status)).inc()
-        created = getattr(call, "created", None)
-        answered = getattr(call, "answered", None)
-        ended = getattr(call, "ended", None)
-        if isinstance(answered, (int, float)):
-            if isinstance(created, (int, float)):
+        created = _seconds(getattr(call, "created", None))
+        answered = _seconds(getattr(call, "answered", None))
+        ended = _seconds(getattr(call, "ended", None))
+        if answered is not None:
+            if created is not None:
                 self.setup.labels(trunk).observe(max(0.0, answered - created))
-            if isinstance(ended, (int, float)):
+            if ended is not None:
                 self.duration.labels(trunk).observe(max(0.0, ended - answered))
 
     def exposition(self, accept: str = "") -> tuple[bytes, str]:

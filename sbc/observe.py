@@ -62,7 +62,7 @@ class Observability(Service):
         self.clock = clock
         self.driver = driver
         self.b2bua = b2bua
-        self.trunk_names = tuple(t.name for t in trunks)
+        self._trunks = tuple(trunks)
         self.cdr = cdr
         self.health = health
         self.interval = interval
@@ -76,16 +76,39 @@ class Observability(Service):
         self._previous_hup: Any = None
         self._hup_installed: Any = None
         self._finished = False
+        self._vendors_from: Any = None
         #: Keep draining after stopService, until finish() (see stopService).
         self.linger = False
+
+    # -- trunks (a reload swaps the B2BUA's) ------------------------------------------------
+
+    @property
+    def trunks(self) -> tuple[Any, ...]:
+        current = getattr(self.b2bua, "trunks", None)
+        return tuple(current) if current is not None else self._trunks
+
+    @property
+    def trunk_names(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.trunks)
+
+    def _refresh_vendors(self) -> None:
+        trunks = getattr(self.b2bua, "trunks", None)
+        if self.cdr is not None and trunks is not None and trunks is not self._vendors_from:
+            self._vendors_from = trunks
+            # Calls of a trunk that a reload removed keep the vendor they were known by.
+            self.cdr.vendors = {**self.cdr.vendors, **{t.name: t.vendor for t in trunks}}
 
     # -- feeding ---------------------------------------------------------------------------
 
     def install_tap(self) -> SipTrafficTap:
-        """Count SIP messages and retransmissions on the driver and the B2BUA."""
+        """Count SIP messages and retransmissions on the driver and its transaction users
+        (the B2BUA, registrations, OPTIONS pings)."""
         if self.tap is None:
+            tus = list(getattr(self.driver, "_tus", None) or ())
+            if self.b2bua is not None and not any(tu is self.b2bua for tu in tus):
+                tus.append(self.b2bua)
             self.tap = SipTrafficTap()
-            self.tap.install(self.driver, [self.b2bua] if self.b2bua is not None else [])
+            self.tap.install(self.driver, tus)
         return self.tap
 
     def set_peer_up(self, name: str, up: bool, *, agent: bool = False) -> None:
@@ -104,6 +127,8 @@ class Observability(Service):
         if self.b2bua is None:
             return 0
         calls = self.b2bua.ended_calls()
+        if calls:
+            self._refresh_vendors()
         for call in calls:
             self.record_ended(call)
         self.drained += len(calls)

@@ -123,3 +123,47 @@ class LoopbackTests(TestCase):
         response = yield agent.request(b"GET", url)
         body = yield readBody(response)
         self.assertEqual((response.code, json.loads(body)), (503, {"status": "down"}))
+
+
+class ReadyzTests(SynchronousTestCase):
+    def test_absent_without_a_ready_callable(self) -> None:
+        code, _, _ = get(build_admin_root(lambda: {"status": "ok"}), b"/readyz")
+        self.assertEqual(code, 404)
+
+    def test_ready_is_200_with_details(self) -> None:
+        root = build_admin_root(lambda: {"status": "ok"}, ready=lambda: (True, {"accepting": True}))
+        code, headers, body = get(root, b"/readyz")
+        self.assertEqual(code, 200)
+        self.assertEqual(headers[b"content-type"], [b"application/json"])
+        self.assertEqual(json.loads(body), {"accepting": True, "ready": True})
+
+    def test_not_ready_is_503(self) -> None:
+        root = build_admin_root(lambda: {"status": "ok"}, ready=lambda: (False, {"agent_hosts": {"a": "down"}}))
+        code, _, body = get(root, b"/readyz")
+        self.assertEqual((code, json.loads(body)["ready"]), (503, False))
+
+    def test_truthy_non_bool_is_not_ready(self) -> None:
+        root = build_admin_root(lambda: {"status": "ok"}, ready=lambda: ("yes", {}))  # type: ignore[arg-type,return-value]
+        self.assertEqual(get(root, b"/readyz")[0], 503)
+
+    def test_bad_shapes_are_503_and_logged(self) -> None:
+        for bad in (lambda: True, lambda: (True, "fine"), lambda: (True,)):
+            root = build_admin_root(lambda: {"status": "ok"}, ready=bad)  # type: ignore[arg-type]
+            code, _, body = get(root, b"/readyz")
+            self.assertEqual((code, json.loads(body)["ready"]), (503, False))
+        self.assertEqual(len(self.flushLoggedErrors(TypeError, ValueError)), 3)
+
+    def test_head_and_subpath(self) -> None:
+        root = build_admin_root(lambda: {"status": "ok"}, ready=lambda: (True, {}))
+        self.assertEqual(get(root, b"/readyz", b"HEAD")[0], 200)
+        self.assertEqual(get(root, b"/readyz/x")[0], 404)
+
+    def test_index_lists_all_three(self) -> None:
+        from twisted.web.resource import Resource
+
+        metrics = Resource()
+        metrics.isLeaf = True
+        root = build_admin_root(lambda: {"status": "ok"}, ready=lambda: (True, {}), metrics=metrics)
+        self.assertEqual(json.loads(get(root, b"/")[2])["endpoints"], ["/healthz", "/metrics", "/readyz"])
+        site = build_admin_site(lambda: {"status": "ok"}, ready=lambda: (True, {}), metrics=metrics)
+        self.assertIs(site.resource.children[b"metrics"], metrics)
