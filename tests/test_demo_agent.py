@@ -648,6 +648,7 @@ class OptionsTests(SynchronousTestCase):
         default = Options()
         default.parseOptions([])
         self.assertEqual(default["listen"], [("127.0.0.1", 5090)])
-        self.assertEqual((default["ring"], default["max-duration"]), (0.0, None))
+        self.assertEqual((default["ring"], default["max-duration"], default["rtp-ports"]),
+                         (0.0, None, (20000, 20999)))
         self.assertRaises(usage.UsageError, Options().parseOptions, ["--listen", "nowhere"])
         self.assertRaises(usage.UsageError, Options().parseOptions, ["--ring", "-1"])

@@ -109,6 +109,8 @@ class Options(usage.Options):
     opt_l = opt_listen
 
     def postOptions(self) -> None:
+        if isinstance(self["rtp-ports"], str):  # the default: coerce only sees given values
+            self["rtp-ports"] = parse_port_range(self["rtp-ports"])
         if not self["listen"]:
             self["listen"] = parse_listen(DEFAULT_LISTEN)
         seen = set()
