@@ -119,19 +119,21 @@ def started(text: str, reactor: FakeReactor | None = None) -> tuple[Any, FakeRea
 
 
 class WiringTests(SynchronousTestCase):
-    def test_registers_and_pings_at_start(self) -> None:
+    def test_registers_at_start_and_pings_after_an_interval(self) -> None:
         top, reactor = started(BASE + TRUNK_A)
         self.addCleanup(top.stopService)
-        [register] = requests_to(reactor, "REGISTER", 5070)
+        self.assertEqual(requests_to(reactor, "OPTIONS", 5090), [])
+        self.assertEqual(top.peer_status(), {"agent:127.0.0.1:5090": True, "peer:a": True})
+        pump(reactor, 30.0, step=0.5)
+        [register] = requests_to(reactor, "REGISTER", 5070)[:1]
         self.assertEqual(register.uri, b"sip:127.0.0.1:5070")
         self.assertTrue(register.top_via.branch.startswith("z9hG4bKreg"))
         self.assertEqual(register.get("Contact"), b"<sip:sbc@sbc.example.com:5060>;expires=3600")
         [agent] = requests_to(reactor, "OPTIONS", 5090)
         self.assertEqual(agent.uri, b"sip:127.0.0.1:5090")
         self.assertEqual(agent.get("Contact"), b"<sip:sbc.example.com:5060>")
-        self.assertEqual(len([m for m, addr in sent(reactor) if addr == ("192.0.2.10", 5060)]), 1)
+        self.assertGreaterEqual(len([m for m, addr in sent(reactor) if addr == ("192.0.2.10", 5060)]), 1)
         self.assertEqual(set(top.peer_status()), {"agent:127.0.0.1:5090", "peer:a"})
-        self.assertEqual(top.registration_status()["a"]["state"], "unregistered")
         self.assertNotIn("pw-never-shown", repr(top.registration_status()))
 
     def test_responses_reach_their_tu(self) -> None:
@@ -141,7 +143,8 @@ class WiringTests(SynchronousTestCase):
         deliver(reactor, make_response(register, 200, to_tag="r1", headers=[("Expires", b"600")]), 5070)
         status = top.registration_status()["a"]
         self.assertEqual((status["state"], status["last_status"]), ("registered", 200))
-        [options] = requests_to(reactor, "OPTIONS", 5090)
+        pump(reactor, 30.0, step=0.5)
+        [options] = requests_to(reactor, "OPTIONS", 5090)[:1]
         deliver(reactor, make_response(options, 200, to_tag="o1"), 5090)
         self.assertEqual(top.pinger.peer_details()["agent:127.0.0.1:5090"]["state"], "up")
         obs = getattr(top, "observability", None)
@@ -158,7 +161,7 @@ class WiringTests(SynchronousTestCase):
         changes: list[tuple[str, bool]] = []
         top.pinger.on_change(lambda name, up: changes.append((name, up)))
         self.assertTrue(top.agent_up("a"))
-        pump(reactor, 70.0, step=0.5)  # two Timer F (32 s) expiries
+        pump(reactor, 100.0, step=0.5)  # first ping at 30 s, then two Timer F (32 s) expiries
         self.assertFalse(top.agent_up("a"))
         self.assertTrue(top.agent_up("no-such-trunk"))
         self.assertIn(("agent:127.0.0.1:5090", False), changes)

@@ -206,6 +206,14 @@ class HealthTests(SynchronousTestCase):
 
 
 class ScheduleTests(SynchronousTestCase):
+    def test_first_after_interval(self) -> None:
+        p = Pinger(fqdn="f", via_host="192.0.2.1", via_port=5060, branch_source=lambda: "b",
+                   first_after_interval=True)
+        p.set_targets([AGENT], 100.0)
+        self.assertEqual(p.next_deadline(), 130.0)
+        self.assertEqual(p.handle_timer(129.9), [])
+        self.assertEqual(len(p.handle_timer(130.0)), 1)
+
     def test_one_ping_in_flight_and_interval(self) -> None:
         p = make_pinger()
         p.set_targets([AGENT], 0.0)

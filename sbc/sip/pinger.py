@@ -17,8 +17,8 @@ mark it *down*; one success marks it *up*.  Each change is queued as a :class:`T
 (:meth:`Pinger.transitions`).  :meth:`Pinger.is_up` is optimistic: unknown counts as up,
 so calls are not refused before the first ping had a chance.
 
-The caller sends each request returned by :meth:`Pinger.handle_timer` (and by
-:meth:`Pinger.set_targets`, which never sends by itself: new targets are due at once) and
+The caller sends each request returned by :meth:`Pinger.handle_timer` (:meth:`Pinger.set_targets`
+never sends by itself: new targets are due at once, or after one interval) and
 calls :meth:`Pinger.handle_timer` at :meth:`Pinger.next_deadline`.  Time is always an
 argument.
 """
@@ -107,6 +107,8 @@ class Pinger:
     :param down_after: consecutive failures before a target is marked down (>= 1).
     :param timeout: the longest wait for an outcome (default 64*T1 = 32 s, Timer F).
     :param branch_source: a fresh Via branch per request (``z9hG4bK`` is prefixed if missing).
+    :param first_after_interval: a new target is first pinged one interval after it was
+        added, instead of at once (it counts as up meanwhile).
     """
 
     def __init__(
@@ -120,6 +122,7 @@ class Pinger:
         branch_source: Callable[[], str],
         token_source: Callable[[], str] = _default_token,
         user_agent: str | None = None,
+        first_after_interval: bool = False,
     ) -> None:
         if down_after < 1:
             raise ValueError("down_after must be >= 1")
@@ -131,6 +134,7 @@ class Pinger:
         self._branch = branch_source
         self._token = token_source
         self.user_agent = user_agent
+        self.first_after_interval = first_after_interval
         self._targets: dict[str, _Target] = {}
         self._transitions: list[Transition] = []
         self._cseq = itertools.count(1)
@@ -193,7 +197,8 @@ class Pinger:
                     old.next_at = min(old.next_at, now + target.interval)
                 new[target.name] = old
             else:
-                new[target.name] = _Target(target, next_at=now)
+                first = now + target.interval if self.first_after_interval else now
+                new[target.name] = _Target(target, next_at=first)
         self._targets = new
 
     def handle_timer(self, now: float) -> list[tuple[str, Request]]:

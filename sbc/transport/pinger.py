@@ -13,6 +13,9 @@ for the B2BUA's admission check.
   share an agent host share its target, named ``agent:<host>:<port>``;
 * each trunk's ``peer_uri``, every ``options_interval`` seconds of that trunk, named
   ``peer:<trunk>``.
+
+A target is first pinged one interval after start (or after a reload added it); until its
+first outcome it counts as up.
 """
 
 from __future__ import annotations
@@ -114,6 +117,7 @@ class PingerTU(ClientTU):
             timeout=64 * self._tx.timers.t1 + 1.0,
             branch_source=self.new_branch,
             user_agent=user_agent,
+            first_after_interval=True,
         )
         self._callbacks: list[Callable[[str, bool], None]] = [on_change] if on_change else []
         self._by_key: dict[TransactionKey, tuple[str, Request]] = {}
