@@ -387,6 +387,19 @@ class ByeCancelTests(AgentTestCase):
         self.assertEqual(ended[0].fields["answered"], False)
         self.assertIdle(net)
 
+    def test_bye_while_ringing_answers_the_invite_487(self) -> None:
+        net = Net(ring_delay=10.0)
+        request = invite()
+        net.receive(request)
+        [ringing] = net.take()
+        assert isinstance(ringing, Response)
+        net.receive(in_dialog("BYE", ringing, 2))
+        out = net.take()
+        self.assertEqual([(m.status, m.cseq.method) for m in out],  # type: ignore[union-attr]
+                         [(200, "BYE"), (487, "INVITE")])
+        net.receive(ack_for(request, out[1]))  # type: ignore[arg-type]
+        self.assertIdle(net)
+
     def test_cancel_after_answer_changes_nothing(self) -> None:
         net = Net()
         request, ok = self.answered(net)
@@ -652,3 +665,62 @@ class OptionsTests(SynchronousTestCase):
                          (0.0, None, (20000, 20999)))
         self.assertRaises(usage.UsageError, Options().parseOptions, ["--listen", "nowhere"])
         self.assertRaises(usage.UsageError, Options().parseOptions, ["--ring", "-1"])
+
+
+class RandomCallerTests(AgentTestCase):
+    """Whatever a caller does, in whatever order, the agent never raises and ends idle."""
+
+    @given(
+        st.lists(st.sampled_from(["ack", "bye", "cancel", "info", "reinvite", "update",
+                                  "retransmit", "short", "long"]), max_size=10),
+        st.sampled_from([0.0, 1.0]),
+        st.sampled_from([None, 5.0]),
+        st.booleans(),
+    )
+    def test_random_caller(self, actions: list[str], ring: float, max_duration: float | None,
+                           late: bool) -> None:
+        net = Net(ring_delay=ring, max_duration=max_duration)
+        request = invite(body=b"" if late else SDP_OFFER)
+        seen: list[Request | Response] = []
+        cseq = itertools.count(2)
+
+        def send(message: Request) -> None:
+            net.receive(message)
+            seen.extend(net.take())
+
+        def tagged() -> Response | None:
+            return next((m for m in seen if isinstance(m, Response) and m.to.tag
+                         and m.cseq.method == "INVITE" and m.cseq.seq == 1), None)
+
+        send(request)
+        for action in actions:
+            dialog = tagged()
+            final = next((m for m in reversed(seen) if isinstance(m, Response)
+                          and m.cseq.method == "INVITE" and m.status >= 200), None)
+            if action == "ack" and final is not None:
+                send(ack_for(request, final) if final.cseq.seq == 1 else
+                     in_dialog("ACK", final, final.cseq.seq))
+            elif action == "cancel":
+                send(cancel_of(request))
+            elif action == "retransmit":
+                send(request)
+            elif action in ("bye", "info", "update", "reinvite") and dialog is not None:
+                method = "INVITE" if action == "reinvite" else action.upper()
+                body = SDP_OFFER if action in ("update", "reinvite") else b""
+                send(in_dialog(method, dialog, next(cseq), body=body))
+            elif action == "short":
+                net.advance(0.6)
+                seen.extend(net.take())
+            elif action == "long":
+                net.advance(40)
+                seen.extend(net.take())
+        net.settle()
+        seen.extend(net.take())
+        dialog = tagged()
+        if net.agent.counts()["calls"]:
+            assert dialog is not None
+            send(in_dialog("BYE", dialog, next(cseq)))
+        for message in seen:
+            if isinstance(message, Response) and message.cseq.method == "INVITE":
+                self.assertIn(message.status, (180, 200, 481, 487, 500))
+        self.assertIdle(net)

@@ -208,6 +208,10 @@ def _sdp_body(message: Request | Response) -> bytes | None:
     return message.body
 
 
+def _hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def _without_origin(sdp: bytes) -> bytes:
     return b"\n".join(line for line in sdp.split(b"\n") if not line.startswith(b"o="))
 
@@ -429,6 +433,10 @@ class DemoAgent:
         method = request.method
         if method == "BYE":
             self._reply(request, key, 200, now=now)
+            if call.state == RINGING:
+                # RFC 3261 §15.1.2: the pending INVITE still needs its answer.
+                self._reply(call.invite, call.invite_key, 487, "Request Terminated",
+                            to_tag=call.dialog.local_tag, now=now)
             self._end(call, now, "BYE from the caller")
         elif method in ("INFO", "MESSAGE"):
             self._report_body(method.lower(), request, call)
@@ -525,8 +533,8 @@ class DemoAgent:
         self._events.append(DemoEvent("call-started", call.dialog.call_id, {
             "caller": invite.from_.uri.to_bytes().decode("latin-1"),
             "callee": invite.parsed_uri.to_bytes().decode("latin-1"),
-            "peer": f"{call.peer.transport}:{call.peer.host}:{call.peer.port}",
-            "media": f"{call.media.host}:{call.media.port}",
+            "peer": f"{call.peer.transport}:{_hostport(call.peer.host, call.peer.port)}",
+            "media": _hostport(call.media.host, call.media.port),
             "late_offer": call.offer is None,
         }))
 
