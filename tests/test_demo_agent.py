@@ -18,6 +18,7 @@ from sbc.demo.agent import DemoAgent, MediaAddress, answer_sdp, offer_sdp
 from sbc.demo.echo import EchoProtocol, RtpEcho, parse_port_range
 from sbc.demo.tap import Options, parse_listen
 from sbc.sip.endpoint import Endpoint, Peer
+from sbc.sip.errors import SipParseError
 from sbc.sip.message import Request, Response, parse_message
 from sbc.sip.sdp import Direction, parse_sdp
 
@@ -274,6 +275,19 @@ class InviteTests(AgentTestCase):
         [final] = net.take()
         assert isinstance(final, Response)
         self.assertEqual((final.status, final.get("Retry-After")), (503, b"5"))
+
+    def test_failure_inside_a_request_still_answers_500(self) -> None:
+        net = Net()
+
+        def broken(key: str, host: str) -> MediaAddress:
+            raise SipParseError("media allocator failed")
+
+        net.media.open = broken  # type: ignore[method-assign]
+        net.receive(invite())
+        self.assertEqual(statuses(net.take()), [500])
+        [warning] = net.agent.events()
+        self.assertIn("media allocator failed", warning.fields["error"])
+        self.assertIdle(net)
 
     def test_retransmitted_invite_gets_the_200_again_not_a_new_call(self) -> None:
         net = Net()

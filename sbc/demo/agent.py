@@ -55,6 +55,7 @@ from sbc.sip.transaction import (
     TransactionTerminated,
     TransactionTimeout,
     TransportError,
+    TxState,
 )
 
 __all__ = [
@@ -367,13 +368,30 @@ class DemoAgent:
             self._count("call-error")
             self._events.append(DemoEvent("warning", "", {"error": f"{type(e).__name__}: {e}"}))
 
+    def _failed_request(self, key: TransactionKey, request: Request, error: Exception,
+                        now: float) -> None:
+        """A request we could not handle still gets a final answer (500), so that its
+        server transaction ends; if even that fails, the transaction is dropped."""
+        self._count("call-error")
+        self._events.append(DemoEvent("warning", "", {
+            "error": f"{request.method} failed: {type(error).__name__}: {error}"}))
+        if self._tx.state(key) not in (TxState.PROCEEDING, TxState.TRYING):
+            return  # answered already (or gone): leave the transaction alone
+        try:
+            self._reply(request, key, 500, "Server Internal Error", now=now)
+        except (SipError, TransactionError):
+            self._tx.terminate(key)
+
     def _drain(self, now: float) -> None:
         while (event := self._tx.next_event()) is not None:
             self._dispatch(event, now)
 
     def _dispatch(self, event: Event, now: float) -> None:
         if isinstance(event, RequestReceived):
-            self._guard(self._request, event.request, event.peer, event.key, now)
+            try:
+                self._request(event.request, event.peer, event.key, now)
+            except (SipError, TransactionError) as e:
+                self._failed_request(event.key, event.request, e, now)
         elif isinstance(event, AckReceived):
             self._guard(self._ack, event.request, now)
         elif isinstance(event, CancelReceived):
