@@ -941,3 +941,49 @@ class ResolverTests(CallTestCase):
         self.assertEqual(final.status, 480)
         self.net.from_pbx(ack_non2xx(third, final))
         self.assertIdle()
+
+
+class ReinviteCancelTests(CallTestCase):
+    def test_cancelled_reinvite_is_cancelled_on_the_other_leg(self) -> None:
+        from .test_b2bua_harness import ack_non2xx, cancel
+
+        a_inv, b_inv, a_ok, b_ok, pbx, agent = self.answer()
+        re_inv = pbx.request("INVITE", body=SDP_HOLD_A)
+        self.net.from_pbx(re_inv)
+        self.net.pbx_take()
+        b_re = only(self, self.net.agent_take())
+        self.net.from_agent(reply(b_re, 100, tag=None))
+        self.net.from_pbx(cancel(re_inv))
+        r = only(self, self.net.pbx_take(), Response)
+        self.assertEqual((r.status, r.cseq.method), (200, "CANCEL"))
+        b_cancel = only(self, self.net.agent_take())
+        self.assertEqual((b_cancel.method, b_cancel.cseq.seq), ("CANCEL", b_re.cseq.seq))
+        self.net.from_agent(reply(b_cancel, 200))
+        self.net.from_agent(reply(b_re, 487))
+        self.assertEqual(only(self, self.net.agent_take()).method, "ACK")
+        r487 = only(self, self.net.pbx_take(), Response)
+        self.assertEqual((r487.status, r487.cseq.method), (487, "INVITE"))
+        self.net.from_pbx(ack_non2xx(re_inv, r487))
+        # the call goes on; a new re-INVITE works
+        self.net.from_pbx(pbx.request("INVITE", body=SDP_A))
+        self.net.pbx_take()
+        self.assertEqual(only(self, self.net.agent_take()).method, "INVITE")
+
+    def test_agent_bye_overtakes_its_2xx(self) -> None:
+        from .test_b2bua_harness import ack_non2xx
+
+        a_inv, b_inv = self.start()
+        self.net.from_agent(reply(b_inv, 180))
+        self.net.pbx_take()
+        agent = AgentDialog(b_inv)
+        b_ok = reply(b_inv, 200, body=SDP_B)
+        self.net.from_agent(agent.request("BYE"))  # sent after the 200, arrives first
+        self.assertEqual(only(self, self.net.agent_take(), Response).status, 200)
+        final = only(self, self.net.pbx_take(), Response)
+        self.assertEqual(final.status, 480)
+        self.net.from_pbx(ack_non2xx(a_inv, final))
+        self.net.from_agent(b_ok)
+        ack = only(self, self.net.agent_take())
+        self.assertEqual((ack.method, ack.to.tag), ("ACK", "ag1"))
+        self.assertEqual(self.net.pbx_take(), [])
+        self.assertIdle()

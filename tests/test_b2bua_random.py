@@ -54,6 +54,7 @@ class FakeUA:
         self.dialogs: dict[str, Dialog] = {}  # Call-ID -> dialog
         self.ended: set[str] = set()
         self.branches = itertools.count(1)
+        self.reinvites: dict[TransactionKey, Request] = {}
 
     # ---- plumbing
 
@@ -119,13 +120,18 @@ class FakeUA:
             self.ended.add(call_id)
         return key
 
+    def mid_call(self, call_id: str, method: str, body: bytes) -> None:
+        key = self.in_dialog(call_id, method, body)
+        if key is not None and method == "INVITE" and self.rng.random() < 0.2:
+            self.later(self.rng.uniform(0, 1.5), lambda now: self.tx.cancel(key, now))
+
     def random_mid_call(self, call_id: str, sdp: bytes) -> None:
         """Schedule a few in-dialog actions, maybe a BYE."""
         rng = self.rng
         for _ in range(rng.choice((0, 0, 1, 2))):
             method = rng.choice(("INVITE", "INVITE", "UPDATE", "INFO", "MESSAGE"))
             body = b"" if method == "INVITE" and rng.random() < 0.2 else sdp
-            self.later(rng.uniform(0, 20), lambda now, m=method, b=body: self.in_dialog(call_id, m, b))
+            self.later(rng.uniform(0, 20), lambda now, m=method, b=body: self.mid_call(call_id, m, b))
         if rng.random() < 0.5:
             self.later(rng.uniform(0, 30), lambda now: self.in_dialog(call_id, "BYE"))
 
@@ -152,7 +158,22 @@ class FakeUA:
             self.later(self.rng.uniform(0, 2), lambda now: self.respond(event.key, request, status))
             return
         body = sdp if request.method in ("INVITE", "UPDATE") else b""
+        if request.method == "INVITE":
+            self.reinvites[event.key] = request
+            self.respond(event.key, request, 100)
         self.later(self.rng.uniform(0, 2), lambda now: self.respond(event.key, request, 200, body=body))
+
+    def cancelled(self, event: CancelReceived) -> bool:
+        """A CANCEL for one of the re-INVITEs we have not answered yet: 487 it."""
+        request = self.reinvites.pop(event.invite_key, None) if event.invite_key else None
+        if request is None:
+            return False
+        self.respond(event.key, event.request, 200)
+        try:
+            self.respond(event.invite_key, request, 487)  # type: ignore[arg-type]
+        except SipError:
+            pass  # already answered
+        return True
 
     def on_event(self, event: Any, now: float) -> None:
         raise NotImplementedError
@@ -207,7 +228,8 @@ class FakePbx(FakeUA):
         elif isinstance(event, RequestReceived):
             self.answer_in_dialog(event, SDP_A)
         elif isinstance(event, CancelReceived):
-            self.respond(event.key, event.request, 200)
+            if not self.cancelled(event):
+                self.respond(event.key, event.request, 200)
 
     def invite_response(self, key: TransactionKey, response: Response, now: float) -> None:
         call_id = response.call_id
@@ -249,6 +271,8 @@ class FakeAgent(FakeUA):
             else:
                 self.answer_in_dialog(event, SDP_B)
         elif isinstance(event, CancelReceived):
+            if self.cancelled(event):
+                return
             self.respond(event.key, event.request, 200)
             invite = self.pending.pop(event.invite_key, None) if event.invite_key else None
             if invite is not None:
@@ -282,6 +306,8 @@ class FakeAgent(FakeUA):
         rng = self.rng
         tag = f"ag-{invite.call_id}"
         script = rng.random()
+        if rng.random() < 0.5:
+            self.respond(key, invite, 100)
         if script < 0.05:
             return  # silent agent: Timer B
         if rng.random() < 0.7:

@@ -504,8 +504,10 @@ class B2bua:
         self._tx.send_response(event.key, response, now)
         if isinstance(leg, UasLeg) and leg.invite_key == event.invite_key:
             leg.on_cancel(now)
-        # A CANCEL of a re-INVITE is answered 200 and otherwise ignored: the re-INVITE
-        # completes with whatever the other leg answers.
+        elif leg is not None:
+            # A CANCEL of a re-INVITE: the relayed re-INVITE on the other leg is cancelled
+            # too, and its 487 (or its 2xx, if that won the race) comes back as the answer.
+            leg.on_cancel_reoffer(event.invite_key, now)
 
     def _stray(self, response: Response, now: float) -> None:
         if not (200 <= response.status < 300) or response.cseq.method != "INVITE":

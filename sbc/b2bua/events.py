@@ -27,6 +27,7 @@ __all__ = [
     "InfoAnswer",
     "Reoffer",
     "ReofferAnswer",
+    "ReofferCancel",
     "ReofferFail",
     "Ring",
     "Try",
@@ -110,6 +111,13 @@ class Reoffer:
 
 
 @frozen
+class ReofferCancel:
+    """The peer cancelled its re-INVITE ``id``: cancel the relayed one."""
+
+    id: int
+
+
+@frozen
 class ReofferAnswer:
     id: int
     body: Body | None
@@ -144,5 +152,6 @@ class InfoAnswer:
 
 
 CallEvent = Union[
-    Try, Ring, Answer, Confirm, Fail, Disconnect, Reoffer, ReofferAnswer, ReofferFail, Info, InfoAnswer
+    Try, Ring, Answer, Confirm, Fail, Disconnect, Reoffer, ReofferAnswer, ReofferCancel, ReofferFail, Info,
+    InfoAnswer,
 ]

@@ -45,6 +45,7 @@ from .events import (
     InfoAnswer,
     Reoffer,
     ReofferAnswer,
+    ReofferCancel,
     ReofferFail,
     Ring,
     Try,
@@ -354,6 +355,13 @@ class Leg:
     def _initial_ack(self, ack: Request, now: float) -> None:
         pass
 
+    def on_cancel_reoffer(self, key: TransactionKey, now: float) -> None:
+        """The peer sent CANCEL for its re-INVITE (server transaction ``key``)."""
+        for rid, (pending_key, _request) in self._in.items():
+            if pending_key == key:
+                self._emit(ReofferCancel(rid), now)
+                return
+
     def on_ack_missing(self, key: TransactionKey, now: float) -> None:
         """Our 2xx to an INVITE got no ACK in 64*T1: end the call (RFC 3261 §13.3.1.4)."""
         self._awaiting_ack = None
@@ -448,6 +456,10 @@ class Leg:
         if self.dialog is not None and tag == self.dialog.remote_tag:
             if self._last_ack is not None and self._last_ack[0] == cseq:
                 self.stack.send_ack(self._last_ack[1], self._target())
+            elif self.state in (self.TERMINAL, self.TERMINATING) and self._pending_2xx is None:
+                # A 2xx that lost the race with the peer's own BYE: nobody waits for it, but
+                # it must be ACKed all the same.
+                self._ack(cseq, None, self.call.now)
             # else: our ACK is not due yet (it waits for the other leg's ACK)
             return
         self._foreign_2xx(response)
@@ -474,6 +486,10 @@ class Leg:
             self._answer_offer(event, now)
         elif isinstance(event, ReofferFail):
             self._fail_offer(event, now)
+        elif isinstance(event, ReofferCancel):
+            for key, (purpose, rid) in list(self._out.items()):
+                if purpose == _REOFFER and rid == event.id and key.method == "INVITE":
+                    self.stack.cancel(key, now)
         elif isinstance(event, Confirm):
             self._confirm(event, now)
         elif isinstance(event, Info):
@@ -711,6 +727,10 @@ class UacLeg(Leg):
         (_C.CALLING, "failed"): _C.TERMINATED,
         (_C.EARLY, "failed"): _C.TERMINATED,
         (_C.CANCELLING, "failed"): _C.TERMINATED,
+        # The agent's BYE overtook its 2xx (reordering): the call is over on this leg.
+        (_C.CALLING, "bye_in"): _C.TERMINATED,
+        (_C.EARLY, "bye_in"): _C.TERMINATED,
+        (_C.CANCELLING, "bye_in"): _C.TERMINATED,
         (_C.CALLING, "cancel"): _C.CANCELLING,
         (_C.EARLY, "cancel"): _C.CANCELLING,
         (_C.ANSWERED, "confirm"): _C.CONFIRMED,
