@@ -738,3 +738,39 @@ class RandomCallerTests(AgentTestCase):
             if isinstance(message, Response) and message.cseq.method == "INVITE":
                 self.assertIn(message.status, (180, 200, 481, 487, 500))
         self.assertIdle(net)
+
+
+class TapTests(SynchronousTestCase):
+    def test_log_lines(self) -> None:
+        from twisted.internet.testing import EventLoggingObserver
+        from twisted.logger import formatEvent, globalLogPublisher
+
+        from sbc.demo.agent import DemoEvent
+        from sbc.demo.tap import log_event
+
+        observer = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        log_event(DemoEvent("call-started", "c1", {
+            "caller": "sip:a@x", "callee": "sip:1000@y", "peer": "udp:[::1]:5060",
+            "media": "[::1]:20000", "late_offer": False}))
+        log_event(DemoEvent("info", "c1", {"content_type": "application/dtmf-relay",
+                                           "body": "Signal=5"}))
+        log_event(DemoEvent("agent-event", "c1", {"event": {"type": "dtmf", "digit": "5"}}))
+        lines = [formatEvent(e) for e in observer if e.get("log_namespace") == "sbc.demo.tap"]
+        self.assertEqual(lines, [
+            "call c1 answered: sip:a@x -> sip:1000@y from udp:[::1]:5060; RTP echo on [::1]:20000",
+            "INFO in call c1 (application/dtmf-relay): Signal=5",
+            "agent event for call c1: {'type': 'dtmf', 'digit': '5'}",
+        ])
+
+    def test_make_service_builds_udp_and_tcp_per_address(self) -> None:
+        from sbc.demo.tap import makeService
+
+        options = Options()
+        options.parseOptions(["--listen", "127.0.0.1:45999,[::1]:45999"])
+        service = makeService(options)  # builds only: nothing listens until startService
+        self.assertEqual(sorted(s.name for s in service), [
+            "sip-tcp-127.0.0.1-45999", "sip-tcp-::1-45999",
+            "sip-udp-127.0.0.1-45999", "sip-udp-::1-45999"])
+        self.assertFalse(service.running)
+        service.on_agent_event({"call_id": "x", "type": "hello"})
+        self.assertEqual(service.agent.events(), [])  # drained and logged by the driver
