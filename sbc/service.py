@@ -205,6 +205,7 @@ class SbcService(MultiService):
         if self.b2bua is not None:
             self.b2bua.trunks = tuple(new.trunks)
             _apply_calls(self.b2bua, new.calls)
+            _apply_agent(self.b2bua, new.agent)
         if self.registrations is not None:
             self.registrations.set_trunks(new.trunks, now)
         if self.pinger is not None:
@@ -342,6 +343,13 @@ def _apply_calls(b2bua: Any, calls: Any) -> None:
     b2bua.copy_x_headers = calls.copy_x_headers
 
 
+def _apply_agent(b2bua: Any, agent: Any) -> None:
+    """Hand the B2BUA the agent hosts' source networks (calls toward the trunks), if it
+    takes them (attribute ``agent_allow``)."""
+    if hasattr(b2bua, "agent_allow"):
+        b2bua.agent_allow = tuple(agent.allow)
+
+
 def _listening(svc: StreamServerEndpointService) -> StreamServerEndpointService:
     # Fail start-up when a port cannot be bound, instead of logging and running deaf.
     svc._raiseSynchronously = True
@@ -411,6 +419,7 @@ def build_service(config: Any, reactor: Any, *, install_signals: bool = True) ->
         # Admission hook: new calls toward a trunk whose agent host is down get 503.
         if hasattr(b2bua, "agent_up"):
             b2bua.agent_up = top.agent_up
+        _apply_agent(b2bua, config.agent)
 
         via_host = sent_by_host(first.address, config.sbc.fqdn)
         registrations = RegistrationTU(
