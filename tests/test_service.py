@@ -147,9 +147,9 @@ class WiringTests(SynchronousTestCase):
         [options] = requests_to(reactor, "OPTIONS", 5090)[:1]
         deliver(reactor, make_response(options, 200, to_tag="o1"), 5090)
         self.assertEqual(top.pinger.peer_details()["agent:127.0.0.1:5090"]["state"], "up")
-        obs = getattr(top, "observability", None)
-        if obs is not None:
-            self.assertEqual(obs.peers.get("agent:127.0.0.1:5090"), True)
+        obs = top.observability
+        self.assertEqual(obs.peers.get("agent:127.0.0.1:5090"), True)
+        self.assertIn("agent:127.0.0.1:5090", obs.agent_peers)
         # A response nobody owns goes to the B2BUA (a stray: counted there, not crashing).
         stray = make_response(options, 200, to_tag="o2")
         deliver(reactor, stray, 5090)
@@ -178,6 +178,20 @@ class WiringTests(SynchronousTestCase):
         self.addCleanup(top.stopService)
         b2bua = top.b2bua
         self.assertEqual((b2bua.max_calls, b2bua.max_calls_per_trunk, b2bua.no_answer_timeout), (7, 3, None))
+
+    def test_b2bua_hooks_are_set_when_it_has_them(self) -> None:
+        import sbc.b2bua.core as core
+
+        class HookedB2bua(core.B2bua):
+            agent_up = None
+            agent_allow = ()
+
+        self.patch(core, "B2bua", HookedB2bua)
+        text = BASE.replace("down_after = 2", 'down_after = 2\nallow = ["10.20.0.0/16"]') + TRUNK_A
+        top, reactor = started(text)
+        self.addCleanup(top.stopService)
+        self.assertEqual(top.b2bua.agent_up, top.agent_up)
+        self.assertEqual([str(n) for n in top.b2bua.agent_allow], ["10.20.0.0/16"])
 
     def test_b2bua_exists_without_trunks(self) -> None:
         top, _ = started(BASE)
