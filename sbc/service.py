@@ -320,6 +320,8 @@ class SbcService(MultiService):
             "connections": self.driver.stream_count,
             "calls": len(self.b2bua.calls) if self.b2bua is not None else 0,
             "draining": self.draining,
+            "peers": self.peer_status(),
+            "registrations": {name: r["state"] for name, r in self.registration_status().items()},
             "counters": dict(self.driver.counters),
         }
 

@@ -143,6 +143,8 @@ class WiringTests(SynchronousTestCase):
         deliver(reactor, make_response(register, 200, to_tag="r1", headers=[("Expires", b"600")]), 5070)
         status = top.registration_status()["a"]
         self.assertEqual((status["state"], status["last_status"]), ("registered", 200))
+        self.assertEqual(top.health()["registrations"], {"a": "registered"})
+        self.assertEqual(top.health()["peers"], {"agent:127.0.0.1:5090": True, "peer:a": True})
         pump(reactor, 30.0, step=0.5)
         [options] = requests_to(reactor, "OPTIONS", 5090)[:1]
         deliver(reactor, make_response(options, 200, to_tag="o1"), 5090)
