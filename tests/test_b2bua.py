@@ -987,3 +987,18 @@ class ReinviteCancelTests(CallTestCase):
         self.assertEqual((ack.method, ack.to.tag), ("ACK", "ag1"))
         self.assertEqual(self.net.pbx_take(), [])
         self.assertIdle()
+
+
+class ReloadTests(CallTestCase):
+    def test_reload_trunks_keeps_calls(self) -> None:
+        import attrs
+        from .test_b2bua_harness import TRUNK
+
+        a_inv, b_inv, a_ok, b_ok, pbx, agent = self.answer()
+        self.net.b2b.reload_trunks([attrs.evolve(TRUNK, agent_uri="sip:{user}@127.0.0.1:5090;transport=tcp")])
+        self.net.from_pbx(pbx.request("BYE"))
+        self.assertEqual(only(self, self.net.agent_take()).method, "BYE")  # the old call goes on
+        self.net.from_pbx(invite(call_id="new@10.0.0.5", from_tag="n1"))
+        self.net.pbx_take()
+        new = only(self, self.net.agent_take())
+        self.assertEqual(new.top_via.transport, "TCP")

@@ -12,14 +12,20 @@ then, after every input and every timer, drain :meth:`B2bua.messages_to_send` (m
 with the :class:`~sbc.sip.endpoint.Peer` they go to), re-arm a timer for
 :meth:`B2bua.next_deadline` and call :meth:`B2bua.handle_timer` when it fires.  A request
 toward the agent host carries ``Peer(transport, host, port, conn=0)``: the driver picks the
-socket (and switches to TCP for large UDP requests).  :meth:`B2bua.notices` returns what was
-refused or went wrong, with the call id, for the driver to log.
+socket (and switches to TCP for large UDP requests); everything toward the PBX carries the
+``Peer`` its INVITE came from (same socket or connection).  :meth:`B2bua.notices` returns
+what was refused or went wrong, with the call id, for the driver to log;
+:meth:`B2bua.ended_calls` the finished calls (for CDRs); :meth:`B2bua.counts` the live
+objects (all zero when idle).
 
 Routing: the A leg's trunk is the first trunk whose ``allow`` networks contain the source
 address (none -> 403).  The B leg goes to ``trunk.agent_uri`` with ``{user}`` the
 percent-decoded Request-URI user (safe characters only, else 404), through the trunk's
 outbound proxy if it has one, located by a :class:`Resolver`.  The default resolver only
-knows IP literals; an FQDN target gives 503 until the RFC 3263 locator is plugged in.
+knows IP literals; an FQDN target gives 503.  A resolver may also answer "later" (None):
+the driver then resolves the URIs of :meth:`B2bua.lookups` and reports with
+:meth:`B2bua.resolved`.  Before any provisional response, a timeout or a 503 moves the
+INVITE to the next target (RFC 3263 §4.3).
 
 In-dialog requests toward the PBX go back to the address the INVITE came from (symmetric
 signalling, the way PBX trunks behind NAT expect it); toward the agent host they follow the
@@ -261,6 +267,11 @@ class B2bua:
         return sum(self.counts().values())
 
     # ================================================================== lifecycle
+
+    def reload_trunks(self, trunks: Sequence[Any]) -> None:
+        """New trunk table (SIGHUP): new calls are routed by it; calls in progress keep going
+        (they only remember their trunk's name, for limits and CDRs)."""
+        self.trunks = tuple(trunks)
 
     def stop_accepting(self) -> None:
         """Graceful shutdown, step 1: new calls get 503 with Retry-After; calls go on."""
