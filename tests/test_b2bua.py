@@ -1002,3 +1002,14 @@ class ReloadTests(CallTestCase):
         self.net.pbx_take()
         new = only(self, self.net.agent_take())
         self.assertEqual(new.top_via.transport, "TCP")
+
+    def test_agent_down_503(self) -> None:
+        down = {"pbx"}
+        self.net.b2b.agent_up = lambda trunk: trunk not in down
+        self.net.from_pbx(invite())
+        r = only(self, self.net.pbx_take(), Response)
+        self.assertEqual((r.status, r.get("Retry-After")), (503, b"30"))
+        self.assertIn("down", self.net.b2b.notices()[0].detail)
+        self.assertEqual(self.net.agent_take(), [])
+        down.clear()
+        self.start(call_id="again@10.0.0.5")

@@ -191,6 +191,9 @@ class B2bua:
         self.user_agent = user_agent.encode()
         self.supported = frozenset(s.lower() for s in supported)
         self.accepting = True  # False: new calls get 503 (graceful shutdown)
+        #: Admission hook: ``agent_up(trunk_name)`` False (the pinger marked the trunk's agent
+        #: host down) makes new calls of that trunk get 503 with Retry-After.
+        self.agent_up: Callable[[str], bool] | None = None
 
         self._tx = TransactionLayer(timers, retransmit_2xx=True)
         self.calls: dict[str, Call] = {}
@@ -560,6 +563,10 @@ class B2bua:
             return
         if not self.accepting:
             self._refuse(request, peer, key, 503, "Service Unavailable", "shutting down", now, retry)
+            return
+        if self.agent_up is not None and not self.agent_up(trunk.name):
+            self._refuse(request, peer, key, 503, "Service Unavailable",
+                         f"agent host of trunk {trunk.name} is down", now, retry)
             return
         required = [t.decode("latin-1", "replace") for t in request.get_all("Require")]
         unsupported = [t for t in required if t.lower() not in self.supported]
