@@ -60,8 +60,8 @@ def stream(driver: SipDriver, clock: Clock | None = None, **kw) -> tuple[SipStre
     factory = SipStreamFactory(driver, "tcp", **kw)
     proto = factory.buildProtocol(IPv4Address("TCP", "10.1.1.1", 40000))
     assert proto is not None
-    if clock is not None:
-        proto.callLater = clock.callLater  # TimeoutMixin's hook for a fake clock
+    # TimeoutMixin's hook: always a fake clock, never the global reactor's.
+    proto.callLater = (clock or Clock()).callLater  # type: ignore[method-assign]
     transport = StringTransportWithDisconnection(
         hostAddress=IPv4Address("TCP", "127.0.0.1", 5060),
         peerAddress=IPv4Address("TCP", "10.1.1.1", 40000))
