@@ -438,11 +438,6 @@ class Leg:
     def transaction_gone(self, key: TransactionKey) -> None:
         self._out.pop(key, None)
 
-    @property
-    def busy(self) -> bool:
-        """Whether some transaction of this leg is still live (the leg must stay reachable)."""
-        return bool(self._out)
-
     def on_stray_2xx(self, response: Response, now: float) -> None:
         """A 2xx retransmission after our INVITE client transaction ended: re-ACK."""
         self._reack(response)
