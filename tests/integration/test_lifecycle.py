@@ -18,6 +18,67 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from .harness import RunningSbc, free_port, sipp_path, status_of, udp_exchange
 
+# A registrar: challenges the first REGISTER (MD5 digest), checks the answer, grants 600 s,
+# then accepts the de-registration (expires=0) that comes at shutdown.
+REGISTRAR_XML = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="registrar">
+  <recv request="REGISTER" />
+  <send><![CDATA[
+SIP/2.0 401 Unauthorized
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]reg1
+[last_Call-ID:]
+[last_CSeq:]
+WWW-Authenticate: Digest realm="sipp.test", nonce="n0nce[pid]", algorithm=MD5, qop="auth"
+Content-Length: 0
+
+]]></send>
+  <recv request="REGISTER">
+    <action>
+      <verifyauth assign_to="authvalid" username="alice" password="s3cret" />
+    </action>
+  </recv>
+  <nop hide="true" test="authvalid" next="good" />
+  <send next="end"><![CDATA[
+SIP/2.0 403 Forbidden
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]reg1
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+  <label id="good" />
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]reg1
+[last_Call-ID:]
+[last_CSeq:]
+[last_Contact:]
+Expires: 600
+Content-Length: 0
+
+]]></send>
+  <recv request="REGISTER" timeout="60000" />
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]reg1
+[last_Call-ID:]
+[last_CSeq:]
+Expires: 0
+Content-Length: 0
+
+]]></send>
+  <label id="end" />
+</scenario>
+"""
+
 DRAIN = 2.0
 
 
@@ -129,3 +190,40 @@ class GracefulShutdown(SynchronousTestCase):
         self.assertIn("drain timeout: ending", log)  # the log may be JSON: format and fields apart
         self.assertIn('"end_reason": "shutdown"', log)
         self.assertNotIn("Traceback", log)
+
+
+class Registration(SynchronousTestCase):
+    def test_registers_with_digest_and_deregisters_at_shutdown(self) -> None:
+        sipp = sipp_path()
+        if sipp is None:
+            raise SkipTest("sipp is not installed (Debian package sip-tester)")
+        registrar_port = free_port()
+        extra = (
+            "\n[trunk.register]\n"
+            f'registrar = "sip:127.0.0.1:{registrar_port}"\n'
+            'aor = "sip:alice@sipp.test"\nusername = "alice"\npassword = "s3cret"\nexpires = 600\n'
+        )
+        sbc = RunningSbc(extra_toml=extra)
+        scenario = sbc.dir / "registrar.xml"
+        scenario.write_text(REGISTRAR_XML)
+        registrar = subprocess.Popen(
+            [sipp, "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(registrar_port), "-m", "1", "-nostdin",
+             "-timeout", "60s", "-timeout_error", "-trace_msg", "-message_file", str(sbc.dir / "reg.msg")],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True)
+        self.addCleanup(lambda: registrar.poll() is None and registrar.kill())
+        time.sleep(0.5)  # the registrar listens before the SBC sends its first REGISTER
+        sbc.start()
+        self.addCleanup(sbc.stop)
+        assert sbc.proc is not None
+        registered = wait_for(lambda: health(sbc).get("registrations") == {"local": "registered"}, 10)
+        self.assertTrue(registered, f"{health(sbc)}\n{sbc.log_text()[-3000:]}")
+        self.assertNotIn("s3cret", sbc.log_text())
+
+        os.kill(sbc.proc.pid, signal.SIGTERM)
+        sbc.proc.wait(10)
+        out, _ = registrar.communicate(timeout=20)
+        messages = (sbc.dir / "reg.msg").read_text(errors="replace")
+        self.assertEqual(registrar.returncode, 0, out[-2000:] + messages[-3000:])
+        self.assertIn("Expires: 0", messages)
+        self.assertIn("Authorization: Digest", messages)
+        self.assertNotIn("Traceback", sbc.log_text())
