@@ -227,3 +227,28 @@ class Registration(SynchronousTestCase):
         self.assertIn("Expires: 0", messages)
         self.assertIn("Authorization: Digest", messages)
         self.assertNotIn("Traceback", sbc.log_text())
+
+
+class Pings(SynchronousTestCase):
+    def test_agent_host_marked_down_then_up(self) -> None:
+        sipp = sipp_path()
+        if sipp is None:
+            raise SkipTest("sipp is not installed (Debian package sip-tester)")
+        agent_port = free_port()
+        # T1 = 50 ms: Timer F is 3.2 s, so two failed pings take a few seconds.
+        sbc = RunningSbc(agent_uri=f"sip:{{user}}@127.0.0.1:{agent_port}",
+                         extra_toml="\n[sip]\nt1 = 0.05\nt2 = 0.4\n[agent]\noptions_interval = 1\ndown_after = 2\n").start()
+        self.addCleanup(sbc.stop)
+        name = f"agent:127.0.0.1:{agent_port}"
+        self.assertEqual(health(sbc).get("peers"), {name: True})  # unknown counts as up
+        down = wait_for(lambda: health(sbc).get("peers") == {name: False}, 15)
+        self.assertTrue(down, f"{health(sbc)}\n{sbc.log_text()[-2000:]}")
+        # An agent host that answers OPTIONS (SIPp with automatic answers) brings it back.
+        agent = subprocess.Popen(
+            [sipp, "-sn", "uas", "-i", "127.0.0.1", "-p", str(agent_port), "-aa", "-nostdin", "-timeout", "30s"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        self.addCleanup(lambda: agent.poll() is None and agent.kill())
+        up = wait_for(lambda: health(sbc).get("peers") == {name: True}, 15)
+        self.assertTrue(up, f"{health(sbc)}\n{sbc.log_text()[-2000:]}")
+        self.assertIn("is up", sbc.log_text())
+        self.assertIn("is down", sbc.log_text())
