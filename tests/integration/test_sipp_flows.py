@@ -9,6 +9,9 @@ expressions (``check_it`` / ``check_it_inverse``), so a wrong or missing header 
 the call fail and SIPp exit non-zero.  After both SIPp processes exit the test also checks
 that the SBC is still alive, holds no call any more (``/healthz``) and logged no traceback.
 
+SIPp's message and error logs go to a work directory named in the failure message; it is
+removed after a passing flow unless ``SBC_FLOWS_KEEP`` is set in the environment.
+
 The agent side is started first and waits with ``-m N`` for its calls; the PBX side then
 places N calls at a low rate.  Only processes started here are ever stopped, by their pid.
 """
@@ -16,6 +19,8 @@ places N calls at a low rate.  Only processes started here are ever stopped, by 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -31,6 +36,11 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase
 from .harness import SCENARIOS, RunningSbc, free_port, sipp_path
 
 FLOWS = SCENARIOS / "flows"
+
+#: The SBC pings the agent host with OPTIONS; a SIPp UAS would take a ping for a new call
+#: (and count it against -m), so the flows turn pinging off (tests/integration/
+#: test_lifecycle.py covers the pings).
+NO_PINGS = "\n[agent]\noptions_interval = 0\n"
 
 #: Short SIP timers for the flows that wait for a timeout (Timer B = 64*T1 = 6.4 s).
 FAST_TIMERS = "\n[sip]\nt1 = 0.1\nt2 = 1.0\nt4 = 1.0\n"
@@ -117,7 +127,7 @@ class FlowTests(_Base):
         tcp = transport.startswith("t")
         uri_transport = ";transport=tcp" if tcp else ""
         sbc = RunningSbc(agent_uri=f"sip:{{user}}@127.0.0.1:{agent_port}{uri_transport}",
-                         extra_toml=self.extra_toml).start()
+                         extra_toml=NO_PINGS + self.extra_toml).start()
         self.addCleanup(sbc.stop)
 
         def keys(pairs: tuple[tuple[str, str], ...]) -> list[str]:
@@ -179,6 +189,8 @@ class FlowTests(_Base):
         self.assertTrue(sbc.alive(), "SBC died" + detail)
         self.assertEqual(health.get("calls"), 0, "calls left in the SBC" + detail)
         self.assertNotIn("Traceback", log, "SBC logged a traceback" + detail)
+        if not os.environ.get("SBC_FLOWS_KEEP"):
+            shutil.rmtree(work, ignore_errors=True)  # kept when the flow failed
 
     def test_udp(self) -> None:
         self.run_flow("u1")
@@ -193,3 +205,86 @@ class TopologyHiding(FlowTests, SynchronousTestCase):
 
     flow = "topology"
     pbx_args = ("-cid_str", "pbx-%u-%p")
+
+
+class LateOffer(FlowTests, SynchronousTestCase):
+    """INVITE without SDP: the agent's 200 carries the offer, the PBX's ACK the answer, and
+    the agent's ACK must carry that answer too."""
+
+    flow = "late_offer"
+
+
+class EarlyMedia(FlowTests, SynchronousTestCase):
+    """183 with SDP, then 200: the PBX receives the 183 with the agent's SDP."""
+
+    flow = "early_media"
+
+
+class RingingWithoutSdp(FlowTests, SynchronousTestCase):
+    """180 without SDP, then 200 with SDP."""
+
+    flow = "ringing"
+
+
+class Reject486(FlowTests, SynchronousTestCase):
+    """486 Busy Here from the agent passes through to the PBX."""
+
+    flow = "reject_486"
+
+
+class Reject603(FlowTests, SynchronousTestCase):
+    """603 Decline from the agent passes through to the PBX."""
+
+    flow = "reject_603"
+
+
+class Reject500(FlowTests, SynchronousTestCase):
+    """500 from the agent becomes 503 with Retry-After toward the PBX."""
+
+    flow = "reject_500"
+
+
+class NoAnswer(FlowTests, SynchronousTestCase):
+    """The agent host ignores the INVITE: Timer B (64*T1 = 6.4 s with T1 = 0.1 s) ends the B
+    leg and the PBX gets 480 with Retry-After."""
+
+    flow = "no_answer"
+    extra_toml = FAST_TIMERS
+
+
+class CancelWhileRinging(FlowTests, SynchronousTestCase):
+    """CANCEL from the PBX while the agent rings: 200 and 487 to the PBX, CANCEL to the agent."""
+
+    flow = "cancel"
+
+
+class AgentHangsUp(FlowTests, SynchronousTestCase):
+    """BYE from the agent reaches the PBX, which answers 200."""
+
+    flow = "agent_bye"
+
+
+class RingingTimeout(FlowTests, SynchronousTestCase):
+    """The agent rings and never answers: at the no-answer timeout (2 s here) the PBX gets 480
+    and the agent a CANCEL."""
+
+    flow = "ringing_timeout"
+    extra_toml = "\n[calls]\nno_answer_timeout = 2.0\n"
+
+
+class HoldResume(FlowTests, SynchronousTestCase):
+    """re-INVITE from the PBX: hold (a=sendonly) and resume, relayed and answered."""
+
+    flow = "hold"
+
+
+class UpdateFromAgent(FlowTests, SynchronousTestCase):
+    """UPDATE from the agent host relayed to the PBX, and the PBX's answer back."""
+
+    flow = "update"
+
+
+class InfoAndMessage(FlowTests, SynchronousTestCase):
+    """In-dialog INFO (application/dtmf-relay) and MESSAGE from the PBX relayed with body."""
+
+    flow = "info_message"
