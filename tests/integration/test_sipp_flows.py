@@ -288,3 +288,41 @@ class InfoAndMessage(FlowTests, SynchronousTestCase):
     """In-dialog INFO (application/dtmf-relay) and MESSAGE from the PBX relayed with body."""
 
     flow = "info_message"
+
+
+class CancelCrossedBy200(FlowTests, SynchronousTestCase):
+    """The agent's 200 crosses the SBC's CANCEL: the PBX still gets 487, and the SBC ACKs the
+    agent's 200 and hangs that leg up with BYE."""
+
+    flow = "cancel_race"
+
+
+class OfferlessReinvite(FlowTests, SynchronousTestCase):
+    """re-INVITE without SDP from the PBX: the agent's offer in the 200, the PBX's answer in
+    the ACK, relayed end to end."""
+
+    flow = "reinvite_no_sdp"
+
+
+class AgentHoldResume(FlowTests, SynchronousTestCase):
+    """re-INVITE from the agent host (hold, resume) relayed to the PBX."""
+
+    flow = "agent_hold"
+
+
+class UpdateFromPbx(FlowTests, SynchronousTestCase):
+    """UPDATE from the PBX relayed to the agent host."""
+
+    flow = "pbx_update"
+
+
+class ReinviteGlare(FlowTests, SynchronousTestCase):
+    """Both sides re-INVITE at once: the SBC answers the agent's 491 and completes the PBX's."""
+
+    flow = "glare"
+
+
+class InfoFromAgent(FlowTests, SynchronousTestCase):
+    """In-dialog INFO from the agent host relayed to the PBX."""
+
+    flow = "agent_info"
