@@ -791,6 +791,19 @@ class NonInviteServerTests(_Base):
         h.receive(req)
         self.assertEqual((h.sent, h.events), ([], []))
 
+    def test_retransmission_from_elsewhere_answered_there(self) -> None:
+        """A retransmission that arrives another way (new TCP connection, NAT rebinding)
+        gets the response repeated to where it came from."""
+        h, key, req = self.start()
+        ok = answer(req, 200)
+        h.send_response(key, ok)
+        self.assertEqual([peer for _, _, peer in h.take_sent()], [PEER])
+        elsewhere = ("tcp", "192.0.2.1", 40123)
+        h.receive(req, peer=elsewhere)
+        self.assertEqual([(m, peer) for _, m, peer in h.take_sent()], [(ok, elsewhere)])
+        h.receive(req)
+        self.assertEqual([peer for _, _, peer in h.take_sent()], [PEER])
+
     def test_proceeding(self) -> None:
         h, key, req = self.start(method="BYE")
         trying = answer(req, 100, to_tag=None)

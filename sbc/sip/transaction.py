@@ -836,6 +836,12 @@ class TransactionLayer:
             key = _legacy_key(request, method, _to_tag(request))
         tx = self._transactions.get(key)
         if tx is not None:
+            if key.server and tx.peer != peer:
+                # A retransmission that came another way (a new TCP connection after the old
+                # one broke, a NAT rebinding): answer the way the latest copy came, which is
+                # the one way known to work now (RFC 3261 §18.2.2 prefers the connection the
+                # request arrived on).
+                tx.peer = peer
             tx.handle(self, _In.RECV_REQUEST, request, now)
             return
         event: Event
