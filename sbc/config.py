@@ -9,8 +9,9 @@ single line naming the file, the key path and the problem::
     etc/sbc.toml: trunk[0].allow[1]: '10.0.0.300/32' is not an IPv4 or IPv6 network
 
 The schema is declarative.  A section is a frozen, slotted attrs class whose fields are
-declared with :func:`setting` (a scalar or list value), :func:`section` (a nested table) or
-:func:`section_list` (an array of tables).  Each setting names a *check*: a function that
+declared with :func:`setting` (a scalar or list value; ``secret=True`` keeps it out of
+``repr``), :func:`section` (a nested table), :func:`optional_section` (a nested table that
+may be absent: ``None``) or :func:`section_list` (an array of tables).  Each setting names a *check*: a function that
 receives the raw TOML value and returns the converted value or raises :class:`Invalid`.
 Checks that involve several keys of one table go in a ``_check_section`` classmethod.  To
 add a section (security, media, agent, vendor ...), write its class and add one
