@@ -696,7 +696,7 @@ class SipConfig:
 
 
 _NAME = r"[a-z0-9-]+"
-_USER = r"[A-Za-z0-9_.!~*'()&=+$,;?/-]{1,64}"
+_USER = r"[A-Za-z0-9_.!~*'&=+$,-]{1,64}"
 
 
 @frozen

@@ -209,7 +209,12 @@ class RegistrationTU(ClientTU):
         for name, register in wanted.items():
             if name in self._entries:
                 continue
-            entry = _Entry(name, register, self._make_client(register))
+            try:
+                client = self._make_client(register)
+            except (SipError, ValueError):
+                self.log.failure("cannot register with trunk {trunk}", trunk=name)
+                continue
+            entry = _Entry(name, register, client)
             self._entries[name] = entry
             if self._started:
                 self._run(entry, entry.client.start(now), now)
