@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -73,13 +74,25 @@ def _log_summary(text: str, lines: int = 60) -> str:
             out.append(line)
             continue
         message = formatEvent(event)
-        if "GET /healthz" in message or "starting on" in message or "Starting " in message:
+        if not message.strip() or "GET /healthz" in message or "starting on" in message or "Starting " in message:
             continue
         failure = event.get("log_failure")
         if failure is not None:
             message += "\n" + failure.getTraceback()
-        out.append(f"{event.get('log_level', '')!s:.0}{event.get('log_namespace', '')}: {message}")
+        out.append(f"{event.get('log_namespace', '')}: {message}")
     return "\n".join(out[-lines:])
+
+
+_SUCCESS_RE = re.compile(r"Successful call +\| +\d+ +\| +(\d+)")
+
+
+def _successes(path: Path) -> int | None:
+    """Successful calls in SIPp's final statistics screen (None if it printed none)."""
+    try:
+        found = _SUCCESS_RE.findall(path.read_text(errors="replace"))
+    except FileNotFoundError:
+        return None
+    return int(found[-1]) if found else None
 
 
 def _health(sbc: RunningSbc) -> dict[str, object]:
@@ -186,6 +199,8 @@ class FlowTests(_Base):
                   f"== SBC health {health}\n== SBC log\n{_log_summary(log)}")
         self.assertEqual(pbx.returncode, 0, "PBX-side SIPp failed" + detail)
         self.assertEqual(agent.returncode, 0, "agent-side SIPp failed" + detail)
+        self.assertEqual(_successes(work / "pbx.out"), self.calls, "PBX-side call count" + detail)
+        self.assertEqual(_successes(work / "agent.out"), self.calls, "agent-side call count" + detail)
         self.assertTrue(sbc.alive(), "SBC died" + detail)
         self.assertEqual(health.get("calls"), 0, "calls left in the SBC" + detail)
         self.assertNotIn("Traceback", log, "SBC logged a traceback" + detail)
