@@ -92,8 +92,8 @@ class BasicCallTests(CallTestCase):
         self.assertEqual(a_ok.body, SDP_B)
         self.assertNotIn(b"127.0.0.1", a_ok.to_bytes().replace(SDP_B, b""))
         self.assertEqual(self.net.b2b.counts()["calls"], 1)
-        # BYE from the PBX
-        self.net.from_pbx(pbx.request("BYE"))
+        # BYE from the PBX, with a Q.850 cause for the agent
+        self.net.from_pbx(pbx.request("BYE", headers=[("Reason", b'Q.850;cause=16;text="Normal call clearing"')]))
         ok = only(self, self.net.pbx_take(), Response)
         self.assertEqual((ok.status, ok.cseq.method), (200, "BYE"))
         b_bye = only(self, self.net.agent_take())
@@ -102,6 +102,7 @@ class BasicCallTests(CallTestCase):
         self.assertEqual(b_bye.to.tag, "ag1")
         self.assertEqual(b_bye.cseq.seq, 2)
         self.assertEqual(b_bye.uri, b"sip:agent@127.0.0.1:5090")
+        self.assertEqual(b_bye.get("Reason"), b'Q.850;cause=16;text="Normal call clearing"')
         self.net.from_agent(reply(b_bye, 200))
         calls = self.net.b2b.ended_calls()
         self.assertEqual(len(calls), 1)

@@ -95,9 +95,11 @@ class Fail:
 @frozen
 class Disconnect:
     """End this leg (BYE, or CANCEL before the answer).  ``reason`` is a short token used in
-    logs and as the call's end reason (``bye-a``, ``cancel``, ``no-answer``...)."""
+    logs and as the call's end reason (``bye-a``, ``cancel``, ``no-answer``...);
+    ``headers`` are relayed in the BYE (the peer's ``Reason`` headers, RFC 3326)."""
 
     reason: str
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 @frozen

@@ -172,6 +172,7 @@ class Leg:
         self._pending_2xx: tuple[int, Response] | None = None  # 2xx whose ACK waits for Confirm
         self._last_ack: tuple[int, Request] | None = None  # (CSeq, ACK) for re-ACKs
         self._bye_after_ack = False
+        self._bye_headers: tuple[tuple[str, bytes], ...] = ()
 
     # ------------------------------------------------------------------ helpers
 
@@ -250,10 +251,10 @@ class Leg:
             self._pending_2xx = None
             self._ack(cseq, body, now)
 
-    def _send_bye(self, now: float) -> None:
+    def _send_bye(self, now: float, headers: Iterable[tuple[str, bytes]] = ()) -> None:
         if self.dialog is not None and self.dialog.state != TERMINATED:
             self._flush_pending_2xx(now)
-            bye = self._request("BYE")
+            bye = self._request("BYE", headers=headers)
             self._go("bye_out")
             self._send(bye, _BYE, 0, now)
             return
@@ -286,7 +287,7 @@ class Leg:
         method = request.method
         if method == "BYE":
             self._respond(key, request, 200, now=now)
-            self._peer_bye(now)
+            self._peer_bye(tuple(("Reason", v) for v in request.get_all("Reason")), now)
         elif method in ("INVITE", "UPDATE"):
             self._peer_offer(request, key, now)
         elif method in ("INFO", "MESSAGE", "NOTIFY"):
@@ -332,7 +333,8 @@ class Leg:
         self.offer_in = rid
         self._emit(Reoffer(rid, method, body_of(request)), now)
 
-    def _peer_bye(self, now: float) -> None:
+    def _peer_bye(self, headers: tuple[tuple[str, bytes], ...], now: float) -> None:
+        """The peer hung up (its BYE was answered 200); ``headers``: its Reason headers."""
         raise NotImplementedError
 
     def on_ack(self, ack: Request, now: float) -> None:
@@ -640,7 +642,7 @@ class UasLeg(Leg):
         self._go("ack")
         self._emit(Confirm(body_of(ack)), now)
         if self._bye_after_ack:
-            self._send_bye(now)
+            self._send_bye(now, self._bye_headers)
 
     def on_cancel(self, now: float) -> None:
         """The PBX cancelled our INVITE (the CANCEL itself was answered 200 already)."""
@@ -651,12 +653,12 @@ class UasLeg(Leg):
         self._emit(Disconnect("cancel"), now)
         self._go("cancel")
 
-    def _peer_bye(self, now: float) -> None:
+    def _peer_bye(self, headers: tuple[tuple[str, bytes], ...], now: float) -> None:
         if self.state in (_U.PROCEEDING, _U.EARLY):
             self.final_status = 487
             self._respond(self.invite_key, self.invite, 487, to_tag=self.local_tag, now=now)
         self._awaiting_ack = None
-        self._emit(Disconnect("bye-a"), now)
+        self._emit(Disconnect("bye-a", headers), now)
         if not self.ended:
             self._go("bye_in")
 
@@ -677,8 +679,9 @@ class UasLeg(Leg):
             self._go("fail")
         elif self.state is _U.ACCEPTED:
             self._bye_after_ack = True  # RFC 3261 §15: no BYE before the ACK (or its timeout)
+            self._bye_headers = event.headers
         elif self.state is _U.CONFIRMED:
-            self._send_bye(now)
+            self._send_bye(now, event.headers)
 
 
 # --------------------------------------------------------------------------- B leg (UAC)
@@ -945,9 +948,9 @@ class UacLeg(Leg):
         else:
             super()._confirm(event, now)
 
-    def _peer_bye(self, now: float) -> None:
+    def _peer_bye(self, headers: tuple[tuple[str, bytes], ...], now: float) -> None:
         self._flush_pending_2xx(now)  # the agent still waits for the ACK of its 2xx
-        self._emit(Disconnect("bye-b"), now)
+        self._emit(Disconnect("bye-b", headers), now)
         if not self.ended:
             self._go("bye_in")
 
@@ -959,5 +962,5 @@ class UacLeg(Leg):
             if self.invite_key is not None:
                 self.stack.cancel(self.invite_key, now)
         elif self.state in (_C.ANSWERED, _C.CONFIRMED):
-            self._send_bye(now)
+            self._send_bye(now, event.headers)
 
