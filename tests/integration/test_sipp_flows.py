@@ -341,3 +341,19 @@ class InfoFromAgent(FlowTests, SynchronousTestCase):
     """In-dialog INFO from the agent host relayed to the PBX."""
 
     flow = "agent_info"
+
+
+class RecordRoute(FlowTests, SynchronousTestCase):
+    """Record-Route on each leg stays on that leg: echoed in the SBC's 200 to the PBX and
+    used as Route for in-dialog requests on both legs, never copied to the other leg."""
+
+    flow = "record_route"
+
+
+class RecordRouteEchoed(FlowTests, SynchronousTestCase):
+    """The SBC's 200 on the A leg carries the PBX's Record-Route (RFC 3261 §12.1.1)."""
+
+    flow = "record_route_echo"
+    agent_scenario = "record_route_agent.xml"
+    todo = ("SBC bug: the A leg's 18x/2xx do not copy the INVITE's Record-Route "
+            "(RFC 3261 §12.1.1 MUST); sbc/b2bua/legs.py UasLeg answers via make_response without it")

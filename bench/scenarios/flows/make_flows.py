@@ -751,3 +751,53 @@ scenario(p("agent_info_agent.xml"), "Agent: sends INFO", """
     + agent_request("INFO", 1, DTMF.replace("Signal=5", "Signal=9"), ctype="application/dtmf-relay")
     + recv("200", [ereg("CSeq: *1 INFO")])
     + agent_bye_answer())
+
+# ------------------------------------------------------------------ Record-Route on both legs
+def record_route_pbx(echo):
+    check = [ereg("Record-Route: *<sip:[^>]*;pbxproxy=1>")] if echo else []
+    return (pbx_invite(extra="      Record-Route: <sip:[local_ip]:[local_port];transport=[transport];lr;pbxproxy=1>\n")
+            + recv("100", optional=True) + recv("180", optional=True)
+            + recv("200", check + [ereg("agentproxy", inverse=True)], extra_attrs=' rrs="true" rtd="true"')
+            + pbx_ack_2xx()
+            + recv("INFO", [ereg("^INFO sip:1000@"), ereg("Route: *<sip:[^>]*;pbxproxy=1>"),
+                            ereg("agentproxy", inverse=True)])
+            + pbx_response(200, "OK", contact=False)
+            + bye_and_done_pbx(2))
+
+
+scenario(p("record_route_pbx.xml"), "PBX: Record-Route on the A leg", """
+  Record-Route on the A leg (RFC 3261 §12.1.1, §12.2.1.1), PBX side.  The PBX's INVITE
+  carries a Record-Route of its edge proxy (the PBX's own address, marked pbxproxy=1): the
+  SBC's in-dialog requests toward the PBX (the relayed INFO) must carry it as Route, with
+  the PBX's Contact as Request-URI.  The agent side records a route too (agentproxy=1):
+  nothing of it may reach the PBX.  (record_route_echo_pbx.xml also checks that the SBC
+  copies the Record-Route into its 200.)
+""", record_route_pbx(False))
+
+scenario(p("record_route_echo_pbx.xml"), "PBX: Record-Route copied into the 200", """
+  As record_route_pbx.xml, and the SBC, the UAS of the A leg, must copy the INVITE's
+  Record-Route into its 200 (RFC 3261 §12.1.1: "the UAS MUST copy all Record-Route header
+  field values from the request into the response"), so that the PBX's own route set
+  (§12.1.2) keeps its edge proxy in the path of its ACK and BYE.
+  The agent side is record_route_agent.xml.
+""", record_route_pbx(True))
+
+scenario(p("record_route_agent.xml"), "Agent: Record-Route on the B leg", """
+  Record-Route on the B leg (RFC 3261 §12.1.2, §12.2.1.1), agent side.  The agent's 200
+  carries a Record-Route of its own proxy (the agent's own address, marked agentproxy=1): the
+  SBC, the UAC of the B leg, must send the ACK and the BYE with it as Route, to the agent's
+  Contact as Request-URI.  The PBX's Record-Route (pbxproxy=1) must not reach the agent.
+  The agent sends an INFO in between, which the PBX side checks arrives with its own Route.
+""", recv("INVITE", [CAPTURE_DIALOG, ereg("pbxproxy", inverse=True), ereg("Record-Route:", inverse=True)],
+          extra_attrs=' crlf="true" rrs="true"')
+    + agent_response(180, "Ringing")
+    + agent_response(200, "OK", agent_sdp(), retrans=True,
+                     extra="      Record-Route: <sip:[local_ip]:[local_port];transport=[transport];lr;agentproxy=1>\n")
+    + recv("ACK", [ereg("^ACK sip:agentsecret@"), ereg("Route: *<sip:[^>]*;agentproxy=1>")],
+           extra_attrs=' crlf="true"')
+    + pause(300)
+    + agent_request("INFO", 1, DTMF, ctype="application/dtmf-relay")
+    + recv("200", [ereg("CSeq: *1 INFO")])
+    + recv("BYE", [ereg("^BYE sip:agentsecret@"), ereg("Route: *<sip:[^>]*;agentproxy=1>"),
+                   ereg("pbxproxy", inverse=True)])
+    + agent_response(200, "OK", tag="", contact=False))
