@@ -52,12 +52,127 @@ from sbc.transport.stream import SipStreamFactory
 from sbc.transport.tls import server_tls_options
 from sbc.transport.udp import MAX_DATAGRAM, SipDatagramProtocol
 
-__all__ = ["build_service", "ResponseDispatcher", "SbcService"]
+__all__ = ["DnsResolver", "LookupPump", "build_service", "ResponseDispatcher", "SbcService"]
 
 #: While draining or waiting for de-registrations, how often to look again (seconds).
 POLL_INTERVAL = 0.1
 #: After the drain timeout, how long the BYEs and de-registrations may take (seconds).
 FAREWELL_TIMEOUT = 3.0
+
+
+class DnsResolver:
+    """The B2BUA's (and the pinger's and registrations') resolver over the RFC 3263
+    :class:`~sbc.transport.locator.Locator`.
+
+    ``resolve(uri)`` answers from the locator's cache alone: the peers for an IP literal or a
+    name whose records are cached, ``None`` when DNS must be asked first.  In that case it
+    also starts the lookup (which fills the cache) and, when it completes, calls every
+    ``on_answer`` callback; the B2BUA's waiting calls are served by :class:`LookupPump`.
+    """
+
+    log = Logger()
+
+    #: A name is looked up in the background at most once per this many seconds.
+    PREFETCH_INTERVAL = 30.0
+
+    def __init__(self, locator: Any, clock: Any) -> None:
+        self.locator = locator
+        self.clock = clock
+        self.on_answer: list[Callable[[], None]] = []
+        self._asked: dict[str, float] = {}
+        self._targets: dict[tuple[str, str, int], Any] = {}
+
+    def resolve(self, uri: Any) -> list[Peer] | None:
+        from sbc.transport.locator import LocateError
+
+        try:
+            targets = self.locator.cached(uri)
+        except LocateError:
+            return []
+        if targets is None:
+            self.prefetch(uri)
+            return None
+        return self._peers(targets)
+
+    def _peers(self, targets: Any) -> list[Peer]:
+        peers = []
+        for t in targets:
+            self._targets[(t.transport, t.ip, t.port)] = t
+            peers.append(Peer(t.transport, t.ip, t.port, 0))
+        if len(self._targets) > 4096:
+            self._targets.clear()
+        return peers
+
+    def lookup(self, uri: Any) -> Deferred[list[Peer]]:
+        """Ask DNS (through the locator): fires with the peers, [] if none."""
+        d = self.locator.resolve(uri)
+        d.addCallbacks(self._peers, lambda failure: [])
+        return d
+
+    def prefetch(self, uri: Any) -> None:
+        """Look ``uri`` up in the background (to fill the cache), at most once per
+        :attr:`PREFETCH_INTERVAL`; ``on_answer`` callbacks run when it completes."""
+        key = str(uri)
+        now = self.clock.seconds()
+        last = self._asked.get(key)
+        if last is not None and now - last < self.PREFETCH_INTERVAL:
+            return
+        if len(self._asked) > 4096:
+            self._asked.clear()
+        self._asked[key] = now
+
+        def done(result: Any) -> None:
+            for callback in list(self.on_answer):
+                try:
+                    callback()
+                except Exception:
+                    self.log.failure("DNS answer callback raised")
+
+        self.lookup(uri).addBoth(done)
+
+    def failed(self, peer: Peer, now: float) -> None:
+        """A target timed out or answered 503: the locator puts it last for a while."""
+        target = self._targets.get((peer.transport, peer.host, peer.port))
+        if target is not None:
+            self.locator.mark_failed(target, now)
+
+
+class LookupPump:
+    """A driver TU with no messages of its own: after every input it takes the URIs the
+    B2BUA is waiting for (:meth:`~sbc.b2bua.core.B2bua.lookups`), resolves them and reports
+    the answers (:meth:`~sbc.b2bua.core.B2bua.resolved`) on a later reactor turn."""
+
+    log = Logger()
+
+    def __init__(self, b2bua: Any, resolver: DnsResolver, driver: SipDriver, clock: Any) -> None:
+        self.b2bua = b2bua
+        self.resolver = resolver
+        self.driver = driver
+        self.clock = clock
+
+    def messages_to_send(self) -> list[Any]:
+        lookups = getattr(self.b2bua, "lookups", None)
+        if lookups is not None:
+            for uri in lookups():
+                self.resolver.lookup(uri).addCallback(self._answer, uri)
+        return []
+
+    def _answer(self, peers: list[Peer], uri: Any) -> None:
+        # Never re-enter the driver from inside its own output loop: report on a later turn.
+        self.clock.callLater(0, self._report, uri, peers)
+
+    def _report(self, uri: Any, peers: list[Peer]) -> None:
+        try:
+            self.b2bua.resolved(uri, peers, self.clock.seconds())
+        except Exception:
+            self.log.failure("B2BUA raised on a DNS answer for {uri}", uri=str(uri))
+        self.driver.flush()
+
+    def next_deadline(self) -> float | None:
+        return None
+
+    def handle_timer(self, now: float) -> None:
+        pass
 
 
 class ResponseDispatcher:
@@ -222,6 +337,21 @@ class SbcService(MultiService):
                       path=str(new.path), trunks=len(new.trunks),
                       names=", ".join(t.name for t in new.trunks) or "none")
 
+    def dns_answered(self) -> None:
+        """A background DNS lookup completed: retry what waited for it (on a later turn)."""
+        self.reactor.callLater(0, self._retry_after_dns)
+
+    def _retry_after_dns(self) -> None:
+        now = self._now()
+        try:
+            if self.registrations is not None:
+                self.registrations.release_held(now)
+            if self.pinger is not None and not self.draining:
+                self.pinger.set_plan(ping_targets(self.config.trunks, self.config.agent, self._resolver()), now)
+        except Exception:
+            self.log.failure("retrying after a DNS answer failed")
+        self.driver.flush()
+
     def _resolver(self) -> Any:
         from sbc.b2bua.core import LiteralResolver
 
@@ -358,8 +488,9 @@ def _listening(svc: StreamServerEndpointService) -> StreamServerEndpointService:
     return svc
 
 
-def build_service(config: Any, reactor: Any, *, install_signals: bool = True) -> SbcService:
-    """Build the whole tree.  ``install_signals=False``: no SIGHUP handler (tests)."""
+def build_service(config: Any, reactor: Any, *, install_signals: bool = True, dns: Any = None) -> SbcService:
+    """Build the whole tree.  ``install_signals=False``: no SIGHUP handler (tests); ``dns``:
+    the ``IResolver`` for RFC 3263 location (default: the system's, bound to ``reactor``)."""
     sip = config.sip
     endpoint_ref: list[SipDriver] = []
     endpoint = Endpoint(
@@ -393,6 +524,9 @@ def build_service(config: Any, reactor: Any, *, install_signals: bool = True) ->
     top.dispatcher = dispatcher
     if first is not None:
         from sbc.b2bua.core import B2bua
+        from sbc.transport.locator import Locator, system_resolver
+
+        resolver = DnsResolver(Locator(dns if dns is not None else system_resolver(reactor), reactor), reactor)
 
         ports: dict[str, int] = {}
         for l in config.listen:
@@ -413,11 +547,14 @@ def build_service(config: Any, reactor: Any, *, install_signals: bool = True) ->
             copy_headers=calls.copy_headers,
             copy_x_headers=calls.copy_x_headers,
             local_ports=ports,
+            resolver=resolver,
         )
         endpoint.add_handler(b2bua)
         dispatcher.fallback = b2bua.handle_response
         driver.add_tu(b2bua)
+        driver.add_tu(LookupPump(b2bua, resolver, driver, reactor))
         top.b2bua = b2bua
+        top.resolver = resolver
         # Admission hook: new calls toward a trunk whose agent host is down get 503.
         if hasattr(b2bua, "agent_up"):
             b2bua.agent_up = top.agent_up
@@ -446,6 +583,9 @@ def build_service(config: Any, reactor: Any, *, install_signals: bool = True) ->
                 obs.set_peer_up(name, up, agent=name.startswith("agent:"))
 
         pinger.on_change(peer_changed)
+        # A background DNS answer (a name was not cached yet): send held REGISTERs, ping the
+        # targets that can be located now.
+        resolver.on_answer.append(top.dns_answered)
     endpoint.set_response_handler(dispatcher)
 
     tcp_factory = SipStreamFactory(

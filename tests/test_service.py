@@ -375,3 +375,90 @@ class ReloadTests(SynchronousTestCase):
             pump(self.reactor, 3.5)  # the new trunk's REGISTER is unanswered: farewell timeout
             self.successResultOf(d)
         self.assertEqual(signal.getsignal(signal.SIGHUP), previous)
+
+
+DNS_BASE = BASE + """
+[[trunk]]
+name = "fq"
+allow = ["192.0.2.0/24"]
+agent_uri = "sip:{user}@agent.example.com:5090"
+[trunk.register]
+registrar = "sip:registrar.example.com:5070"
+aor = "sip:sbc@example.com"
+"""
+
+
+class DnsTests(SynchronousTestCase):
+    """FQDN agent hosts and registrars, located through the RFC 3263 locator."""
+
+    def setUp(self) -> None:
+        from twisted.internet.defer import Deferred
+        from twisted.names import dns
+
+        from tests.test_transport_locator import FakeResolver, a, soa
+
+        self.dns = dns
+        self.a = a
+        self.agent_answer: Deferred[Any] = Deferred()
+        self.registrar_answer: Deferred[Any] = Deferred()
+        nodata = ([], [soa("example.com", 3600, 120)])
+        self.zone = FakeResolver({
+            ("agent.example.com", dns.A): self.agent_answer,
+            ("agent.example.com", dns.AAAA): nodata,
+            ("registrar.example.com", dns.A): self.registrar_answer,
+            ("registrar.example.com", dns.AAAA): nodata,
+        })
+        self.reactor = FakeReactor()
+        self.top = build_service(load_config_text(DNS_BASE), self.reactor, install_signals=False, dns=self.zone)
+        self.top.startService()
+        self.addCleanup(self.top.stopService)
+
+    def test_register_waits_for_dns_then_goes_to_the_address(self) -> None:
+        self.assertEqual(self.reactor.udp_ports[0].written, [])
+        self.assertEqual(self.top.registration_status()["fq"]["state"], "unregistered")
+        self.registrar_answer.callback(([self.a("registrar.example.com", "192.0.2.60")], [], []))
+        self.reactor.advance(0)
+        [register] = requests_to(self.reactor, "REGISTER", 5070)
+        self.assertEqual([addr for m, addr in sent(self.reactor)], [("192.0.2.60", 5070)])
+        self.assertEqual(register.uri, b"sip:registrar.example.com:5070")
+
+    def test_registrar_that_cannot_be_located_fails_and_retries_later(self) -> None:
+        from twisted.names.error import DNSNameError
+
+        self.registrar_answer.errback(DNSNameError(self.dns.Message(rCode=self.dns.ENAME)))
+        self.reactor.advance(0)
+        status = self.top.registration_status()["fq"]
+        self.assertEqual(status["state"], "failed")
+        self.assertGreater(status["next_attempt_at"], self.reactor.seconds())
+        self.assertEqual(sent(self.reactor), [])
+        self.flushLoggedErrors()
+
+    def test_ping_plan_follows_dns(self) -> None:
+        self.assertEqual(self.top.peer_status(), {})
+        self.agent_answer.callback(([self.a("agent.example.com", "192.0.2.50")], [], []))
+        self.reactor.advance(0)
+        self.assertEqual(self.top.peer_status(), {"agent:192.0.2.50:5090": True})
+        pump(self.reactor, 30.0, step=0.5)
+        self.assertEqual(len(requests_to(self.reactor, "OPTIONS", 5090)[:1]), 1)
+
+    def test_call_to_an_fqdn_agent_waits_for_dns(self) -> None:
+        raw = (
+            "INVITE sip:alice@127.0.0.1:5060 SIP/2.0\r\n"
+            "Via: SIP/2.0/UDP 192.0.2.9:5060;branch=z9hG4bK-dns-1\r\n"
+            "Max-Forwards: 70\r\n"
+            "From: <sip:pbx@192.0.2.9>;tag=f1\r\n"
+            "To: <sip:alice@127.0.0.1>\r\n"
+            "Call-ID: dns-1@pbx\r\n"
+            "CSeq: 1 INVITE\r\n"
+            "Contact: <sip:pbx@192.0.2.9:5060>\r\n"
+            "Content-Length: 0\r\n\r\n"
+        ).encode()
+        self.reactor.udp_ports[0].protocol.datagramReceived(raw, ("192.0.2.9", 5060))
+        self.assertEqual(requests_to(self.reactor, "INVITE", 5090), [])
+        self.assertEqual(len(self.top.b2bua.calls), 1)
+        self.agent_answer.callback(([self.a("agent.example.com", "192.0.2.50")], [], []))
+        self.reactor.advance(0)
+        [invite] = requests_to(self.reactor, "INVITE", 5090)[:1]
+        addrs = {addr for m, addr in sent(self.reactor) if isinstance(m, Request) and m.method == "INVITE"}
+        self.assertEqual(addrs, {("192.0.2.50", 5090)})
+        self.assertEqual(invite.uri, b"sip:alice@agent.example.com:5090")

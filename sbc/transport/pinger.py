@@ -15,7 +15,8 @@ for the B2BUA's admission check.
   ``peer:<trunk>``.
 
 A target is first pinged one interval after start (or after a reload added it); until its
-first outcome it counts as up.
+first outcome it counts as up.  A name the resolver must first look up in DNS is left out
+until the answer arrives (the service then builds the plan again).
 """
 
 from __future__ import annotations
@@ -46,12 +47,15 @@ class PingPlan:
     unresolved: tuple[str, ...] = ()  # one line per target that could not be located
 
 
-def _target(name: str, uri_text: str, interval: float, resolver: Resolver) -> PingTarget | None:
+def _target(name: str, uri_text: str, interval: float, resolver: Resolver) -> PingTarget | None | bool:
+    """The target, or None if it cannot be located, or False while DNS is being asked."""
     try:
         uri = parse_uri(uri_text)
         peers = resolver.resolve(uri)
     except (SipError, ValueError):
         return None
+    if peers is None:
+        return False
     if not peers:
         return None
     peer = peers[0]
@@ -70,7 +74,7 @@ def ping_targets(trunks: Iterable[Any], agent: Any, resolver: Resolver) -> PingP
             probe = _target("agent", hop, agent.options_interval, resolver)
             if probe is None:
                 unresolved.append(f"agent host of trunk {trunk.name}: cannot locate {hop}")
-            else:
+            elif isinstance(probe, PingTarget):
                 name = f"agent:{_bracket(probe.host)}:{probe.port}"
                 if probe.transport != "udp":
                     name += f";{probe.transport}"
@@ -84,7 +88,7 @@ def ping_targets(trunks: Iterable[Any], agent: Any, resolver: Resolver) -> PingP
             target = _target(name, peer_uri, interval, resolver)
             if target is None:
                 unresolved.append(f"peer of trunk {trunk.name}: cannot locate {peer_uri}")
-            else:
+            elif isinstance(target, PingTarget):
                 targets[name] = target
     return PingPlan(tuple(targets.values()), agent_of, tuple(unresolved))
 
@@ -122,6 +126,7 @@ class PingerTU(ClientTU):
         self._callbacks: list[Callable[[str, bool], None]] = [on_change] if on_change else []
         self._by_key: dict[TransactionKey, tuple[str, Request]] = {}
         self._agent_of: dict[str, str] = {}
+        self._warned: set[str] = set()
         self._running = False
 
     def on_change(self, callback: Callable[[str, bool], None]) -> None:
@@ -132,7 +137,9 @@ class PingerTU(ClientTU):
 
     def set_plan(self, plan: PingPlan, now: float) -> None:
         for line in plan.unresolved:
-            self.log.warn("not pinging the {line}", line=line)
+            if line not in self._warned:
+                self.log.warn("not pinging the {line}", line=line)
+        self._warned = set(plan.unresolved)
         self._agent_of = dict(plan.agent_of)
         self.pinger.set_targets(plan.targets, now)
         if self._running:

@@ -194,6 +194,7 @@ class RegistrationTU(ClientTU):
         self._entries: dict[str, _Entry] = {}
         self._retiring: list[_Entry] = []
         self._by_key: dict[TransactionKey, _Entry] = {}
+        self._held: dict[int, tuple[_Entry, Request]] = {}
         self._started = False
 
     # -- configuration ---------------------------------------------------------------------
@@ -249,11 +250,15 @@ class RegistrationTU(ClientTU):
         return uri.transport or ("tls" if uri.scheme == "sips" else "udp")
 
     def _locate(self, registrar: str) -> Peer | None:
-        try:
-            peers = self.resolver.resolve(parse_uri(registrar))
-        except (SipError, ValueError):
-            return None
+        peers = self._lookup(registrar)
         return peers[0] if peers else None
+
+    def _lookup(self, registrar: str) -> list[Peer] | None:
+        """Peers for the registrar; None when the resolver must ask DNS first."""
+        try:
+            return self.resolver.resolve(parse_uri(registrar))
+        except (SipError, ValueError):
+            return []
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -306,11 +311,22 @@ class RegistrationTU(ClientTU):
 
     # -- driving the clients ---------------------------------------------------------------
 
-    def _run(self, entry: _Entry, requests: list[Request], now: float) -> None:
+    def release_held(self, now: float) -> None:
+        """DNS answered: send the requests that waited for it (or fail them if the
+        registrar still cannot be located)."""
+        held, self._held = self._held, {}
+        for entry, request in held.values():
+            self._run(entry, [request], now, may_wait=False)
+
+    def _run(self, entry: _Entry, requests: list[Request], now: float, *, may_wait: bool = True) -> None:
         queue = list(requests)
         while queue:
             request = queue.pop(0)
-            peer = self._locate(entry.register.registrar)
+            peers = self._lookup(entry.register.registrar)
+            if peers is None and may_wait:
+                self._held[id(entry)] = (entry, request)  # sent when DNS answers
+                continue
+            peer = peers[0] if peers else None
             if peer is None:
                 self.log.warn("cannot locate registrar {registrar} of trunk {trunk}",
                               registrar=entry.register.registrar, trunk=entry.name)
