@@ -1014,3 +1014,19 @@ class ReloadTests(CallTestCase):
         self.assertEqual(self.net.agent_take(), [])
         down.clear()
         self.start(call_id="again@10.0.0.5")
+
+
+class InDialogOptionsTests(CallTestCase):
+    def test_in_dialog_options_answered_when_handed_over(self) -> None:
+        a_inv, b_inv, a_ok, b_ok, pbx, agent = self.answer()
+        opts = pbx.request("OPTIONS")
+        # the endpoint keeps OPTIONS today; a driver may hand in-dialog ones to the B2BUA
+        self.net.b2b.handle_request(opts, self.net.pbx_peer, self.net.now)
+        self.net.flush()
+        r = only(self, self.net.pbx_take(), Response)
+        self.assertEqual((r.status, r.cseq.method), (200, "OPTIONS"))
+        self.assertEqual(self.net.agent_take(), [])
+        stale = pbx.request("OPTIONS").with_header("To", b"<sip:agent42@sbc.example.com>;tag=gone")
+        self.net.b2b.handle_request(stale, self.net.pbx_peer, self.net.now)
+        self.net.flush()
+        self.assertEqual(only(self, self.net.pbx_take(), Response).status, 481)

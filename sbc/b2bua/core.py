@@ -143,6 +143,8 @@ class B2bua:
     """The B2BUA core (a :class:`~sbc.sip.endpoint.RequestHandler`)."""
 
     methods = frozenset({"INVITE", "ACK", "BYE", "CANCEL", "UPDATE", "INFO", "MESSAGE", "NOTIFY"})
+    #: In-dialog OPTIONS (a PBX's keep-alive inside a call) is answered 200 by the dialog's leg
+    #: when the endpoint hands it over; out-of-dialog OPTIONS stays with the endpoint.
 
     def __init__(
         self,

@@ -298,6 +298,10 @@ class Leg:
             self._in[rid] = (key, request)
             headers = tuple((name, v) for name in RELAYED_INFO_HEADERS for v in request.get_all(name)[:1])
             self._emit(Info(rid, method, body_of(request), headers), now)
+        elif method == "OPTIONS":
+            # An in-dialog keep-alive: answered here, for this leg's dialog (not relayed).
+            self._respond(key, request, 200, now=now,
+                          headers=[("Allow", ALLOW), ("Accept", b"application/sdp")])
         else:
             self._respond(key, request, 405, now=now, headers=[("Allow", ALLOW)])
 
