@@ -801,3 +801,62 @@ scenario(p("record_route_agent.xml"), "Agent: Record-Route on the B leg", """
     + recv("BYE", [ereg("^BYE sip:agentsecret@"), ereg("Route: *<sip:[^>]*;agentproxy=1>"),
                    ereg("pbxproxy", inverse=True)])
     + agent_response(200, "OK", tag="", contact=False))
+
+# ------------------------------------------------------------------ IPv6 on both legs
+scenario(p("ipv6_pbx.xml"), "PBX: call over IPv6", """
+  A call over IPv6 (both peers on ::1), PBX side: SDP both ways, then the agent hangs up.
+""", pbx_invite()
+    + recv("100", optional=True) + recv("180", optional=True)
+    + recv("200", [ereg("s=agent", "body"), ereg("agentsecret", inverse=True)],
+           extra_attrs=' rrs="true" rtd="true"')
+    + pbx_ack_2xx()
+    + recv("BYE", [ereg("agentsecret", inverse=True)])
+    + pbx_response(200, "OK", contact=False))
+
+def ipv6_agent(family_checks):
+    checks = [ereg("Via: *SIP/2.0/[A-Z]+ *[[][0-9a-fA-F:]+[]]"),
+              ereg("Contact: *<sip:[^>]*[[][0-9a-fA-F:]+[]]")] if family_checks else []
+    return (recv("INVITE", [CAPTURE_DIALOG, ereg("s=pbx", "body")] + checks,
+                 extra_attrs=' crlf="true" rrs="true"')
+            + agent_response(180, "Ringing")
+            + agent_response(200, "OK", agent_sdp(), retrans=True)
+            + recv("ACK", extra_attrs=' crlf="true"')
+            + pause(300)
+            + agent_request("BYE", 1)
+            + recv("200", [ereg("CSeq: *1 BYE")], extra_attrs=' crlf="true"'))
+
+
+scenario(p("ipv6_agent.xml"), "Agent: call over IPv6", """
+  A call over IPv6 (both peers on ::1), agent side: SDP both ways, then the agent hangs up.
+  (ipv6_family_agent.xml also checks the address family of the SBC's Via and Contact.)
+""", ipv6_agent(False))
+
+scenario(p("ipv6_family_agent.xml"), "Agent: IPv6 Via and Contact", """
+  As ipv6_agent.xml, and since the SBC reaches the agent host over IPv6, the Via sent-by
+  and the Contact of its INVITE must be IPv6 addresses ([...]) the agent can answer and send
+  its in-dialog requests to: an IPv4 address only works by accident here, because SIPp
+  sends everything back to where the INVITE came from and loopback is dual-stack.
+  The PBX side is ipv6_pbx.xml.
+""", ipv6_agent(True))
+
+# ------------------------------------------------------------------ late ACK
+scenario(p("slow_ack_pbx.xml"), "PBX: ACKs late", """
+  The PBX ACKs the 200 only after 2 s.  Over UDP the SBC retransmits its 200 meanwhile
+  (RFC 3261 §13.3.1.4) and must not give up on the call; the agent's 200 retransmissions
+  are absorbed by the SBC, which ACKs the agent only once the PBX's ACK arrives (ACK end
+  to end).  SIPp answers the 200 retransmissions it sees during the pause itself.
+""", pbx_invite()
+    + recv("100", optional=True) + recv("180", optional=True)
+    + recv("200", [ereg("s=agent", "body")], extra_attrs=' rrs="true" rtd="true"')
+    + pause(2000)
+    + pbx_ack_2xx()
+    + bye_and_done_pbx(2))
+
+scenario(p("slow_ack_agent.xml"), "Agent: waits for a late ACK", """
+  Late ACK, agent side: the 200 is retransmitted (retrans="500") until the SBC's ACK, which
+  must come once, after the PBX's late ACK, and then the PBX hangs up.
+""", recv("INVITE", extra_attrs=' crlf="true"')
+    + agent_response(180, "Ringing")
+    + agent_response(200, "OK", agent_sdp(), retrans=True)
+    + recv("ACK", extra_attrs=' crlf="true"')
+    + agent_bye_answer())
