@@ -169,6 +169,22 @@ class EndpointTests(SynchronousTestCase):
         r = self.answer(request())
         self.assertIn(b"INVITE", r.get("Allow"))
 
+    def test_in_dialog_options_goes_to_the_dialog_owner(self) -> None:
+        seen: list[Request] = []
+
+        class Handler:
+            methods = frozenset({"INVITE"})
+
+            def handle_request(self, req: Request, peer: Peer, now: float) -> None:
+                seen.append(req)
+
+        self.endpoint.add_handler(Handler())
+        self.assertEqual(self.exchange(request(to_tag="d1")), [])
+        self.assertEqual([r.method for r in seen], ["OPTIONS"])
+        # out of dialog, OPTIONS is still ours
+        self.assertEqual(self.answer(request()).status, 200)
+        self.assertEqual(len(seen), 1)
+
     def test_reason_phrase_never_echoes_control_characters(self) -> None:
         r = self.answer(request(cseq_method="INVITE\x07"))
         self.assertEqual(r.status, 400)

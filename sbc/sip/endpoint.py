@@ -262,6 +262,10 @@ class Endpoint:
             self._reply_error(request, peer, 416, "Unsupported URI Scheme")
             return
         handler = self._handlers.get(method)
+        if handler is None and method == "OPTIONS" and request.to.tag is not None:
+            # An in-dialog OPTIONS (a PBX's keep-alive inside a call) belongs to whoever owns
+            # the dialogs; without one it gets 481 below.
+            handler = self._handlers.get("INVITE")
         if handler is None and method not in ("OPTIONS", "CANCEL"):
             if method in KNOWN_METHODS:
                 self._reply_error(request, peer, 405, "Method Not Allowed",
