@@ -318,7 +318,11 @@ class SbcService(MultiService):
                           sections=", ".join(f"[{n}]" for n in fixed))
         now = self._now()
         if self.b2bua is not None:
-            self.b2bua.trunks = tuple(new.trunks)
+            reload_trunks = getattr(self.b2bua, "reload_trunks", None)
+            if reload_trunks is not None:
+                reload_trunks(new.trunks)
+            else:  # pragma: no cover - older B2BUA
+                self.b2bua.trunks = tuple(new.trunks)
             _apply_calls(self.b2bua, new.calls)
             _apply_agent(self.b2bua, new.agent)
         if self.registrations is not None:
