@@ -103,7 +103,8 @@ def pbx_invite(sdp=True, extra=""):
 def pbx_request(method, cseq, body="", ctype="application/sdp", retrans=True, extra=""):
     """An in-dialog request from the PBX to the SBC's Contact ([next_url], needs rrs on the 200)."""
     ct = f"      Content-Type: {ctype}\n" if body else ""
-    contact = "      Contact: <sip:1000@[local_ip]:[local_port];transport=[transport]>\n" if method in ("INVITE", "UPDATE") else ""
+    contact = ("      Contact: <sip:1000@[local_ip]:[local_port];transport=[transport]>\n"
+               if method in ("INVITE", "UPDATE", "NOTIFY") else "")
     text = f'''      {method} [next_url] SIP/2.0
       Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
       {FROM_PBX}
@@ -139,8 +140,8 @@ PBX_CONTACT = "sip:1000@[local_ip]:[local_port];transport=[transport]"
 AGENT_TAG = ";tag=[pid]SIPpTag01[call_number]"
 
 
-def agent_response(status, reason, body="", tag=AGENT_TAG, **kw):
-    return response(status, reason, body, tag=tag, contact_uri=AGENT_CONTACT, **kw)
+def agent_response(status, reason, body="", tag=AGENT_TAG, contact_uri_override=None, **kw):
+    return response(status, reason, body, tag=tag, contact_uri=contact_uri_override or AGENT_CONTACT, **kw)
 
 
 def pbx_response(status, reason, body="", **kw):
@@ -859,4 +860,160 @@ scenario(p("slow_ack_agent.xml"), "Agent: waits for a late ACK", """
     + agent_response(180, "Ringing")
     + agent_response(200, "OK", agent_sdp(), retrans=True)
     + recv("ACK", extra_attrs=' crlf="true"')
+    + agent_bye_answer())
+
+# ------------------------------------------------------------------ 3xx from the agent
+scenario(p("reject_302_agent.xml"), "Agent: redirects with 302", """
+  Redirection, agent side: 302 Moved Temporarily with a Contact (user "elsewhere"), which
+  the SBC must not follow; then the SBC's hop-by-hop ACK.  The PBX side is reject_302_pbx.xml.
+""", recv("INVITE", extra_attrs=' crlf="true"')
+    + agent_response(302, "Moved Temporarily", contact=True, contact_uri_override="sip:elsewhere@[local_ip]:[local_port]")
+    + recv("ACK", [ereg("CSeq: *1 ACK")], extra_attrs=' crlf="true"'))
+
+scenario(p("reject_302_pbx.xml"), "PBX: agent redirects -> 480", """
+  Redirection, PBX side: a 3xx from the agent host is not followed and reaches the PBX as
+  480 Temporarily Unavailable, without the agent's redirect target (user "elsewhere").
+""", pbx_invite()
+    + recv("100", optional=True)
+    + recv("480", [ereg("elsewhere", inverse=True), ereg("agentsecret", inverse=True)])
+    + pbx_ack_non2xx())
+
+# ------------------------------------------------------------------ CANCEL after 100 only
+def pbx_cancel():
+    return '  <send>\n' + cdata(f'''      CANCEL sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch={INVITE_BRANCH}
+      {FROM_PBX}
+      {TO_SBC}
+      Call-ID: [call_id]
+      CSeq: 1 CANCEL
+      Max-Forwards: 70
+      Content-Length: 0''') + "  </send>\n"
+
+
+def agent_cancelled():
+    """CANCEL answered 200, the INVITE answered 487 (same CSeq number), the SBC's ACK."""
+    return (recv("CANCEL", [ereg("CSeq: *1 CANCEL")])
+            + agent_response(200, "OK", contact=False)
+            + agent_response(487, "Request Terminated", contact=False, cseq="CSeq: [last_cseq_number] INVITE")
+            + recv("ACK", [ereg("CSeq: *1 ACK")], extra_attrs=' crlf="true"'))
+
+
+scenario(p("cancel_after_100_pbx.xml"), "PBX: CANCEL before any ringing", """
+  CANCEL from the PBX while the agent host has only answered 100 Trying (no early dialog):
+  200 for the CANCEL, 487 for the INVITE, ACK.
+""", pbx_invite()
+    + recv("100")
+    + pause(500)
+    + pbx_cancel()
+    + recv("200", [ereg("CSeq: *1 CANCEL")])
+    + recv("487", [ereg("CSeq: *1 INVITE")])
+    + pbx_ack_non2xx())
+
+scenario(p("cancel_after_100_agent.xml"), "Agent: CANCELled after 100 Trying", """
+  CANCEL after 100 Trying only, agent side: 100 (no To tag), then the SBC's CANCEL.
+""", recv("INVITE", extra_attrs=' crlf="true"')
+    + response(100, "Trying", contact=False)
+    + agent_cancelled())
+
+# ------------------------------------------------------------------ CANCEL before any provisional
+scenario(p("cancel_early_pbx.xml"), "PBX: CANCEL before the agent answers anything", """
+  CANCEL from the PBX before the agent host has sent any response at all: the PBX gets 200
+  and 487 at once; the SBC must hold its own CANCEL until the agent's first provisional
+  response (RFC 3261 §9.1), see cancel_early_agent.xml.
+""", pbx_invite()
+    + recv("100")
+    + pause(200)
+    + pbx_cancel()
+    + recv("200", [ereg("CSeq: *1 CANCEL")])
+    + recv("487", [ereg("CSeq: *1 INVITE")])
+    + pbx_ack_non2xx())
+
+scenario(p("cancel_early_agent.xml"), "Agent: slow first response, then CANCELled", """
+  CANCEL before any provisional response, agent side: the agent is silent for 1.5 s (the
+  PBX cancels meanwhile), then rings.  A CANCEL arriving during the silence would abort
+  the call here (RFC 3261 §9.1: a CANCEL MUST NOT be sent before a provisional response);
+  it must come after the 180.
+""", recv("INVITE", extra_attrs=' crlf="true"')
+    + pause(1500)
+    + agent_response(180, "Ringing")
+    + agent_cancelled())
+
+# ------------------------------------------------------------------ REFER
+def agent_refer():
+    text = f'''      REFER [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      [routes]
+      From:[$to]{AGENT_TAG}
+      To:[$from]
+      Call-ID: [call_id]
+      CSeq: 1 REFER
+      Contact: <{AGENT_CONTACT}>
+      Refer-To: <sip:transfer-target@192.0.2.7>
+      Referred-By: <sip:agentsecret@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Content-Length: 0'''
+    return '  <send retrans="500">\n' + cdata(text) + "  </send>\n"
+
+
+scenario(p("refer_refused_pbx.xml"), "PBX: REFER from the agent refused", """
+  REFER from the agent host toward a trunk that does not allow transfers (the default,
+  allow_refer = false), PBX side: nothing reaches the PBX (an unexpected REFER would fail
+  the call here) and the call goes on until the PBX hangs up.
+""", pbx_invite()
+    + recv("100", optional=True) + recv("180", optional=True)
+    + recv("200", [ereg("s=agent", "body")], extra_attrs=' rrs="true" rtd="true"')
+    + pbx_ack_2xx()
+    + pause(1200)
+    + pbx_request("BYE", 2)
+    + recv("200", extra_attrs=' crlf="true"'))
+
+scenario(p("refer_refused_agent.xml"), "Agent: REFER refused", """
+  REFER from the agent host, refused cleanly by the SBC when the trunk does not allow
+  transfers: any of 403, 405, 501 or 603 is accepted; the dialog must survive (the PBX's BYE
+  still arrives in it afterwards).
+""", recv("INVITE", [CAPTURE_DIALOG], extra_attrs=' crlf="true" rrs="true"')
+    + agent_response(180, "Ringing")
+    + agent_response(200, "OK", agent_sdp(), retrans=True)
+    + recv("ACK", extra_attrs=' crlf="true"')
+    + pause(300)
+    + agent_refer()
+    + recv("403", optional=True, extra_attrs=' next="refused"')
+    + recv("405", optional=True, extra_attrs=' next="refused"')
+    + recv("501", optional=True, extra_attrs=' next="refused"')
+    + recv("603")
+    + '  <label id="refused"/>\n'
+    + agent_bye_answer())
+
+scenario(p("refer_relayed_pbx.xml"), "PBX: REFER from the agent relayed", """
+  REFER from the agent host toward a trunk with allow_refer = true, PBX side: the REFER
+  arrives in the A leg's dialog with the Refer-To of the agent (the transfer target), and
+  without the agent's topology; the PBX accepts it (202) and reports the outcome with a
+  NOTIFY (Event: refer, message/sipfrag 200 OK), then hangs up.
+""", pbx_invite()
+    + recv("100", optional=True) + recv("180", optional=True)
+    + recv("200", [ereg("s=agent", "body")], extra_attrs=' rrs="true" rtd="true"')
+    + pbx_ack_2xx()
+    + recv("REFER", [ereg("Refer-To: *<sip:transfer-target@192\\.0\\.2\\.7>"),
+                     ereg("To:[^[:cntrl:]]*;tag=[0-9]+SIPpTag00[0-9]+"), ereg("agentsecret", inverse=True)])
+    + pbx_response(202, "Accepted", contact=True)
+    + pause(200)
+    + pbx_request("NOTIFY", 2, "\n      SIP/2.0 200 OK\n", ctype="message/sipfrag",
+                  extra="      Event: refer\n      Subscription-State: terminated;reason=noresource\n")
+    + recv("200", [ereg("CSeq: *2 NOTIFY")])
+    + bye_and_done_pbx(3))
+
+scenario(p("refer_relayed_agent.xml"), "Agent: REFER relayed", """
+  REFER from the agent host toward a trunk with allow_refer = true, agent side: the REFER
+  is answered 202 (from the PBX), then the PBX's NOTIFY (Event: refer, message/sipfrag)
+  arrives and is answered 200; then the PBX hangs up.
+""", recv("INVITE", [CAPTURE_DIALOG], extra_attrs=' crlf="true" rrs="true"')
+    + agent_response(180, "Ringing")
+    + agent_response(200, "OK", agent_sdp(), retrans=True)
+    + recv("ACK", extra_attrs=' crlf="true"')
+    + pause(300)
+    + agent_refer()
+    + recv("202", [ereg("CSeq: *1 REFER")])
+    + recv("NOTIFY", [ereg("Event: *refer"), ereg("Content-Type: *message/sipfrag"),
+                      ereg("SIP/2.0 200", "body")])
+    + agent_response(200, "OK", tag="", contact=False)
     + agent_bye_answer())
