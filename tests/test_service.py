@@ -168,6 +168,18 @@ class WiringTests(SynchronousTestCase):
         self.assertTrue(top.agent_up("no-such-trunk"))
         self.assertIn(("agent:127.0.0.1:5090", False), changes)
         self.assertFalse(top.peer_status()["agent:127.0.0.1:5090"])
+        # New calls for the trunk are refused with 503 + Retry-After while it is down.
+        raw = (
+            "INVITE sip:alice@127.0.0.1:5060 SIP/2.0\r\n"
+            "Via: SIP/2.0/UDP 192.0.2.9:5060;branch=z9hG4bK-down-1\r\n"
+            "Max-Forwards: 70\r\nFrom: <sip:pbx@192.0.2.9>;tag=f1\r\nTo: <sip:alice@127.0.0.1>\r\n"
+            "Call-ID: down-1@pbx\r\nCSeq: 1 INVITE\r\nContact: <sip:pbx@192.0.2.9:5060>\r\n"
+            "Content-Length: 0\r\n\r\n"
+        ).encode()
+        reactor.udp_ports[0].protocol.datagramReceived(raw, ("192.0.2.9", 5060))
+        [refusal] = [m for m, addr in sent(reactor) if isinstance(m, Response) and addr == ("192.0.2.9", 5060)]
+        self.assertEqual(refusal.status, 503)
+        self.assertEqual(refusal.get("Retry-After"), b"30")
         # One answered ping brings it back.
         pump(reactor, 30.0, step=0.5)
         options = requests_to(reactor, "OPTIONS", 5090)[-1]
