@@ -11,7 +11,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from sbc.b2bua.core import LiteralResolver
 from sbc.config import load_config_text
 from sbc.sip.endpoint import Peer
-from sbc.sip.message import Request, Response, make_response
+from sbc.sip.message import Request, make_response
 from sbc.sip.transaction import Timers
 from sbc.transport.pinger import PingerTU, ping_targets
 from sbc.transport.register import RegistrationTU, sent_by_host

@@ -45,9 +45,10 @@ __all__ = ["ClientTU", "RegistrationTU", "Resolver", "sent_by_host"]
 
 
 class Resolver(Protocol):
-    """Locates a SIP URI: the peers to try, best first ([] if it cannot)."""
+    """Locates a SIP URI: the peers to try, best first ([] if it cannot; None while it
+    must ask DNS first -- see :class:`sbc.service.DnsResolver`)."""
 
-    def resolve(self, uri: URI) -> list[Peer]: ...
+    def resolve(self, uri: URI) -> list[Peer] | None: ...
 
 
 def sent_by_host(local_host: str, fqdn: str) -> str:
