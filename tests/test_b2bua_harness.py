@@ -36,11 +36,14 @@ def branch() -> str:
 
 
 class Net:
-    def __init__(self, peer: Peer = PBX, **kwargs: Any) -> None:
+    def __init__(self, peer: Peer = PBX, endpoint_supported: tuple[str, ...] | None = None, **kwargs: Any) -> None:
+        """``endpoint_supported``: the Endpoint's option tags (default: the B2BUA's, as the
+        service should wire them)."""
         self.now = 1000.0
         kwargs.setdefault("trunks", [TRUNK])
         self.b2b = B2bua(local_host="192.0.2.10", local_port=5060, fqdn="sbc.example.com", **kwargs)
-        self.ep = Endpoint(fqdn="sbc.example.com")
+        supported = self.b2b.option_tags if endpoint_supported is None else endpoint_supported
+        self.ep = Endpoint(fqdn="sbc.example.com", supported=supported)
         self.ep.add_handler(self.b2b)
         self.ep.set_response_handler(self.b2b.handle_response)
         self.pbx_peer = peer

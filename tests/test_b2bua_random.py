@@ -25,6 +25,7 @@ from sbc.sip.dialog import Dialog, DialogError
 from sbc.sip.endpoint import Endpoint, Peer
 from sbc.sip.errors import SipError
 from sbc.sip.message import Request, Response, make_response, parse_message
+from sbc.sip.session_timer import SessionTimerConfig
 from sbc.sip.transaction import (
     AckReceived,
     CancelReceived,
@@ -331,11 +332,12 @@ class _LaterResolver:
 
 class World:
     def __init__(self, seed: int, loss: float, transport: str = "udp", latency: float = 0.0,
-                 async_lookup: bool = False) -> None:
+                 async_lookup: bool = False, session_timer: Any = SessionTimerConfig()) -> None:
         """``transport`` "tcp" runs both legs over a reliable transport (no retransmissions,
         zero-length Timers D, I, J, K): then ``loss`` must be 0.  ``latency`` > 0 delays each
         message by up to that many seconds -- randomly over UDP (so messages overtake each
-        other), by exactly that much over TCP (order kept)."""
+        other), by exactly that much over TCP (order kept).  ``session_timer``: the B2BUA's
+        RFC 4028 settings (short intervals make it refresh both legs during the calls)."""
         self.rng = random.Random(seed)
         self.latency = latency
         self.flight: list[tuple[float, int, bool, bytes, Peer]] = []
@@ -351,7 +353,8 @@ class World:
         self.async_lookup = async_lookup
         resolver = _LaterResolver() if async_lookup else None
         self.b2b = B2bua(trunks=[trunk], local_host="192.0.2.10", local_port=5060, fqdn="sbc.example.com",
-                         no_answer_timeout=20, max_call_duration=300, max_calls=100_000, resolver=resolver)
+                         no_answer_timeout=20, max_call_duration=300, max_calls=100_000, resolver=resolver,
+                         session_timer=session_timer)
         self.ep = Endpoint(fqdn="sbc.example.com")
         self.ep.add_handler(self.b2b)
         self.ep.set_response_handler(self.b2b.handle_response)
@@ -493,3 +496,18 @@ class RandomCallsTests(SynchronousTestCase):
         world = World(seed=seed, loss=loss, latency=latency)
         world.run(200)
         self.check_world(world, 200)
+
+    @settings(max_examples=6)
+    @given(seed=st.integers(0, 2**32 - 1), loss=st.sampled_from([0.0, 0.05]),
+           latency=st.sampled_from([0.0, 0.3]))
+    def test_random_calls_short_session_timers(self, seed: int, loss: float, latency: float) -> None:
+        """Session intervals of 90 s: the SBC refreshes both legs (re-INVITEs: the fakes
+        allow no UPDATE) among the scripts' own re-INVITEs, and the fakes' random answers
+        (491, 500, 481, silence) to the refreshes end some calls by the session timer."""
+        world = World(seed=seed, loss=loss, latency=latency,
+                      session_timer=SessionTimerConfig(session_expires=90, min_se=90, retry_delay=2.0))
+        world.run(200)
+        ended = world.b2b.ended_calls()
+        world.b2b._ended.extend(ended)
+        self.check_world(world, 200)
+        self.assertGreater(world.b2b.stats.get("session-refresh", 0), 50)

@@ -13,6 +13,9 @@ from typing import TYPE_CHECKING, Protocol
 
 from .events import Answer, CallEvent, Disconnect, Fail, Try
 
+#: Call timer kinds of the legs' session timers (RFC 4028), one per leg.
+SESSION_TIMER = {"a": "session-a", "b": "session-b"}
+
 if TYPE_CHECKING:  # pragma: no cover
     from .legs import Leg, UacLeg, UasLeg
 
@@ -147,6 +150,8 @@ class Call:
             self.ended = now
             self.host.cancel_timer(self, NO_ANSWER)
             self.host.cancel_timer(self, MAX_DURATION)
+            for kind in SESSION_TIMER.values():
+                self.host.cancel_timer(self, kind)
             self.host.call_ended(self)
 
     def on_timer(self, kind: str, now: float) -> None:
@@ -157,3 +162,7 @@ class Call:
             self.b.handle(Disconnect(NO_ANSWER), now)
         elif kind == MAX_DURATION:
             self.hang_up(self.a, MAX_DURATION, now)
+        elif kind == SESSION_TIMER["a"]:
+            self.a.on_session_timer(now)
+        elif kind == SESSION_TIMER["b"]:
+            self.b.on_session_timer(now)

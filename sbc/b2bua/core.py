@@ -27,6 +27,16 @@ the driver then resolves the URIs of :meth:`B2bua.lookups` and reports with
 :meth:`B2bua.resolved`.  Before any provisional response, a timeout or a 503 moves the
 INVITE to the next target (RFC 3263 §4.3).
 
+Session timers (RFC 4028, :mod:`sbc.sip.session_timer`) run on each leg separately: the A
+leg negotiates as UAS with the PBX (an interval below our Min-SE gets 422), the B leg as UAC
+with the agent host (a 422 from it is retried once with its Min-SE).  When the SBC is a
+leg's refresher it sends an UPDATE (the peer allows it) or a re-INVITE repeating the SDP it
+last sent on that leg; a peer's refresh -- an UPDATE without body, or the very SDP it last
+sent -- is answered on its own leg and never relayed; a real change crosses as usual and
+refreshes both legs' timers.  When a leg's session expires (the peer stopped refreshing, or
+our refresh got 408/481/no answer) both legs get BYE and the call ends with reason
+``session-timer``.
+
 In-dialog requests toward the PBX go back to the address the INVITE came from (symmetric
 signalling, the way PBX trunks behind NAT expect it); toward the agent host they follow the
 dialog's route set / remote target when it is an IP literal, else the first hop of the call.
@@ -48,6 +58,7 @@ from sbc.sip.dialog import Dialog, DialogError, DialogId
 from sbc.sip.endpoint import Peer
 from sbc.sip.errors import SipError, SipParseError
 from sbc.sip.message import Request, Response, make_response
+from sbc.sip.session_timer import Reject422, SessionTimerConfig, UasAccept, negotiate_uas
 from sbc.sip.transaction import (
     AckMissing,
     AckReceived,
@@ -166,12 +177,18 @@ class B2bua:
         supported: Iterable[str] = (),
         local_ports: Mapping[str, int] | None = None,
         contact_port: Callable[[Peer], int | None] | None = None,
+        session_timer: SessionTimerConfig | None = SessionTimerConfig(),
     ) -> None:
         """``timers`` is a :class:`~sbc.sip.transaction.Timers` or anything with ``t1``,
         ``t2`` and ``t4`` (e.g. the ``[sip]`` config section).  ``local_ports`` overrides
         ``local_port`` per transport (``{"tls": 5061}``) in our Via and Contact;
         ``contact_port(peer)`` (as :class:`~sbc.sip.endpoint.Endpoint` takes it) gives the
-        port of the listener a PBX reached us on, for the A leg's Contact."""
+        port of the listener a PBX reached us on, for the A leg's Contact.
+
+        ``session_timer``: RFC 4028 on both legs (each leg negotiates with its own peer, see
+        :mod:`sbc.sip.session_timer`); None turns session timers off.  With timers on, the
+        option tag ``timer`` is supported (:attr:`option_tags`: give them to the Endpoint as
+        its ``supported``, or it refuses ``Require: timer`` with 420 before we see it)."""
         self.trunks = tuple(trunks)
         self.local_host = local_host
         self.local_port = local_port
@@ -191,7 +208,9 @@ class B2bua:
         self.copy_headers = frozenset(h.lower() for h in copy_headers)
         self.copy_x_headers = copy_x_headers
         self.user_agent = user_agent.encode()
-        self.supported = frozenset(s.lower() for s in supported)
+        self.session_timer = session_timer
+        self.supported = frozenset(s.lower() for s in supported) | (
+            {"timer"} if session_timer is not None else set())
         self.accepting = True  # False: new calls get 503 (graceful shutdown)
         #: Admission hook: ``agent_up(trunk_name)`` False (the pinger marked the trunk's agent
         #: host down) makes new calls of that trunk get 503 with Retry-After.
@@ -212,6 +231,11 @@ class B2bua:
         self._ended: deque[Call] = deque(maxlen=10_000)
         self.now = 0.0
         self.stats: dict[str, int] = {}
+
+    @property
+    def option_tags(self) -> tuple[str, ...]:
+        """The option tags we support (for the Endpoint's ``supported``)."""
+        return tuple(sorted(self.supported))
 
     # ================================================================== outputs
 
@@ -579,6 +603,18 @@ class B2bua:
         if not request.contacts:
             self._refuse(request, peer, key, 400, "Missing Contact", "INVITE without Contact", now)
             return
+        timer: UasAccept | None = None
+        if self.session_timer is not None:
+            try:
+                verdict = negotiate_uas(request, self.session_timer)
+            except SipParseError as e:
+                self._refuse(request, peer, key, 400, e.reason, f"session timer: {e.reason}", now)
+                return
+            if isinstance(verdict, Reject422):
+                self._refuse(request, peer, key, 422, "Session Interval Too Small",
+                             f"Session-Expires below our Min-SE {verdict.min_se}", now, verdict.headers)
+                return
+            timer = verdict
         max_forwards = request.max_forwards
         if max_forwards is not None and max_forwards <= 0:
             self._refuse(request, peer, key, 483, "Too Many Hops", "Max-Forwards 0", now)
@@ -623,7 +659,7 @@ class B2bua:
         route = None
         if proxy is not None:
             route = b"<" + (proxy if proxy.has_param("lr") else proxy.with_param("lr", None)).to_bytes() + b">"
-        call.a = UasLeg(self, call, request, key, peer, a_contact, self.new_token())
+        call.a = UasLeg(self, call, request, key, peer, a_contact, self.new_token(), timer)
         call.b = UacLeg(self, call, target, peers, local_host=_bracket(self.local_host),
                         route=route, user_agent=self.user_agent, call_id=call_id, local_tag=self.new_token())
         if peers is None:

@@ -31,6 +31,19 @@ from sbc.sip.dialog import CONFIRMED, EARLY, TERMINATED, Dialog, DialogError, Di
 from sbc.sip.endpoint import Peer
 from sbc.sip.errors import SipParseError
 from sbc.sip.message import Header, NameAddr, Request, Response, make_response, reason_phrase
+from sbc.sip.session_timer import (
+    Negotiated,
+    Reject422,
+    SessionTimer,
+    SessionTimerConfig,
+    TimerAction,
+    UacNegotiation,
+    UasAccept,
+    allows_method,
+    build_refresh,
+    is_refresh_only,
+    negotiate_uas,
+)
 from sbc.sip.transaction import TransactionKey
 from sbc.sip.uri import URI
 
@@ -50,6 +63,8 @@ from .events import (
     Ring,
     Try,
 )
+
+from .call import SESSION_TIMER
 
 if TYPE_CHECKING:  # pragma: no cover
     from .call import Call
@@ -111,6 +126,9 @@ class LegStack(Protocol):
 
     def target_failed(self, peer: Peer, now: float) -> None: ...
 
+    #: RFC 4028 settings for both legs; None: no session timers.
+    session_timer: SessionTimerConfig | None
+
 
 def body_of(message: Request | Response) -> Body | None:
     """The body of a message with its Content-Type, or None if it has none."""
@@ -140,7 +158,30 @@ _INVITE = "invite"
 _REOFFER = "reoffer"
 _INFO = "info"
 _BYE = "bye"
+_REFRESH = "refresh"  # our session refresh (RFC 4028): answered on this leg only
 _DONE = "done"  # final response seen; later ones (2xx retransmissions) only get re-ACKed
+
+#: Relay id of an in-dialog INVITE answered by the leg itself (a session refresh): its ACK
+#: ends there and is not relayed.
+_LOCAL = -1
+
+SESSION_END = "session-timer"
+
+
+def _same_sdp(request: Request, last: Body | None) -> bool:
+    """An incoming re-INVITE/UPDATE is a pure session refresh: no body (UPDATE), or the very
+    SDP last received on this leg, o= line included (RFC 3264 §8).  Stricter than
+    :func:`is_refresh_only` alone: a peer that changes its SDP without raising the o= version
+    (seen in the field) still gets its change relayed."""
+    if not request.body:
+        return request.method == "UPDATE"
+    if last is None or request.body.rstrip() != last.data.rstrip():
+        return False
+    return is_refresh_only(request, last.data)
+
+
+#: An offer we sent (re-INVITE/UPDATE): its session timer negotiation, method and body.
+_Sent = tuple["UacNegotiation | None", str, "Body | None"]
 
 
 class Leg:
@@ -149,6 +190,7 @@ class Leg:
     side: ClassVar[str] = "?"
     TERMINAL: ClassVar[enum.Enum]
     TERMINATING: ClassVar[enum.Enum]
+    CONFIRMED_STATE: ClassVar[enum.Enum]  # the dialog is up and ACKed: refreshes may go out
     TRANSITIONS: ClassVar[dict[tuple[enum.Enum, str], enum.Enum]]
     #: states in which in-dialog requests may be relayed through this leg
     USABLE: ClassVar[frozenset[enum.Enum]]
@@ -173,6 +215,14 @@ class Leg:
         self._last_ack: tuple[int, Request] | None = None  # (CSeq, ACK) for re-ACKs
         self._bye_after_ack = False
         self._bye_headers: tuple[tuple[str, bytes], ...] = ()
+        # RFC 4028: this leg's timer, what the peer allows, the SDP last sent / received here
+        self.session: SessionTimer | None = None
+        self.peer_allows_update = False
+        self.local_sdp: Body | None = None
+        self.remote_sdp: Body | None = None
+        self._in_timer: dict[int, UasAccept] = {}  # relay id -> negotiation of a relayed offer
+        # our re-INVITE/UPDATE (refresh or relayed offer) -> (negotiation, method, body, headers)
+        self._neg: dict[TransactionKey, _Sent] = {}
 
     # ------------------------------------------------------------------ helpers
 
@@ -185,6 +235,8 @@ class Leg:
         if nxt is None:
             raise LegStateError(self.side, self.state, what)
         self.state = nxt
+        if nxt is self.TERMINAL or nxt is self.TERMINATING:
+            self._stop_session()
         if nxt is self.TERMINAL:
             self._terminated()
 
@@ -233,6 +285,8 @@ class Leg:
         hdrs.extend(_body_headers(body))
         response = make_response(request, status, reason, to_tag=to_tag, headers=hdrs, body=_data(body))
         self.stack.send_response(key, response, now)
+        if body is not None and status < 300 and request.method in ("INVITE", "UPDATE"):
+            self.local_sdp = body
 
     def _ack(self, cseq: int, body: Body | None, now: float) -> None:
         assert self.dialog is not None
@@ -242,6 +296,8 @@ class Leg:
             dialog = attrs.evolve(dialog, state=CONFIRMED)
         ack = dialog.create_ack(cseq, via=self._via(), headers=_body_headers(body), body=_data(body))
         self._last_ack = (cseq, ack)
+        if body is not None:
+            self.local_sdp = body
         self.stack.send_ack(ack, self._target())
 
     def _flush_pending_2xx(self, now: float, body: Body | None = None) -> None:
@@ -278,6 +334,8 @@ class Leg:
         self.offer_in = None
         self.offer_out = None
         self._awaiting_ack = None
+        self._in_timer.clear()
+        self._neg.clear()
         self.call.leg_ended(self, now)
 
     # ------------------------------------------------------------------ network input
@@ -325,6 +383,21 @@ class Leg:
             # RFC 3261 §14.2: a second INVITE while the first is still being answered.
             self._respond(key, request, 500, now=now, headers=[("Retry-After", b"%d" % (int(now) % 10))])
             return
+        accept: UasAccept | None = None
+        config = self.stack.session_timer
+        if config is not None:
+            try:
+                verdict = negotiate_uas(request, config)
+            except SipParseError as e:
+                self._respond(key, request, 400, e.reason, now=now)
+                return
+            if isinstance(verdict, Reject422):
+                self._respond(key, request, 422, "Session Interval Too Small", headers=verdict.headers, now=now)
+                return
+            accept = verdict
+            if _same_sdp(request, self.remote_sdp) and (not request.body or self.local_sdp is not None):
+                self._answer_refresh(request, key, accept, now)
+                return
         other = self.call.other(self)
         if self.call.offer_busy() or not other.can_relay():
             # RFC 3261 §14.2 / RFC 3311 §5.2: glare (an offer is pending on this call).
@@ -332,10 +405,26 @@ class Leg:
             return
         if method == "INVITE":
             self._respond(key, request, 100, now=now)
+        if request.body:
+            self.remote_sdp = body_of(request)
         rid = self.stack.new_id()
         self._in[rid] = (key, request)
+        if accept is not None:
+            self._in_timer[rid] = accept
         self.offer_in = rid
         self._emit(Reoffer(rid, method, body_of(request)), now)
+
+    def _answer_refresh(self, request: Request, key: TransactionKey, accept: UasAccept, now: float) -> None:
+        """A session refresh from the peer (RFC 4028 §10): answered here, with our last SDP
+        on this leg, and never relayed -- the other leg has its own timer."""
+        if request.body and self.offer_pending:
+            self._respond(key, request, 491, now=now)  # an offer exchange is in progress here
+            return
+        body = self.local_sdp if request.body else None
+        self._respond(key, request, 200, body=body, headers=accept.headers, now=now)
+        if request.method == "INVITE":
+            self._awaiting_ack = (request.cseq.seq, _LOCAL)
+        self._session_refreshed(now, accept.timer)
 
     def _peer_bye(self, headers: tuple[tuple[str, bytes], ...], now: float) -> None:
         """The peer hung up (its BYE was answered 200); ``headers``: its Reason headers."""
@@ -351,6 +440,10 @@ class Leg:
             return  # a retransmission, or an ACK we do not wait for
         _cseq, rid = self._awaiting_ack
         self._awaiting_ack = None
+        if ack.body:
+            self.remote_sdp = body_of(ack)
+        if rid == _LOCAL:
+            return  # the ACK of a refresh we answered ourselves
         if rid:
             if self.offer_in == rid:
                 self.offer_in = None
@@ -399,11 +492,25 @@ class Leg:
         if purpose == _BYE:
             self._bye_done(now)
             return
+        if purpose == _REFRESH:
+            self._refresh_answered(response, key, now)
+            return
         dialog_gone = status in (408, 481)
         if purpose == _REOFFER:
             if self.offer_out == key:
                 self.offer_out = None
+            sent = self._neg.pop(key, None)
+            if status == 422 and sent is not None and sent[0].process_422(response) and not self.ended:
+                # RFC 4028 §7.3: once more with the larger Min-SE the peer asked for.
+                self._send_offer(sent, _REOFFER, rid, now)
+                return
             if 200 <= status < 300:
+                if sent is not None and sent[2] is not None:
+                    self.local_sdp = sent[2]
+                if response.body:
+                    self.remote_sdp = body_of(response)
+                if sent is not None and self.stack.session_timer is not None:
+                    self._session_refreshed(now, sent[0].process_2xx(response))
                 if key.method == "INVITE":
                     if self.state in self.USABLE:
                         self._pending_2xx = (response.cseq.seq, response)
@@ -432,9 +539,13 @@ class Leg:
         if purpose == _BYE:
             self._bye_done(now)
             return
+        if purpose == _REFRESH:
+            self._refresh_lost(key, status, now)
+            return
         if purpose == _REOFFER:
             if self.offer_out == key:
                 self.offer_out = None
+            self._neg.pop(key, None)
             self._emit(ReofferFail(rid, status, reason_phrase(status)), now)
         elif purpose == _INFO:
             self._emit(InfoAnswer(rid, status, reason_phrase(status)), now)
@@ -478,6 +589,121 @@ class Leg:
     def _invite_failed(self, status: int, reason: str, retry_after: int | None, now: float) -> None:
         pass
 
+    # ------------------------------------------------------------------ session timer (RFC 4028)
+
+    def _uac_negotiation(self) -> UacNegotiation | None:
+        """The negotiation for a re-INVITE/UPDATE we send on this leg (None: no timers)."""
+        if self.session is not None and self.session.running:
+            return self.session.uac_negotiation()
+        config = self.stack.session_timer
+        return UacNegotiation(config=config) if config is not None else None
+
+    def _session_refreshed(self, now: float, negotiated: Negotiated | None) -> None:
+        """A 2xx to a re-INVITE/UPDATE on this leg (or the initial INVITE): (re)start the
+        leg's timer with what that transaction agreed on; None stops it."""
+        if self.state is self.TERMINAL or self.state is self.TERMINATING:
+            return
+        if negotiated is None:
+            if self.session is not None:
+                self.session.stop()
+        elif self.session is None:
+            config = self.stack.session_timer
+            self.session = SessionTimer(negotiated, now, config if config is not None else SessionTimerConfig())
+        else:
+            self.session.refreshed(now, negotiated)
+        self._arm_session()
+
+    def _arm_session(self) -> None:
+        kind = SESSION_TIMER[self.side]
+        when = None
+        if self.session is not None and self.state is not self.TERMINAL and self.state is not self.TERMINATING:
+            when = self.session.next_deadline()
+        if when is None:
+            self.call.host.cancel_timer(self.call, kind)
+        else:
+            self.call.host.set_timer(self.call, kind, when)
+
+    def _stop_session(self) -> None:
+        if self.session is not None:
+            self.session.stop()
+            self.call.host.cancel_timer(self.call, SESSION_TIMER[self.side])
+
+    def on_session_timer(self, now: float) -> None:
+        """The leg's session timer is due: refresh (we are the refresher) or give up."""
+        session = self.session
+        if session is None or self.state is self.TERMINAL or self.state is self.TERMINATING:
+            return
+        action = session.handle_timer(now)
+        if action is TimerAction.EXPIRED:
+            who = "the peer did not refresh" if session.refresher.value == "peer" else "our refresh did not succeed"
+            self._session_expired(f"{who} within {session.interval}s", now)
+            return
+        if action is TimerAction.REFRESH:
+            self._send_refresh(now)
+        self._arm_session()
+
+    def _session_expired(self, why: str, now: float) -> None:
+        """RFC 4028 §10: the session is over -- BYE on both legs."""
+        self.stack.notice("session-expired", f"{self.side} leg: {why}", self.peer, None, self.call.id)
+        self.call.hang_up(self, SESSION_END, now)
+
+    def _send_refresh(self, now: float) -> None:
+        """Our session refresh: UPDATE without a body when the peer allows UPDATE, else a
+        re-INVITE repeating the SDP we last sent on this leg (the peer sees no change)."""
+        session = self.session
+        assert session is not None
+        use_update = self.peer_allows_update or self.local_sdp is None
+        if (self.state is not self.CONFIRMED_STATE or self.dialog is None or self.dialog.state == TERMINATED
+                or (not use_update and self.offer_pending)):
+            # Not now (an offer exchange is under way, or the ACK is still due): a little later.
+            session.refresh_failed(now, 491)
+            return
+        neg = session.uac_negotiation()
+        refresh = build_refresh(
+            (), peer_allows_update=use_update,
+            last_local_sdp=self.local_sdp.data if self.local_sdp is not None else None,
+            content_type=self.local_sdp.content_type if self.local_sdp is not None else b"application/sdp")
+        body = Body(self.local_sdp.content_type, refresh.body) if refresh.body and self.local_sdp else None
+        self._send_offer((neg, refresh.method, body), _REFRESH, 0, now)
+        self.stack.notice("session-refresh", f"{self.side} leg: {refresh.method}", self.peer, None, self.call.id)
+
+    def _refresh_answered(self, response: Response, key: TransactionKey, now: float) -> None:
+        sent = self._neg.pop(key, None)
+        if self.offer_out == key:
+            self.offer_out = None
+        status = response.status
+        if 200 <= status < 300:
+            if key.method == "INVITE":
+                self._ack(response.cseq.seq, None, now)
+            if response.body:
+                self.remote_sdp = body_of(response)
+            if sent is not None and sent[0] is not None:
+                self._session_refreshed(now, sent[0].process_2xx(response))
+            return
+        session = self.session
+        if session is None or self.state is self.TERMINAL or self.state is self.TERMINATING:
+            return
+        if status == 422 and sent is not None and sent[0] is not None and sent[0].process_422(response):
+            self._send_offer(sent, _REFRESH, 0, now)
+            return
+        if session.refresh_failed(now, status, retry_after_of(response)) is TimerAction.EXPIRED:
+            self._session_expired(f"our refresh was answered {status}", now)
+            return
+        self._arm_session()
+
+    def _refresh_lost(self, key: TransactionKey, status: int, now: float) -> None:
+        """Our refresh got no answer (408) or could not be sent (503)."""
+        self._neg.pop(key, None)
+        if self.offer_out == key:
+            self.offer_out = None
+        session = self.session
+        if session is None or self.state is self.TERMINAL or self.state is self.TERMINATING:
+            return
+        if session.refresh_failed(now, None if status == 408 else status) is TimerAction.EXPIRED:
+            self._session_expired("our refresh got no answer", now)
+            return
+        self._arm_session()
+
     # ------------------------------------------------------------------ events from the other leg
 
     def handle(self, event: CallEvent, now: float) -> None:
@@ -508,15 +734,28 @@ class Leg:
         if not self.can_relay() or self.offer_pending:
             self._emit(ReofferFail(event.id, 491, "Request Pending"), now)
             return
-        key = self._send(self._request(event.method, event.body), _REOFFER, event.id, now)
-        self.offer_out = key
+        # The relayed change carries this leg's own session timer (RFC 4028 §7.4).
+        self._send_offer((self._uac_negotiation(), event.method, event.body), _REOFFER, event.id, now)
+
+    def _send_offer(self, sent: "_Sent", purpose: str, rid: int, now: float) -> None:
+        """Send a re-INVITE or UPDATE (a relayed offer or our refresh) with the session timer
+        headers of its negotiation."""
+        neg, method, body = sent
+        headers = neg.request_headers() if neg is not None else ()
+        key = self._send(self._request(method, body, headers), purpose, rid, now)
+        self._neg[key] = sent
+        if purpose == _REOFFER or method == "INVITE":
+            self.offer_out = key
 
     def _answer_offer(self, event: ReofferAnswer, now: float) -> None:
         pending = self._in.pop(event.id, None)
+        accept = self._in_timer.pop(event.id, None)
         if pending is None:
             return
         key, request = pending
-        self._respond(key, request, 200, body=event.body, now=now)
+        self._respond(key, request, 200, body=event.body, headers=accept.headers if accept else (), now=now)
+        if accept is not None:
+            self._session_refreshed(now, accept.timer)
         if request.method == "INVITE":
             self._awaiting_ack = (request.cseq.seq, event.id)  # offer_in is cleared by the ACK
         elif self.offer_in == event.id:
@@ -524,6 +763,7 @@ class Leg:
 
     def _fail_offer(self, event: ReofferFail, now: float) -> None:
         pending = self._in.pop(event.id, None)
+        self._in_timer.pop(event.id, None)
         if self.offer_in == event.id:
             self.offer_in = None
         if pending is None:
@@ -569,6 +809,7 @@ class UasLeg(Leg):
     side = "a"
     TERMINAL = _U.TERMINATED
     TERMINATING = _U.TERMINATING
+    CONFIRMED_STATE = _U.CONFIRMED
     USABLE = frozenset({_U.EARLY, _U.ACCEPTED, _U.CONFIRMED})
     TRANSITIONS = {
         (_U.PROCEEDING, "ring"): _U.EARLY,
@@ -593,13 +834,18 @@ class UasLeg(Leg):
     }
 
     def __init__(self, stack: LegStack, call: "Call", invite: Request, key: TransactionKey,
-                 peer: Peer, contact: bytes, local_tag: str) -> None:
+                 peer: Peer, contact: bytes, local_tag: str, timer: UasAccept | None = None) -> None:
+        """``timer``: the session timer negotiated for the INVITE (:func:`negotiate_uas`),
+        put into our 2xx and run from then on; None: no session timer on this leg."""
         super().__init__(stack, call, peer, contact)
         self.state = _U.PROCEEDING
         self.invite = invite
         self.invite_key = key
         self.local_tag = local_tag
         self.final_status: int | None = None
+        self.timer = timer
+        self.peer_allows_update = allows_method(invite, "UPDATE")
+        self.remote_sdp = body_of(invite)
 
     def start(self, now: float) -> None:
         self._respond(self.invite_key, self.invite, 100, now=now)
@@ -627,7 +873,10 @@ class UasLeg(Leg):
             self._go("answer")
             self.final_status = 200
             self._awaiting_ack = (self.invite.cseq.seq, 0)
-            self._respond(self.invite_key, self.invite, 200, body=event.body, to_tag=self.local_tag, now=now)
+            self._respond(self.invite_key, self.invite, 200, body=event.body, to_tag=self.local_tag,
+                          headers=self.timer.headers if self.timer is not None else (), now=now)
+            if self.timer is not None:
+                self._session_refreshed(now, self.timer.timer)
         elif isinstance(event, Fail):
             if self.state in (_U.PROCEEDING, _U.EARLY):
                 self.final_status = event.status
@@ -643,6 +892,8 @@ class UasLeg(Leg):
     def _initial_ack(self, ack: Request, now: float) -> None:
         if self.state is not _U.ACCEPTED:
             return
+        if ack.body:
+            self.remote_sdp = body_of(ack)
         self._go("ack")
         self._emit(Confirm(body_of(ack)), now)
         if self._bye_after_ack:
@@ -712,6 +963,7 @@ class UacLeg(Leg):
     side = "b"
     TERMINAL = _C.TERMINATED
     TERMINATING = _C.TERMINATING
+    CONFIRMED_STATE = _C.CONFIRMED
     USABLE = frozenset({_C.EARLY, _C.ANSWERED, _C.CONFIRMED})
     TRANSITIONS = {
         (_C.INIT, "try"): _C.CALLING,
@@ -720,7 +972,8 @@ class UacLeg(Leg):
         (_C.RESOLVING, "try"): _C.CALLING,
         (_C.RESOLVING, "cancel"): _C.TERMINATED,
         (_C.RESOLVING, "failed"): _C.TERMINATED,
-        (_C.CALLING, "retry"): _C.CALLING,  # failover to the next target (RFC 3263 §4.3)
+        (_C.CALLING, "retry"): _C.CALLING,  # failover to the next target (RFC 3263 §4.3), or 422
+        (_C.EARLY, "retry"): _C.CALLING,  # 422 after a provisional (RFC 4028 §7.3)
         (_C.CALLING, "provisional"): _C.EARLY,
         (_C.EARLY, "provisional"): _C.EARLY,
         (_C.CANCELLING, "provisional"): _C.CANCELLING,
@@ -771,6 +1024,7 @@ class UacLeg(Leg):
         self.invite_key: TransactionKey | None = None
         self.final_status: int | None = None
         self.offerless = False
+        self._st_neg: UacNegotiation | None = None  # session timer of the initial INVITE
 
     def _target(self) -> Peer:
         if self.dialog is None:
@@ -799,6 +1053,8 @@ class UacLeg(Leg):
             ("Contact", self.contact),
             ("Allow", ALLOW),
         ]
+        if self._st_neg is not None:
+            headers.extend(self._st_neg.request_headers())
         if self.user_agent:
             headers.append(("User-Agent", self.user_agent))
         headers.extend(event.headers)
@@ -810,6 +1066,8 @@ class UacLeg(Leg):
         if isinstance(event, Try):
             self._try = event
             self.offerless = event.body is None
+            config = self.stack.session_timer
+            self._st_neg = UacNegotiation(config=config) if config is not None else None
             if self.resolving:
                 self._go("resolve")
                 return
@@ -888,6 +1146,8 @@ class UacLeg(Leg):
                     pass
             cancelling = self.state is _C.CANCELLING
             self._go("provisional")
+            if response.body:
+                self.remote_sdp = body_of(response)
             if not cancelling:
                 self._emit(Ring(status, response.reason, body_of(response)), now)
             return
@@ -913,10 +1173,34 @@ class UacLeg(Leg):
                 return
             self._go("ok")
             self._pending_2xx = (response.cseq.seq, response)
+            if self._try is not None and self._try.body is not None:
+                self.local_sdp = self._try.body
+            if response.body:
+                self.remote_sdp = body_of(response)
+            self.peer_allows_update = allows_method(response, "UPDATE")
+            if self._st_neg is not None:
+                self._session_refreshed(now, self._st_neg.process_2xx(response))
             self._emit(Answer(body_of(response)), now)
             return
         self._out[key] = (_DONE, 0)
+        if status == 422 and self._retry_422(response, now):
+            return
         self._invite_failed(status, response.reason, retry_after_of(response), now)
+
+    def _retry_422(self, response: Response, now: float) -> bool:
+        """RFC 4028 §7.3: the agent wants a longer session interval; send the INVITE once
+        more (new CSeq) with its Min-SE."""
+        if self.state not in (_C.CALLING, _C.EARLY) or self._st_neg is None or self.invite is None \
+                or not self._st_neg.process_422(response):
+            return False
+        if self.dialog is not None:  # an early dialog of the refused INVITE
+            self._unbind()
+            self.dialog = None
+        self.stack.notice("session-422", f"agent asked for Min-SE {self._st_neg.min_se}; retrying",
+                          self.peer, 422, self.call.id)
+        self._go("retry")
+        self._send_invite(self.invite.cseq.seq + 1, now)
+        return True
 
     def _invite_failed(self, status: int, reason: str, retry_after: int | None, now: float) -> None:
         if self.state not in (_C.CALLING, _C.EARLY, _C.CANCELLING):
