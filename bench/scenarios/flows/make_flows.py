@@ -1017,3 +1017,62 @@ scenario(p("refer_relayed_agent.xml"), "Agent: REFER relayed", """
                       ereg("SIP/2.0 200", "body")])
     + agent_response(200, "OK", tag="", contact=False)
     + agent_bye_answer())
+
+# ------------------------------------------------------------------ session timers (RFC 4028)
+ST_HEADERS = ("      Supported: timer\n"
+              "      Session-Expires: 90;refresher=uac\n"
+              "      Min-SE: 90\n")
+
+scenario(p("session_timer_pbx.xml"), "PBX: session timer, PBX refreshes", """
+  Session timers on the A leg (RFC 4028), PBX side.  The PBX supports timers and asks for
+  90 s with itself as refresher: the SBC's 200 must grant it (Session-Expires: 90 with
+  refresher=uac, §9) and carry Require: timer.  After a second the PBX refreshes with a
+  re-INVITE (same SDP version: no change), which must be answered 200 with Session-Expires
+  again; the call then ends normally.
+""", pbx_invite(extra=ST_HEADERS)
+    + recv("100", optional=True) + recv("180", optional=True)
+    + recv("200", [ereg("Session-Expires: *90 *;[^[:cntrl:]]*refresher=uac"),
+                   ereg("Require:[^[:cntrl:]]*timer")], extra_attrs=' rrs="true" rtd="true"')
+    + pbx_ack_2xx()
+    + pause(1000)
+    + pbx_request("INVITE", 2, pbx_sdp(), extra=ST_HEADERS)
+    + recv("100", optional=True)
+    + recv("200", [ereg("CSeq: *2 INVITE"), ereg("Session-Expires: *[0-9]+")])
+    + pbx_ack_2xx(2)
+    + bye_and_done_pbx(3))
+
+scenario(p("session_timer_agent.xml"), "Agent: session timer on the A leg only", """
+  Session timers, agent side.  The agent does not support timers.  The SBC negotiates each
+  leg on its own, so the PBX's refresh may or may not become a re-INVITE or UPDATE toward
+  the agent: either is answered 200 (and a re-INVITE's 200 ACKed); then the PBX hangs up.
+""", recv("INVITE", extra_attrs=' crlf="true"')
+    + agent_response(180, "Ringing")
+    + agent_response(200, "OK", agent_sdp(), retrans=True)
+    + recv("ACK", extra_attrs=' crlf="true"')
+    + recv("INVITE", optional=True, extra_attrs=' next="refresh"')
+    + recv("UPDATE", optional=True, extra_attrs=' next="update"')
+    + recv("BYE", extra_attrs=' next="bye"')
+    + '  <label id="refresh"/>\n'
+    + agent_response(200, "OK", agent_sdp(), tag="", retrans=True)
+    + recv("ACK", extra_attrs=' crlf="true"')
+    + recv("BYE", extra_attrs=' next="bye"')
+    + '  <label id="update"/>\n'
+    + agent_response(200, "OK", agent_sdp(), tag="")
+    + recv("BYE")
+    + '  <label id="bye"/>\n'
+    + agent_response(200, "OK", tag="", contact=False))
+
+scenario(p("session_timer_422_pbx.xml"), "PBX: session interval too small", """
+  Session timers: the PBX asks for 60 s, below the SBC's Min-SE: 422 Session Interval Too
+  Small with a Min-SE of at least 90 (RFC 4028 §8.1); nothing reaches the agent host.
+""", pbx_invite(extra="      Supported: timer\n      Session-Expires: 60\n")
+    + recv("100", optional=True)
+    + recv("422", [ereg("Min-SE: *(9[0-9]|[1-9][0-9][0-9]+)")])
+    + pbx_ack_non2xx())
+
+scenario(p("session_timer_422_agent.xml"), "Agent: never called", """
+  Session interval too small, agent side: the SBC refuses the PBX's INVITE itself, so this
+  side must receive nothing.  The test stops it once the PBX side is done and checks that
+  it saw no message (were an INVITE relayed, its 500 would also fail the PBX side).
+""", recv("INVITE", extra_attrs=' crlf="true"')
+    + agent_response(500, "Should Not Be Called", contact=False))
