@@ -71,8 +71,12 @@ class Call:
     b: "UacLeg"
 
     def __init__(self, host: CallHost, call_id: str, trunk: str, created: float, *,
-                 retry_after: int = 30, max_duration: float | None = None) -> None:
+                 retry_after: int = 30, max_duration: float | None = None,
+                 direction: str = "inbound") -> None:
         self.host = host
+        #: "inbound": PBX -> agent host; "outbound": agent host -> trunk.  Either way ``a``
+        #: is the calling leg (we are its UAS) and ``b`` the called leg (we are its UAC).
+        self.direction = direction
         self.id = call_id
         self.trunk = trunk
         self.created = created
@@ -83,7 +87,7 @@ class Call:
         self.max_duration = max_duration
 
     def __repr__(self) -> str:
-        return (f"<Call {self.id} trunk={self.trunk} a={self.a.state.name} b={self.b.state.name} "
+        return (f"<Call {self.id} {self.direction} trunk={self.trunk} a={self.a.state.name} b={self.b.state.name} "
                 f"reason={self.end_reason}>")
 
     @property

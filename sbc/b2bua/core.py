@@ -18,14 +18,27 @@ what was refused or went wrong, with the call id, for the driver to log;
 :meth:`B2bua.ended_calls` the finished calls (for CDRs); :meth:`B2bua.counts` the live
 objects (all zero when idle).
 
-Routing: the A leg's trunk is the first trunk whose ``allow`` networks contain the source
-address (none -> 403).  The B leg goes to ``trunk.agent_uri`` with ``{user}`` the
+Routing, inbound (PBX -> agent host): the A leg's trunk is the first trunk whose ``allow``
+networks contain the source address (none -> 403).  The B leg goes to ``trunk.agent_uri`` with ``{user}`` the
 percent-decoded Request-URI user (safe characters only, else 404), through the trunk's
 outbound proxy if it has one, located by a :class:`Resolver`.  The default resolver only
 knows IP literals; an FQDN target gives 503.  A resolver may also answer "later" (None):
 the driver then resolves the URIs of :meth:`B2bua.lookups` and reports with
 :meth:`B2bua.resolved`.  Before any provisional response, a timeout or a 503 moves the
 INVITE to the next target (RFC 3263 §4.3).
+
+Routing, outbound (agent host -> trunk): an INVITE whose source address is in
+``agent_allow`` and whose percent-decoded Request-URI user fully matches one of a trunk's
+``dial`` patterns goes to the first such trunk (in configuration order), to its ``peer_uri``
+with ``{user}`` replaced by that user (a ``peer_uri`` without the placeholder and without a
+user gets the user as its user part), through the trunk's outbound proxy if any.  A source
+that is also in a trunk's ``allow`` is treated as inbound when no ``dial`` pattern matches;
+an agent host that dials what no trunk matches gets 404.  Everything else is the same as
+inbound -- the same leg classes (``a`` is always the calling leg, ``b`` the called one), events,
+header allowlist, session timers, limits (the call counts against the trunk) and shutdown --
+except that the agent-host-down check does not apply, the agent-facing leg's Contact is our
+address and the trunk-facing leg's From host and Contact are our FQDN.  ``Call.direction``
+says which way a call went (``"inbound"``/``"outbound"``, for CDRs).
 
 Session timers (RFC 4028, :mod:`sbc.sip.session_timer`) run on each leg separately: the A
 leg negotiates as UAS with the PBX (an interval below our Min-SE gets 422), the B leg as UAC
@@ -178,6 +191,7 @@ class B2bua:
         local_ports: Mapping[str, int] | None = None,
         contact_port: Callable[[Peer], int | None] | None = None,
         session_timer: SessionTimerConfig | None = SessionTimerConfig(),
+        agent_allow: Iterable[Any] = (),
     ) -> None:
         """``timers`` is a :class:`~sbc.sip.transaction.Timers` or anything with ``t1``,
         ``t2`` and ``t4`` (e.g. the ``[sip]`` config section).  ``local_ports`` overrides
@@ -209,6 +223,9 @@ class B2bua:
         self.copy_x_headers = copy_x_headers
         self.user_agent = user_agent.encode()
         self.session_timer = session_timer
+        #: Source networks of the agent host(s): their INVITEs are calls toward a trunk
+        #: (outbound dialling), routed by the trunks' ``dial`` patterns.
+        self.agent_allow = tuple(agent_allow)
         self.supported = frozenset(s.lower() for s in supported) | (
             {"timer"} if session_timer is not None else set())
         self.accepting = True  # False: new calls get 503 (graceful shutdown)
@@ -396,9 +413,10 @@ class B2bua:
         self.stats[reason] = self.stats.get(reason, 0) + 1
         self._notices.append(B2buaNotice(reason, detail, peer, status, call_id))
 
-    def contact(self, transport: str) -> bytes:
-        """Our Contact toward the agent host over ``transport``."""
-        return _contact(self.local_host, self.port_for(transport), transport)
+    def contact(self, transport: str, host: str | None = None) -> bytes:
+        """Our Contact over ``transport``: our address (toward the agent host) or ``host``
+        (our FQDN toward a trunk)."""
+        return _contact(host or self.local_host, self.port_for(transport), transport)
 
     def target_failed(self, peer: Peer, now: float) -> None:
         failed = getattr(self.resolver, "failed", None)
@@ -569,6 +587,39 @@ class B2bua:
                     return trunk
         return None
 
+    def _from_agent(self, peer: Peer) -> bool:
+        if not self.agent_allow:
+            return False
+        try:
+            addr = ip_address(peer.host)
+        except ValueError:
+            return False
+        return any(addr.version == net.version and addr in net for net in self.agent_allow)
+
+    def _dial_trunk(self, user: str) -> Any:
+        """The first trunk whose ``dial`` patterns fully match ``user`` (and that has a
+        ``peer_uri`` to send the call to)."""
+        for trunk in self.trunks:
+            if getattr(trunk, "peer_uri", None) is None:
+                continue
+            for pattern in getattr(trunk, "dial", ()):
+                try:
+                    if (re.fullmatch(pattern, user) if isinstance(pattern, str) else pattern.fullmatch(user)):
+                        return trunk
+                except (re.error, TypeError):
+                    continue
+        return None
+
+    def _dial_target(self, trunk: Any, user: str) -> URI:
+        """The Request-URI of an outbound call: the trunk's ``peer_uri`` with ``{user}``
+        replaced, or with ``user`` as its user part when it has no placeholder (and no user)."""
+        text = trunk.peer_uri
+        escaped = user.replace("#", "%23")
+        if "{user}" in text:
+            return parse_uri(text.replace("{user}", escaped))
+        uri = parse_uri(text)
+        return uri if uri.user else uri.with_user(escaped)
+
     def _refuse(self, request: Request, peer: Peer, key: TransactionKey, status: int, reason: str,
                 why: str, now: float, headers: Sequence[tuple[str, bytes]] = (), call_id: str = "") -> None:
         self.notice("call-refused", f"INVITE refused {status}: {why}", peer, status, call_id)
@@ -583,14 +634,26 @@ class B2bua:
 
     def _new_call(self, request: Request, peer: Peer, key: TransactionKey, now: float) -> None:
         retry = [("Retry-After", b"%d" % self.retry_after)]
-        trunk = self._trunk_for(peer)
+        direction = "inbound"
+        trunk = None
+        from_agent = self._from_agent(peer)
+        if from_agent:
+            dialled = self._callee(request)
+            trunk = self._dial_trunk(dialled) if dialled is not None else None
+            if trunk is not None:
+                direction = "outbound"
         if trunk is None:
-            self._refuse(request, peer, key, 403, "Forbidden", f"source {peer.host} matches no trunk", now)
+            trunk = self._trunk_for(peer)
+        if trunk is None:
+            if from_agent:
+                self._refuse(request, peer, key, 404, "Not Found", "no trunk dials the Request-URI user", now)
+            else:
+                self._refuse(request, peer, key, 403, "Forbidden", f"source {peer.host} matches no trunk", now)
             return
         if not self.accepting:
             self._refuse(request, peer, key, 503, "Service Unavailable", "shutting down", now, retry)
             return
-        if self.agent_up is not None and not self.agent_up(trunk.name):
+        if direction == "inbound" and self.agent_up is not None and not self.agent_up(trunk.name):
             self._refuse(request, peer, key, 503, "Service Unavailable",
                          f"agent host of trunk {trunk.name} is down", now, retry)
             return
@@ -631,10 +694,13 @@ class B2bua:
                          f"call limit of trunk {trunk.name} reached", now, retry)
             return
         try:
-            target = parse_uri(trunk.agent_uri.format(user=user.replace("#", "%23")))
+            if direction == "outbound":
+                target = self._dial_target(trunk, user)
+            else:
+                target = parse_uri(trunk.agent_uri.format(user=user.replace("#", "%23")))
             proxy = parse_uri(trunk.outbound_proxy) if trunk.outbound_proxy else None
-        except (SipParseError, ValueError, KeyError) as e:
-            self._refuse(request, peer, key, 500, "Server Internal Error", f"bad agent URI: {e}", now)
+        except (SipParseError, ValueError, KeyError, AttributeError, TypeError) as e:
+            self._refuse(request, peer, key, 500, "Server Internal Error", f"bad target URI: {e}", now)
             return
         hop = proxy if proxy is not None else target
         try:
@@ -651,17 +717,20 @@ class B2bua:
 
         call_id = self.new_token()
         call = Call(self, call_id, trunk.name, now, retry_after=self.retry_after,
-                    max_duration=self.max_call_duration)
+                    max_duration=self.max_call_duration, direction=direction)
         a_port = self._contact_port(peer) if self._contact_port is not None else None
         if a_port is None:
             a_port = self.port_for(peer.transport)
-        a_contact = _contact(self.fqdn, a_port, peer.transport)
+        # Toward a PBX we are the configured FQDN; toward the agent host our address.
+        a_contact = _contact(self.fqdn if direction == "inbound" else self.local_host, a_port, peer.transport)
         route = None
         if proxy is not None:
             route = b"<" + (proxy if proxy.has_param("lr") else proxy.with_param("lr", None)).to_bytes() + b">"
         call.a = UasLeg(self, call, request, key, peer, a_contact, self.new_token(), timer)
-        call.b = UacLeg(self, call, target, peers, local_host=_bracket(self.local_host),
-                        route=route, user_agent=self.user_agent, call_id=call_id, local_tag=self.new_token())
+        outbound = direction == "outbound"
+        call.b = UacLeg(self, call, target, peers, local_host=_bracket(self.fqdn if outbound else self.local_host),
+                        route=route, user_agent=self.user_agent, call_id=call_id, local_tag=self.new_token(),
+                        contact_host=self.fqdn if outbound else None)
         if peers is None:
             text = str(hop)
             call.b.lookup_key = text

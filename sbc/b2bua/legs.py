@@ -122,7 +122,7 @@ class LegStack(Protocol):
 
     def notice(self, reason: str, detail: str, peer: Peer, status: int | None = None, call_id: str = "") -> None: ...
 
-    def contact(self, transport: str) -> bytes: ...
+    def contact(self, transport: str, host: str | None = None) -> bytes: ...
 
     def target_failed(self, peer: Peer, now: float) -> None: ...
 
@@ -1003,12 +1003,14 @@ class UacLeg(Leg):
 
     def __init__(self, stack: LegStack, call: "Call", target: URI, peers: Sequence[Peer] | None,
                  *, local_host: str, route: bytes | None = None, user_agent: bytes | None = None,
-                 call_id: str, local_tag: str) -> None:
+                 call_id: str, local_tag: str, contact_host: str | None = None) -> None:
         """``peers``: where the INVITE may go, best first (the next one is tried on a timeout
         or 503 before any provisional response); None while the resolver is still looking
-        (then :meth:`resolved` follows)."""
+        (then :meth:`resolved` follows).  ``contact_host``: the host of our Contact (our FQDN
+        toward a trunk; default our address)."""
         first = peers[0] if peers else Peer("udp", "0.0.0.0", 0)
-        super().__init__(stack, call, first, stack.contact(first.transport))
+        super().__init__(stack, call, first, stack.contact(first.transport, contact_host))
+        self.contact_host = contact_host
         self.alternatives = list(peers[1:]) if peers else []
         self.resolving = peers is None
         self.lookup_key: str | None = None  # set by the core while a lookup is pending
@@ -1078,7 +1080,7 @@ class UacLeg(Leg):
 
     def _send_invite(self, cseq: int, now: float) -> None:
         assert self._try is not None
-        self.contact = self.stack.contact(self.peer.transport)
+        self.contact = self.stack.contact(self.peer.transport, self.contact_host)
         self.invite = self._build_invite(self._try, cseq)
         self.invite_key = self._send(self.invite, _INVITE, 0, now)
 
