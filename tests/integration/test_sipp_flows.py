@@ -43,8 +43,8 @@ FLOWS = SCENARIOS / "flows"
 #: test_lifecycle.py covers the pings).
 NO_PINGS = "\n[agent]\noptions_interval = 0\n"
 
-#: Short SIP timers for the flows that wait for a timeout (Timer B = 64*T1 = 6.4 s).
-FAST_TIMERS = "\n[sip]\nt1 = 0.1\nt2 = 1.0\nt4 = 1.0\n"
+#: Short SIP timers for the flows that wait for a timeout (Timer B = 64*T1 = 3.2 s).
+FAST_TIMERS = "\n[sip]\nt1 = 0.05\nt2 = 0.5\nt4 = 0.5\n"
 
 
 def _port_taken(host: str, port: int, kind: int) -> bool:
@@ -284,7 +284,7 @@ class Reject500(FlowTests, SynchronousTestCase):
 
 
 class NoAnswer(FlowTests, SynchronousTestCase):
-    """The agent host ignores the INVITE: Timer B (64*T1 = 6.4 s with T1 = 0.1 s) ends the B
+    """The agent host ignores the INVITE: Timer B (64*T1 = 3.2 s with T1 = 0.05 s) ends the B
     leg and the PBX gets 480 with Retry-After."""
 
     flow = "no_answer"

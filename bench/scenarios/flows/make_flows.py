@@ -350,10 +350,10 @@ for status, reason, checks, doc in [
 # ------------------------------------------------------------------ no answer at all
 scenario(p("no_answer_agent.xml"), "Agent: never answers", """
   The agent host never answers (not even 100 Trying): the INVITE is received and ignored.
-  The SBC's client transaction times out (Timer B, 64*T1; the test sets T1 to 0.1 s, so
-  6.4 s); the pause outlasts it and every UDP retransmission of the INVITE.
+  The SBC's client transaction times out (Timer B, 64*T1; the test sets T1 to 0.05 s, so
+  3.2 s); the pause outlasts it and every UDP retransmission of the INVITE.
 """, recv("INVITE", extra_attrs=' crlf="true"')
-    + pause(9000))
+    + pause(5000))
 
 scenario(p("no_answer_pbx.xml"), "PBX: agent never answers", """
   The agent host never answers, PBX side: 100 Trying at once, then 480 Temporarily
