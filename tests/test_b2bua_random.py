@@ -114,6 +114,8 @@ class FakeUA:
         headers = [("Content-Type", b"application/sdp")] if body else []
         if method in ("INFO", "MESSAGE"):
             headers, body = [("Content-Type", b"text/plain")], b"hello"
+        elif method == "REFER":  # relayed from the agent host, refused (405) from the PBX
+            headers, body = [("Refer-To", b"<sip:+4930777@pbx.example.com>")], b""
         req = dialog.create_request(method, via=self.via(), contact=self.contact if method in ("INVITE", "UPDATE") else None,
                                     headers=headers, body=body)
         key = self.send(req)
@@ -130,7 +132,7 @@ class FakeUA:
         """Schedule a few in-dialog actions, maybe a BYE."""
         rng = self.rng
         for _ in range(rng.choice((0, 0, 1, 2))):
-            method = rng.choice(("INVITE", "INVITE", "UPDATE", "INFO", "MESSAGE"))
+            method = rng.choice(("INVITE", "INVITE", "UPDATE", "INFO", "MESSAGE", "REFER"))
             body = b"" if method == "INVITE" and rng.random() < 0.2 else sdp
             self.later(rng.uniform(0, 20), lambda now, m=method, b=body: self.mid_call(call_id, m, b))
         if rng.random() < 0.5:
@@ -346,7 +348,7 @@ class World:
         self.loss = loss
         self.pbx_peer = Peer(transport, PBX.host, PBX.port, 1)
         self.agent_peer = Peer(transport, AGENT.host, AGENT.port, 2)
-        trunk = TRUNK if transport == "udp" else attrs.evolve(
+        trunk = attrs.evolve(TRUNK, allow_refer=True) if transport == "udp" else attrs.evolve(
             TRUNK, agent_uri=f"sip:{{user}}@127.0.0.1:5090;transport={transport}")
         self.now = 1000.0
         self.seq = itertools.count()

@@ -72,8 +72,10 @@ class Call:
 
     def __init__(self, host: CallHost, call_id: str, trunk: str, created: float, *,
                  retry_after: int = 30, max_duration: float | None = None,
-                 direction: str = "inbound") -> None:
+                 direction: str = "inbound", allow_refer: bool = False) -> None:
         self.host = host
+        #: REFER (transfer) from the agent host may be relayed to the trunk's side.
+        self.allow_refer = allow_refer
         #: "inbound": PBX -> agent host; "outbound": agent host -> trunk.  Either way ``a``
         #: is the calling leg (we are its UAS) and ``b`` the called leg (we are its UAC).
         self.direction = direction
@@ -103,6 +105,11 @@ class Call:
     def b_status(self) -> int | None:
         """Final status the agent sent on the B leg's INVITE (408 for a timeout)."""
         return self.b.final_status
+
+    @property
+    def agent_leg(self) -> "Leg":
+        """The leg toward the agent host (``b`` inbound, ``a`` outbound)."""
+        return self.a if self.direction == "outbound" else self.b
 
     def other(self, leg: "Leg") -> "Leg":
         return self.b if leg is self.a else self.a

@@ -50,6 +50,21 @@ refreshes both legs' timers.  When a leg's session expires (the peer stopped ref
 our refresh got 408/481/no answer) both legs get BYE and the call ends with reason
 ``session-timer``.
 
+Transfers (REFER, RFC 3515): only the agent host may transfer, and only on a trunk with
+``allow_refer``.  Its in-dialog REFER is relayed on the other leg of the same call, inside
+that leg's own dialog (our Call-ID, tags, CSeq and Contact), with ``Refer-To`` passed through
+unchanged and ``Refer-Sub`` (RFC 4488) if present; ``Referred-By`` is dropped (it names the
+agent host's side).  The PBX's answer (202, or a failure) goes back to the agent host as
+is, and the NOTIFYs it then sends in its dialog (``Event: refer``, ``message/sipfrag``
+bodies, ``Subscription-State``) are relayed back like any NOTIFY, the ``id`` of the Event
+header rewritten to the CSeq of the agent host's REFER (a NOTIFY without ``id`` reports on
+the last REFER).  The PBX then carries out the transfer itself and, typically, hangs up its
+leg -- the BYE ends the call on both legs as usual.  A REFER the agent host sends on a trunk
+without ``allow_refer`` is answered 403 (notice ``refer-refused``), a REFER from the PBX's
+side 405, a REFER outside any call 403; none of these touch the call.  Limits: ``Replaces``
+in a ``Refer-To`` (attended transfer) is passed through unmapped, so it names the agent
+host's dialog, which the PBX does not know; REFER is not relayed toward the agent host.
+
 In-dialog requests toward the PBX go back to the address the INVITE came from (symmetric
 signalling, the way PBX trunks behind NAT expect it); toward the agent host they follow the
 dialog's route set / remote target when it is an IP literal, else the first hop of the call.
@@ -166,7 +181,7 @@ def _bracket(host: str) -> str:
 class B2bua:
     """The B2BUA core (a :class:`~sbc.sip.endpoint.RequestHandler`)."""
 
-    methods = frozenset({"INVITE", "ACK", "BYE", "CANCEL", "UPDATE", "INFO", "MESSAGE", "NOTIFY"})
+    methods = frozenset({"INVITE", "ACK", "BYE", "CANCEL", "UPDATE", "INFO", "MESSAGE", "NOTIFY", "REFER"})
     #: In-dialog OPTIONS (a PBX's keep-alive inside a call) is answered 200 by the dialog's leg
     #: when the endpoint hands it over; out-of-dialog OPTIONS stays with the endpoint.
 
@@ -526,6 +541,9 @@ class B2bua:
             self._in_dialog(request, key, to_tag, now)
         elif request.method == "INVITE":
             self._new_call(request, peer, key, now)
+        elif request.method == "REFER":
+            # A transfer outside any call (RFC 3515 allows it) is not something we relay.
+            self._reply(request, key, 403, "Forbidden", now=now)
         else:
             self._reply(request, key, 481, now=now)
 
@@ -717,7 +735,8 @@ class B2bua:
 
         call_id = self.new_token()
         call = Call(self, call_id, trunk.name, now, retry_after=self.retry_after,
-                    max_duration=self.max_call_duration, direction=direction)
+                    max_duration=self.max_call_duration, direction=direction,
+                    allow_refer=bool(getattr(trunk, "allow_refer", False)))
         a_port = self._contact_port(peer) if self._contact_port is not None else None
         if a_port is None:
             a_port = self.port_for(peer.transport)

@@ -135,12 +135,17 @@ class ReofferFail:
 
 @frozen
 class Info:
-    """An in-dialog INFO, MESSAGE or NOTIFY to relay (body and Content-Type kept)."""
+    """An in-dialog INFO, MESSAGE, NOTIFY or REFER to relay (body and Content-Type kept).
+
+    ``refer`` on a NOTIFY of a transfer (``Event: refer``): the ``id`` of the relayed REFER
+    it reports on, so that the receiving leg can put its own peer's REFER CSeq into the
+    Event ``id`` parameter (RFC 3515 §2.4.6); None otherwise."""
 
     id: int
     method: str
     body: Body | None
     headers: tuple[tuple[str, bytes], ...] = ()
+    refer: int | None = None
 
 
 @frozen

@@ -83,6 +83,29 @@ __all__ = [
 
 #: Headers of INFO / MESSAGE / NOTIFY relayed with the body (RFC 6086, RFC 6665).
 RELAYED_INFO_HEADERS = ("Event", "Subscription-State", "Info-Package", "Content-Disposition")
+#: Headers of a REFER relayed with it (RFC 3515, RFC 4488).  Referred-By is not: it names the
+#: agent host's side.
+RELAYED_REFER_HEADERS = ("Refer-To", "Refer-Sub")
+
+#: Requests that carry our Contact (target refresh, or a subscription usage: RFC 3515, 6665).
+_WITH_CONTACT = frozenset({"INVITE", "UPDATE", "REFER", "NOTIFY"})
+
+_EVENT_ID_RE = re.compile(rb";[ \t]*id[ \t]*=[ \t]*([0-9]{1,10})", re.I)
+
+
+def _event_package(value: bytes) -> bytes:
+    return value.split(b";", 1)[0].strip().lower()
+
+
+def _event_id(value: bytes) -> int | None:
+    m = _EVENT_ID_RE.search(value)
+    return int(m.group(1)) if m else None
+
+
+def _with_event_id(value: bytes, seq: int) -> bytes:
+    """``Event: refer;id=<seq>`` -- the id parameter set to ``seq`` (RFC 3515 §2.4.6)."""
+    rest = _EVENT_ID_RE.sub(b"", value)
+    return rest.rstrip() + b";id=%d" % seq
 
 #: Methods we accept inside a call (Allow header).
 ALLOW = b"INVITE, ACK, CANCEL, BYE, UPDATE, INFO, MESSAGE, NOTIFY"
@@ -221,6 +244,9 @@ class Leg:
         self.local_sdp: Body | None = None
         self.remote_sdp: Body | None = None
         self._in_timer: dict[int, UasAccept] = {}  # relay id -> negotiation of a relayed offer
+        # transfers: REFERs from our peer (relay id -> its CSeq) and ours (our CSeq -> relay id)
+        self._refers_in: dict[int, int] = {}
+        self._refers_out: dict[int, int] = {}
         # our re-INVITE/UPDATE (refresh or relayed offer) -> (negotiation, method, body, headers)
         self._neg: dict[TransactionKey, _Sent] = {}
 
@@ -265,7 +291,7 @@ class Leg:
                  headers: Iterable[tuple[str, bytes]] = ()) -> Request:
         assert self.dialog is not None
         hdrs = list(headers) + _body_headers(body)
-        contact = self.contact if method in ("INVITE", "UPDATE") else None
+        contact = self.contact if method in _WITH_CONTACT else None
         return self.dialog.create_request(method, via=self._via(), contact=contact,
                                           headers=hdrs, body=_data(body))
 
@@ -278,7 +304,7 @@ class Leg:
                  *, body: Body | None = None, headers: Iterable[tuple[str, bytes]] = (),
                  to_tag: str | None = None, now: float) -> None:
         hdrs = list(headers)
-        if 200 <= status < 300 and request.method in ("INVITE", "UPDATE"):
+        if 200 <= status < 300 and request.method in ("INVITE", "UPDATE", "REFER"):
             hdrs.append(("Contact", self.contact))
             if request.method == "INVITE":
                 hdrs.append(("Allow", ALLOW))
@@ -355,13 +381,54 @@ class Leg:
             rid = self.stack.new_id()
             self._in[rid] = (key, request)
             headers = tuple((name, v) for name in RELAYED_INFO_HEADERS for v in request.get_all(name)[:1])
-            self._emit(Info(rid, method, body_of(request), headers), now)
+            self._emit(Info(rid, method, body_of(request), headers, self._refer_of(request)), now)
+        elif method == "REFER":
+            self._peer_refer(request, key, now)
         elif method == "OPTIONS":
             # An in-dialog keep-alive: answered here, for this leg's dialog (not relayed).
             self._respond(key, request, 200, now=now,
                           headers=[("Allow", ALLOW), ("Accept", b"application/sdp")])
         else:
             self._respond(key, request, 405, now=now, headers=[("Allow", ALLOW)])
+
+    # ------------------------------------------------------------------ transfer (REFER)
+
+    def _peer_refer(self, request: Request, key: TransactionKey, now: float) -> None:
+        """A REFER from this leg's peer: relayed to the other leg only when it comes from
+        the agent host and the trunk allows transfers; refused otherwise, the call untouched."""
+        if self is not self.call.agent_leg:
+            self._respond(key, request, 405, now=now, headers=[("Allow", ALLOW)])
+            return
+        if not self.call.allow_refer:
+            self.stack.notice("refer-refused", "transfers are not allowed on this trunk", self.peer, 403,
+                              self.call.id)
+            self._respond(key, request, 403, "Transfer Not Allowed", now=now)
+            return
+        refer_to = request.get_all("Refer-To")
+        if len(refer_to) != 1:
+            self._respond(key, request, 400, "Exactly One Refer-To Required", now=now)
+            return
+        if self.ended or not self.call.other(self).can_relay():
+            self._respond(key, request, 481, now=now)
+            return
+        rid = self.stack.new_id()
+        self._in[rid] = (key, request)
+        self._refers_in[rid] = request.cseq.seq
+        headers = tuple((name, v) for name in RELAYED_REFER_HEADERS for v in request.get_all(name)[:1])
+        self._emit(Info(rid, "REFER", body_of(request), headers), now)
+
+    def _refer_of(self, request: Request) -> int | None:
+        """For a NOTIFY of a transfer we relayed (``Event: refer``): the relay id of the REFER
+        it reports on (by its ``id`` parameter, or the last REFER without one)."""
+        if request.method != "NOTIFY" or not self._refers_out:
+            return None
+        event = request.get("Event")
+        if event is None or _event_package(event) != b"refer":
+            return None
+        seq = _event_id(event)
+        if seq is None:
+            seq = max(self._refers_out)
+        return self._refers_out.get(seq)
 
     @property
     def offer_pending(self) -> bool:
@@ -778,7 +845,15 @@ class Leg:
         if not self.can_relay():
             self._emit(InfoAnswer(event.id, 481, reason_phrase(481)), now)
             return
-        self._send(self._request(event.method, event.body, event.headers), _INFO, event.id, now)
+        headers = event.headers
+        if event.refer is not None and event.refer in self._refers_in:
+            # The NOTIFY reports on our peer's REFER: its CSeq on this leg is the Event id.
+            seq = self._refers_in[event.refer]
+            headers = tuple((n, _with_event_id(v, seq) if n.lower() == "event" else v) for n, v in headers)
+        request = self._request(event.method, event.body, headers)
+        if event.method == "REFER":
+            self._refers_out[request.cseq.seq] = event.id
+        self._send(request, _INFO, event.id, now)
 
     def _disconnect(self, event: Disconnect, now: float) -> None:
         raise NotImplementedError
