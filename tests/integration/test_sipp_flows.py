@@ -73,15 +73,15 @@ def _log_summary(text: str, lines: int = 60) -> str:
         try:
             event = eventFromJSON(line)
         except ValueError:
-            out.append(line)
-            continue
+            event = {"log_namespace": "", "log_format": "{line}", "line": line}
         message = formatEvent(event)
         if not message.strip() or "GET /healthz" in message or "starting on" in message or "Starting " in message:
             continue
         failure = event.get("log_failure")
         if failure is not None:
             message += "\n" + failure.getTraceback()
-        out.append(f"{event.get('log_namespace', '')}: {message}")
+        namespace = event.get("log_namespace", "")
+        out.append(f"{namespace}: {message}" if namespace else message)
     return "\n".join(out[-lines:])
 
 
@@ -227,7 +227,8 @@ class FlowTests(_Base):
         self.assertTrue(sbc.alive(), "SBC died" + detail)
         self.assertEqual(health.get("calls"), 0, "calls left in the SBC" + detail)
         self.assertNotIn("Traceback", log, "SBC logged a traceback" + detail)
-        self.assertNotIn('"internal-error"', log, "SBC logged an internal error" + detail)
+        self.assertFalse('"internal-error"' in log or "internal-error from" in log,
+                         "SBC logged an internal error" + detail)
         if not os.environ.get("SBC_FLOWS_KEEP"):
             shutil.rmtree(work, ignore_errors=True)  # kept when the flow failed
 
@@ -504,3 +505,18 @@ class SessionIntervalTooSmall(FlowTests, SynchronousTestCase):
         if not _session_timers():
             raise SkipTest("the B2BUA has no session timers yet")
         super().run_flow(transport, agent_transport)
+
+
+class LargeInvite(FlowTests, SynchronousTestCase):
+    """An INVITE over 1300 bytes reaches the agent host and the call completes."""
+
+    flow = "large_invite"
+
+    def test_udp(self) -> None:
+        self.run_flow("u1")
+
+    test_udp.todo = (  # type: ignore[attr-defined]
+        "SBC bug: a B-leg INVITE over 1300 bytes toward a UDP agent host is sent over TCP "
+        "(sbc/transport/driver.py send_request); when the connection is refused it is dropped "
+        "('TCP connect to ... failed; 1 message(s) dropped'), retransmissions too, with no UDP "
+        "retry (RFC 3261 18.1.1), so the agent never sees the call")

@@ -1076,3 +1076,31 @@ scenario(p("session_timer_422_agent.xml"), "Agent: never called", """
   it saw no message (were an INVITE relayed, its 500 would also fail the PBX side).
 """, recv("INVITE", extra_attrs=' crlf="true"')
     + agent_response(500, "Should Not Be Called", contact=False))
+
+# ------------------------------------------------------------------ an INVITE over 1300 bytes
+PADDING = "".join(f"      a=x-pad{n:02d}:{'p' * 40}\n" for n in range(30))
+BIG_SDP = pbx_sdp().replace("      a=sendrecv\n", PADDING + "      a=sendrecv\n")
+
+
+def big_pbx_invite():
+    return pbx_invite().replace(pbx_sdp(), BIG_SDP)
+
+
+scenario(p("large_invite_pbx.xml"), "PBX: INVITE larger than 1300 bytes", """
+  An INVITE whose SDP makes it larger than 1300 bytes (30 padding attributes), PBX side:
+  the call must complete.  Toward a UDP agent host the SBC's INVITE is larger than 1300
+  bytes too, so RFC 3261 §18.1.1 has it try TCP first and, if the connection is refused,
+  retry over UDP (this agent host listens on UDP only, as many do).
+""", big_pbx_invite()
+    + recv("100", optional=True) + recv("180", optional=True)
+    + recv("200", [ereg("s=agent", "body")], extra_attrs=' rrs="true" rtd="true"')
+    + pbx_ack_2xx()
+    + bye_and_done_pbx(2))
+
+scenario(p("large_invite_agent.xml"), "Agent: receives a large INVITE", """
+  A large INVITE, agent side: the whole SDP must arrive (the last padding attribute too).
+""", recv("INVITE", [ereg("a=x-pad29:p+", "body"), ereg("a=sendrecv", "body")], extra_attrs=' crlf="true"')
+    + agent_response(180, "Ringing")
+    + agent_response(200, "OK", agent_sdp(), retrans=True)
+    + recv("ACK", extra_attrs=' crlf="true"')
+    + agent_bye_answer())
