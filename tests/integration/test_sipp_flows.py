@@ -520,3 +520,10 @@ class LargeInvite(FlowTests, SynchronousTestCase):
         "(sbc/transport/driver.py send_request); when the connection is refused it is dropped "
         "('TCP connect to ... failed; 1 message(s) dropped'), retransmissions too, with no UDP "
         "retry (RFC 3261 18.1.1), so the agent never sees the call")
+
+
+class InDialogFailures(FlowTests, SynchronousTestCase):
+    """A re-INVITE refused 488 and an INFO refused 415 by the agent reach the PBX with those
+    statuses, and the call stays up."""
+
+    flow = "in_dialog_errors"

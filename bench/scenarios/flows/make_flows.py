@@ -1104,3 +1104,46 @@ scenario(p("large_invite_agent.xml"), "Agent: receives a large INVITE", """
     + agent_response(200, "OK", agent_sdp(), retrans=True)
     + recv("ACK", extra_attrs=' crlf="true"')
     + agent_bye_answer())
+
+# ------------------------------------------------------------------ in-dialog requests refused
+scenario(p("in_dialog_errors_pbx.xml"), "PBX: in-dialog requests refused by the agent", """
+  In-dialog failures do not end the call, PBX side: a re-INVITE offering only G.729 is
+  refused by the agent with 488, which the PBX must receive (and ACK hop by hop, on the
+  re-INVITE's branch: [last_Via:] of the 488); an INFO with a body the agent does not take
+  gets the agent's 415.  The call is still up: the PBX's BYE is answered 200.
+""", pbx_invite()
+    + recv("100", optional=True) + recv("180", optional=True)
+    + recv("200", [ereg("s=agent", "body")], extra_attrs=' rrs="true" rtd="true"')
+    + pbx_ack_2xx()
+    + pause(300)
+    + pbx_request("INVITE", 2, pbx_sdp(ver=2).replace("RTP/AVP 0 8 101", "RTP/AVP 18 101")
+                  .replace("      a=rtpmap:0 PCMU/8000\n      a=rtpmap:8 PCMA/8000\n",
+                           "      a=rtpmap:18 G729/8000\n"))
+    + recv("100", optional=True)
+    + recv("488", [ereg("CSeq: *2 INVITE")])
+    + '  <send>\n' + cdata(f'''      ACK [next_url] SIP/2.0
+      [last_Via:]
+      {FROM_PBX}
+      {TO_SBC}[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: 2 ACK
+      Max-Forwards: 70
+      Content-Length: 0''') + "  </send>\n"
+    + pause(200)
+    + pbx_request("INFO", 3, "\n      <xml>not for you</xml>\n", ctype="application/x-unknown+xml")
+    + recv("415", [ereg("CSeq: *3 INFO")])
+    + bye_and_done_pbx(4))
+
+scenario(p("in_dialog_errors_agent.xml"), "Agent: refuses in-dialog requests", """
+  In-dialog failures, agent side: the re-INVITE (G.729 only) is refused 488 and the SBC's
+  ACK for it arrives; the INFO is refused 415; then the PBX's BYE still arrives in the dialog.
+""", recv("INVITE", extra_attrs=' crlf="true"')
+    + agent_response(180, "Ringing")
+    + agent_response(200, "OK", agent_sdp(), retrans=True)
+    + recv("ACK", extra_attrs=' crlf="true"')
+    + recv("INVITE", [ereg("RTP/AVP 18 101", "body")])
+    + agent_response(488, "Not Acceptable Here", tag="", contact=False)
+    + recv("ACK", extra_attrs=' crlf="true"')
+    + recv("INFO", [ereg("Content-Type: *application/x-unknown[+]xml")])
+    + agent_response(415, "Unsupported Media Type", tag="", contact=False)
+    + agent_bye_answer())
