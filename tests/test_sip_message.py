@@ -603,3 +603,20 @@ class HeaderReprTests(SynchronousTestCase):
         self.assertNotIn("6629fae4", str(h))
         self.assertIn("redacted", repr(h))
         self.assertIn("Via", repr(Header("Via", b"SIP/2.0/UDP h")))
+
+
+class MakeResponseRecordRouteTests(SynchronousTestCase):
+    DATA = (b"INVITE sip:b@h SIP/2.0\r\nVia: SIP/2.0/UDP p;branch=z9hG4bK1\r\n"
+            b"Record-Route: <sip:p1;lr>\r\nRecord-Route: <sip:p2;lr;x=1>\r\n"
+            b"From: <sip:a@h>;tag=1\r\nTo: <sip:b@h>\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n"
+            b"Content-Length: 0\r\n\r\n")
+
+    def test_record_route_copied_into_dialog_creating_answers(self) -> None:
+        req = parse_message(self.DATA)
+        for status in (180, 200):
+            resp = make_response(req, status, to_tag="t")
+            self.assertEqual(resp.get_all("Record-Route"), [b"<sip:p1;lr>", b"<sip:p2;lr;x=1>"])
+        for status in (100, 486):
+            self.assertFalse(make_response(req, status, to_tag="t").has("Record-Route"))
+        opts = parse_message(self.DATA.replace(b"INVITE", b"OPTIONS"))
+        self.assertFalse(make_response(opts, 200, to_tag="t").has("Record-Route"))

@@ -218,6 +218,38 @@ class StreamTests(SynchronousTestCase):
         self.assertEqual(sent.count(b"Via: SIP/2.0/TCP 10.1.1.1:5070"), 2)
 
 
+class UdpFallbackTests(SynchronousTestCase):
+    def test_large_request_falls_back_to_udp_when_tcp_is_refused(self) -> None:
+        """RFC 3261 §18.1.1: a refused connection means the request goes over UDP after all,
+        with its original Via; retransmissions then go straight to UDP for a while."""
+        from twisted.internet.defer import fail
+        from twisted.internet.error import ConnectionRefusedError
+
+        clock = Clock()
+        attempts: list[tuple[str, int]] = []
+
+        def connect(host: str, port: int) -> Deferred[SipStreamProtocol]:
+            attempts.append((host, port))
+            return fail(ConnectionRefusedError())
+
+        driver = make_driver(clock, connect_tcp=connect)
+        _, udp_transport = udp(driver)
+        big = parse_message(options(pad=2000))
+        target = Target("udp", "192.0.2.50", 5060)
+        driver.send_request(big, target)
+        self.assertEqual(attempts, [("192.0.2.50", 5060)])
+        self.assertEqual(len(udp_transport.written), 1)
+        data, addr = udp_transport.written[0]
+        self.assertEqual(addr, ("192.0.2.50", 5060))
+        self.assertIn(b"Via: SIP/2.0/UDP 10.1.1.1:5070", data)
+        driver.send_request(big, target)  # a retransmission: no new connect attempt
+        self.assertEqual(len(attempts), 1)
+        self.assertEqual(len(udp_transport.written), 2)
+        clock.advance(61)
+        driver.send_request(big, target)
+        self.assertEqual(len(attempts), 2)
+
+
 class RateLimitTests(SynchronousTestCase):
     def test_burst_then_suppressed_then_summary(self) -> None:
         from twisted.logger import Logger

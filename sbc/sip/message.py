@@ -1023,7 +1023,8 @@ def make_response(
     body: bytes = b"",
     top_via: bytes | None = None,
 ) -> Response:
-    """Build a response per RFC 3261 §8.2.6 (Via, From, To, Call-ID, CSeq copied).
+    """Build a response per RFC 3261 §8.2.6 (Via, From, To, Call-ID, CSeq copied; and
+    Record-Route in 101-299 answers to dialog-creating requests, §12.1.1).
 
     ``top_via`` replaces the first via-parm of the first Via header (a server stamping
     ``received`` and ``rport``); everything else in the Via headers is copied as it was.
@@ -1054,6 +1055,10 @@ def make_response(
     out.extend(idx.get("cseq", ()))
     if status == 100:
         out.extend(idx.get("timestamp", ()))
+    elif status < 300 and request.method in _DIALOG_CREATING:
+        # RFC 3261 §12.1.1: a UAS copies every Record-Route of a dialog-creating request into
+        # its 101-299 responses, so the proxies on the path stay on it.
+        out.extend(idx.get("record-route", ()))
     for item in headers:
         if type(item) is Header:  # prebuilt (a server's constant headers)
             out.append(item)
@@ -1065,6 +1070,7 @@ def make_response(
 
 
 _CONTENT_LENGTH_0 = Header("Content-Length", b"0")
+_DIALOG_CREATING = frozenset({"INVITE", "SUBSCRIBE", "REFER", "NOTIFY"})
 
 
 def split_first_via(value: bytes) -> tuple[bytes, bytes]:

@@ -30,6 +30,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["SipDriver", "Target"]
 
+#: Seconds during which a next hop whose TCP connect failed gets large requests over UDP.
+NO_TCP_MEMORY = 60.0
+
 
 class _Writable(TypingProtocol):
     def write(self, data: bytes) -> None: ...
@@ -78,7 +81,9 @@ class SipDriver:
         self._streams: dict[int, SipStreamProtocol] = {}
         self._by_address: dict[tuple[str, str, int], int] = {}
         self._connect_tcp = connect_tcp
-        self._pending: dict[tuple[str, str, int], list[bytes]] = {}
+        self._pending: dict[tuple[str, str, int], list[tuple[bytes, bytes | None]]] = {}
+        # (host, port) -> until when large requests to it go over UDP: its TCP connect failed.
+        self._no_tcp: dict[tuple[str, int], float] = {}
         self._notice_log = RateLimitedLog(self.log, clock)
         self._tus: list[TransactionUser] = []
         self._timer: IDelayedCall | None = None
@@ -241,49 +246,71 @@ class SipDriver:
         Send a request we originate to a next hop.
 
         Over UDP a request larger than ``max_udp_size`` goes over TCP to the same host and port
-        instead (RFC 3261 §18.1.1), with the top Via's transport changed to match.
+        instead (RFC 3261 §18.1.1), with the top Via's transport changed to match.  If that
+        connection cannot be made, the request goes over UDP after all, as §18.1.1 says, and
+        the host is remembered for a while so that retransmissions go straight to UDP.
         """
         transport = target.transport
         if transport == "udp":
             data = request.to_bytes()
-            if len(data) <= self.max_udp_size:
-                proto = self._udp_for(target.host)
-                if proto is None:
-                    self._count("no-udp-socket")
-                    return
-                proto.send(data, (target.host, target.port))
+            now = self.clock.seconds()
+            no_tcp_until = self._no_tcp.get((target.host, target.port))
+            if len(data) <= self.max_udp_size or (no_tcp_until is not None and now < no_tcp_until):
+                self._send_udp(data, target.host, target.port)
                 return
-            request = _via_transport(request, "TCP")
-            transport = "tcp"
+            self._send_stream(_via_transport(request, "TCP").to_bytes(), "tcp", target.host,
+                              target.port, udp_fallback=data)
+            return
         self._send_stream(request.to_bytes(), transport, target.host, target.port)
 
-    def _send_stream(self, data: bytes, transport: str, host: str, port: int) -> None:
+    def _send_udp(self, data: bytes, host: str, port: int) -> None:
+        proto = self._udp_for(host)
+        if proto is None:
+            self._count("no-udp-socket")
+            return
+        proto.send(data, (host, port))
+
+    def _send_stream(self, data: bytes, transport: str, host: str, port: int,
+                     udp_fallback: bytes | None = None) -> None:
         key = (transport, host, port)
         conn = self._by_address.get(key)
         if conn is not None and conn in self._streams:
             self._streams[conn].send(data)
             return
         if self._connect_tcp is None or transport != "tcp":
+            if udp_fallback is not None:
+                self._send_udp(udp_fallback, host, port)
+                return
             self._count("no-route")
             self.log.warn("no {transport} connection to {host}:{port}; request dropped",
                           transport=transport, host=host, port=port)
             return
+        item = (data, udp_fallback)
         pending = self._pending.get(key)
         if pending is not None:
-            pending.append(data)
+            pending.append(item)
             return
-        self._pending[key] = [data]
+        self._pending[key] = [item]
         d = self._connect_tcp(host, port)
 
         def connected(proto: "SipStreamProtocol") -> None:
-            for item in self._pending.pop(key, []):
-                proto.send(item)
+            for stream_data, _ in self._pending.pop(key, []):
+                proto.send(stream_data)
 
         def failed(failure: object) -> None:
-            lost = self._pending.pop(key, [])
+            waiting = self._pending.pop(key, [])
             self._count("connect-failed")
-            self.log.warn("TCP connect to {host}:{port} failed; {n} message(s) dropped",
-                          host=host, port=port, n=len(lost))
+            fallback = [udp for _, udp in waiting if udp is not None]
+            if fallback:
+                self._no_tcp[(host, port)] = self.clock.seconds() + NO_TCP_MEMORY
+                if len(self._no_tcp) > 4096:
+                    self._no_tcp.clear()
+                for udp in fallback:
+                    self._send_udp(udp, host, port)
+            dropped = len(waiting) - len(fallback)
+            self.log.warn("TCP connect to {host}:{port} failed; {sent} message(s) sent over UDP "
+                          "instead, {dropped} dropped", host=host, port=port, sent=len(fallback),
+                          dropped=dropped)
 
         d.addCallbacks(connected, failed)
 

@@ -376,8 +376,6 @@ class RecordRouteEchoed(FlowTests, SynchronousTestCase):
 
     flow = "record_route_echo"
     agent_scenario = "record_route_agent.xml"
-    todo = ("SBC bug: the A leg's 18x/2xx do not copy the INVITE's Record-Route "
-            "(RFC 3261 §12.1.1 MUST); sbc/b2bua/legs.py UasLeg answers via make_response without it")
 
 
 class MixedTransportsPbxOffer(FlowTests, SynchronousTestCase):
@@ -508,14 +506,6 @@ class LargeInvite(FlowTests, SynchronousTestCase):
 
     flow = "large_invite"
 
-    def test_udp(self) -> None:
-        self.run_flow("u1")
-
-    test_udp.todo = (  # type: ignore[attr-defined]
-        "SBC bug: a B-leg INVITE over 1300 bytes toward a UDP agent host is sent over TCP "
-        "(sbc/transport/driver.py send_request); when the connection is refused it is dropped "
-        "('TCP connect to ... failed; 1 message(s) dropped'), retransmissions too, with no UDP "
-        "retry (RFC 3261 18.1.1), so the agent never sees the call")
 
 
 class InDialogFailures(FlowTests, SynchronousTestCase):
