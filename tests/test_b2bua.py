@@ -591,7 +591,10 @@ class AdmissionTests(CallTestCase):
         self.assertEqual(self.refused(net, invite(uri="sip:sbc.example.com", call_id="x2")).status, 404)
 
     def test_require_100rel_refused_420(self) -> None:
-        r = self.refused(self.net, invite(extra="Require: 100rel\r\nSupported: timer\r\n"))
+        """With reliable provisionals turned off, the B2BUA itself refuses Require: 100rel."""
+        net = Net(reliable_provisionals=False, endpoint_supported=("100rel", "timer"))
+        self.assertNotIn("100rel", net.b2b.option_tags)
+        r = self.refused(net, invite(extra="Require: 100rel\r\nSupported: timer\r\n"))
         self.assertEqual(r.status, 420)
         self.assertEqual(r.get("Unsupported"), b"100rel")
 

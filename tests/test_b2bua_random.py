@@ -194,6 +194,7 @@ class FakePbx(FakeUA):
         self.never_ack: set[str] = set()
         self.offerless: set[str] = set()
         self.calls = itertools.count(1)
+        self.early: dict[str, Dialog] = {}  # Call-ID -> early dialog (PRACKs, RFC 3262)
 
     def start_call(self, now: float) -> None:
         n = next(self.calls)
@@ -204,6 +205,8 @@ class FakePbx(FakeUA):
         if self.rng.random() < 0.02:
             self.never_ack.add(call_id)
         ctype = "Content-Type: application/sdp\r\n" if body else ""
+        r = self.rng.random()
+        ctype += "Require: 100rel\r\n" if r < 0.1 else "Supported: 100rel\r\n" if r < 0.3 else ""
         data = (
             f"INVITE sip:agent{n}@sbc.example.com SIP/2.0\r\n"
             f"Via: {self.via().decode()}\r\n"
@@ -243,6 +246,8 @@ class FakePbx(FakeUA):
                 self.tx.send_stateless(dialog.create_ack(response.cseq.seq, via=self.via()), SBC)
             return
         if response.status < 200:
+            if response.has("RSeq") and self.rng.random() < 0.9:
+                self.later(self.rng.uniform(0, 1), lambda now: self.prack(invite, response))
             return
         self.finals.setdefault(call_id, response.status)
         if response.status >= 300:
@@ -250,6 +255,9 @@ class FakePbx(FakeUA):
         first = call_id not in self.dialogs
         if first:
             self.dialogs[call_id] = Dialog.from_uac(invite, response)
+            early = self.early.pop(call_id, None)
+            if early is not None:
+                self.dialogs[call_id].local_seq = max(self.dialogs[call_id].local_seq, early.local_seq)
         if call_id in self.never_ack:
             return
         body = SDP_A if call_id in self.offerless else b""
@@ -258,6 +266,17 @@ class FakePbx(FakeUA):
         self.tx.send_stateless(ack, SBC)
         if first:
             self.random_mid_call(call_id, SDP_A)
+
+
+    def prack(self, invite: Request, response: Response) -> None:
+        call_id = invite.call_id
+        if call_id in self.dialogs or call_id in self.finals:
+            return
+        early = self.early.get(call_id)
+        if early is None:
+            early = self.early[call_id] = Dialog.from_uac(invite, response)
+        rack = b"%s %d INVITE" % (response.get("RSeq"), invite.cseq.seq)
+        self.send(early.create_request("PRACK", via=self.via(), headers=[("RAck", rack)]))
 
 
 class FakeAgent(FakeUA):
@@ -357,7 +376,7 @@ class World:
         self.b2b = B2bua(trunks=[trunk], local_host="192.0.2.10", local_port=5060, fqdn="sbc.example.com",
                          no_answer_timeout=20, max_call_duration=300, max_calls=100_000, resolver=resolver,
                          session_timer=session_timer)
-        self.ep = Endpoint(fqdn="sbc.example.com")
+        self.ep = Endpoint(fqdn="sbc.example.com", supported=self.b2b.option_tags)
         self.ep.add_handler(self.b2b)
         self.ep.set_response_handler(self.b2b.handle_response)
         self.pbx = FakePbx(self)

@@ -161,7 +161,7 @@ class Call:
             self.ended = now
             self.host.cancel_timer(self, NO_ANSWER)
             self.host.cancel_timer(self, MAX_DURATION)
-            for kind in SESSION_TIMER.values():
+            for kind in (*SESSION_TIMER.values(), "prack-a"):
                 self.host.cancel_timer(self, kind)
             self.host.call_ended(self)
 
@@ -173,6 +173,8 @@ class Call:
             self.b.handle(Disconnect(NO_ANSWER), now)
         elif kind == MAX_DURATION:
             self.hang_up(self.a, MAX_DURATION, now)
+        elif kind == "prack-a":
+            self.a.on_prack_timer(now)
         elif kind == SESSION_TIMER["a"]:
             self.a.on_session_timer(now)
         elif kind == SESSION_TIMER["b"]:

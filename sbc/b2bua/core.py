@@ -50,6 +50,15 @@ refreshes both legs' timers.  When a leg's session expires (the peer stopped ref
 our refresh got 408/481/no answer) both legs get BYE and the call ends with reason
 ``session-timer``.
 
+Reliable provisional responses (RFC 3262) on the A leg: when the caller's INVITE requires or
+supports ``100rel`` (and ``reliable_provisionals`` is on), every 18x we send it carries
+``Require: 100rel`` and an ``RSeq``, is retransmitted over UDP (T1, doubling) until its PRACK
+arrives, and is given up with 504 toward the caller and CANCEL toward the called side after
+64*T1.  One reliable provisional is outstanding at a time (later ones queue); a 2xx waits
+for the PRACK of a provisional that carried SDP.  PRACKs are answered on the A leg and never
+relayed; the B leg does not offer 100rel.  Limits: a late-offer INVITE gets its reliable
+provisionals without SDP (no early media), and an offer inside a PRACK is refused with 488.
+
 Transfers (REFER, RFC 3515): only the agent host may transfer, and only on a trunk with
 ``allow_refer``.  Its in-dialog REFER is relayed on the other leg of the same call, inside
 that leg's own dialog (our Call-ID, tags, CSeq and Contact), with ``Refer-To`` passed through
@@ -181,7 +190,8 @@ def _bracket(host: str) -> str:
 class B2bua:
     """The B2BUA core (a :class:`~sbc.sip.endpoint.RequestHandler`)."""
 
-    methods = frozenset({"INVITE", "ACK", "BYE", "CANCEL", "UPDATE", "INFO", "MESSAGE", "NOTIFY", "REFER"})
+    methods = frozenset({"INVITE", "ACK", "BYE", "CANCEL", "UPDATE", "PRACK", "INFO", "MESSAGE", "NOTIFY",
+                         "REFER"})
     #: In-dialog OPTIONS (a PBX's keep-alive inside a call) is answered 200 by the dialog's leg
     #: when the endpoint hands it over; out-of-dialog OPTIONS stays with the endpoint.
 
@@ -207,6 +217,7 @@ class B2bua:
         contact_port: Callable[[Peer], int | None] | None = None,
         session_timer: SessionTimerConfig | None = SessionTimerConfig(),
         agent_allow: Iterable[Any] = (),
+        reliable_provisionals: bool = True,
     ) -> None:
         """``timers`` is a :class:`~sbc.sip.transaction.Timers` or anything with ``t1``,
         ``t2`` and ``t4`` (e.g. the ``[sip]`` config section).  ``local_ports`` overrides
@@ -216,8 +227,10 @@ class B2bua:
 
         ``session_timer``: RFC 4028 on both legs (each leg negotiates with its own peer, see
         :mod:`sbc.sip.session_timer`); None turns session timers off.  With timers on, the
-        option tag ``timer`` is supported (:attr:`option_tags`: give them to the Endpoint as
-        its ``supported``, or it refuses ``Require: timer`` with 420 before we see it)."""
+        option tag ``timer`` is supported, with ``reliable_provisionals`` ``100rel`` (give
+        :attr:`option_tags` to the Endpoint as its ``supported``, or it refuses ``Require:
+        timer``/``Require: 100rel`` with 420 before we see it).  ``agent_allow``: the agent
+        hosts' source networks, whose INVITEs are outbound calls (see above)."""
         self.trunks = tuple(trunks)
         self.local_host = local_host
         self.local_port = local_port
@@ -228,6 +241,7 @@ class B2bua:
             timers = Timers()
         elif not isinstance(timers, Timers):
             timers = Timers(t1=timers.t1, t2=timers.t2, t4=timers.t4)
+        self.t1 = timers.t1
         self.resolver: Resolver = resolver if resolver is not None else LiteralResolver()
         self.max_calls = max_calls
         self.max_calls_per_trunk = max_calls_per_trunk
@@ -238,11 +252,13 @@ class B2bua:
         self.copy_x_headers = copy_x_headers
         self.user_agent = user_agent.encode()
         self.session_timer = session_timer
+        self.reliable_provisionals = reliable_provisionals
         #: Source networks of the agent host(s): their INVITEs are calls toward a trunk
         #: (outbound dialling), routed by the trunks' ``dial`` patterns.
         self.agent_allow = tuple(agent_allow)
         self.supported = frozenset(s.lower() for s in supported) | (
-            {"timer"} if session_timer is not None else set())
+            {"timer"} if session_timer is not None else set()) | (
+            {"100rel"} if reliable_provisionals else set())
         self.accepting = True  # False: new calls get 503 (graceful shutdown)
         #: Admission hook: ``agent_up(trunk_name)`` False (the pinger marked the trunk's agent
         #: host down) makes new calls of that trunk get 503 with Retry-After.
@@ -381,6 +397,10 @@ class B2bua:
         return key
 
     def send_response(self, key: TransactionKey, response: Response, now: float) -> None:
+        self._tx.send_response(key, response, now)
+
+    def resend_response(self, key: TransactionKey, response: Response, now: float) -> None:
+        """Send a (reliable provisional) response again on its server transaction."""
         self._tx.send_response(key, response, now)
 
     def send_ack(self, request: Request, peer: Peer) -> None:
@@ -745,7 +765,9 @@ class B2bua:
         route = None
         if proxy is not None:
             route = b"<" + (proxy if proxy.has_param("lr") else proxy.with_param("lr", None)).to_bytes() + b">"
-        call.a = UasLeg(self, call, request, key, peer, a_contact, self.new_token(), timer)
+        reliable = self.reliable_provisionals and any(
+            t.strip().lower() == b"100rel" for t in (*request.get_all("Require"), *request.get_all("Supported")))
+        call.a = UasLeg(self, call, request, key, peer, a_contact, self.new_token(), timer, reliable)
         outbound = direction == "outbound"
         call.b = UacLeg(self, call, target, peers, local_host=_bracket(self.fqdn if outbound else self.local_host),
                         route=route, user_agent=self.user_agent, call_id=call_id, local_tag=self.new_token(),

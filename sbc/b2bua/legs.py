@@ -22,6 +22,7 @@ transactions.  Time is always passed in.
 from __future__ import annotations
 
 import enum
+import os
 import re
 
 import attrs
@@ -108,7 +109,13 @@ def _with_event_id(value: bytes, seq: int) -> bytes:
     return rest.rstrip() + b";id=%d" % seq
 
 #: Methods we accept inside a call (Allow header).
-ALLOW = b"INVITE, ACK, CANCEL, BYE, UPDATE, INFO, MESSAGE, NOTIFY"
+ALLOW = b"INVITE, ACK, CANCEL, BYE, UPDATE, PRACK, INFO, MESSAGE, NOTIFY"
+
+#: Call timer kind of the A leg's reliable provisional responses (RFC 3262).
+PRACK_TIMER = "prack-a"
+PRACK_END = "prack-timeout"
+
+_RACK_RE = re.compile(rb"\s*([0-9]{1,10})\s+([0-9]{1,10})\s+([A-Za-z]+)\s*\Z")
 
 _DIGITS_RE = re.compile(rb"\s*([0-9]{1,9})")
 
@@ -148,6 +155,11 @@ class LegStack(Protocol):
     def contact(self, transport: str, host: str | None = None) -> bytes: ...
 
     def target_failed(self, peer: Peer, now: float) -> None: ...
+
+    def resend_response(self, key: TransactionKey, response: Response, now: float) -> None: ...
+
+    #: RFC 3261 T1 in seconds (reliable provisional retransmissions, RFC 3262 §3)
+    t1: float
 
     #: RFC 4028 settings for both legs; None: no session timers.
     session_timer: SessionTimerConfig | None
@@ -302,7 +314,7 @@ class Leg:
 
     def _respond(self, key: TransactionKey, request: Request, status: int, reason: str | None = None,
                  *, body: Body | None = None, headers: Iterable[tuple[str, bytes]] = (),
-                 to_tag: str | None = None, now: float) -> None:
+                 to_tag: str | None = None, now: float) -> Response:
         hdrs = list(headers)
         if 200 <= status < 300 and request.method in ("INVITE", "UPDATE", "REFER"):
             hdrs.append(("Contact", self.contact))
@@ -313,6 +325,7 @@ class Leg:
         self.stack.send_response(key, response, now)
         if body is not None and status < 300 and request.method in ("INVITE", "UPDATE"):
             self.local_sdp = body
+        return response
 
     def _ack(self, cseq: int, body: Body | None, now: float) -> None:
         assert self.dialog is not None
@@ -384,12 +397,18 @@ class Leg:
             self._emit(Info(rid, method, body_of(request), headers, self._refer_of(request)), now)
         elif method == "REFER":
             self._peer_refer(request, key, now)
+        elif method == "PRACK":
+            self._on_prack(request, key, now)
         elif method == "OPTIONS":
             # An in-dialog keep-alive: answered here, for this leg's dialog (not relayed).
             self._respond(key, request, 200, now=now,
                           headers=[("Allow", ALLOW), ("Accept", b"application/sdp")])
         else:
             self._respond(key, request, 405, now=now, headers=[("Allow", ALLOW)])
+
+    def _on_prack(self, request: Request, key: TransactionKey, now: float) -> None:
+        """A PRACK for a reliable provisional response we did not send: 481 (RFC 3262 §3)."""
+        self._respond(key, request, 481, now=now)
 
     # ------------------------------------------------------------------ transfer (REFER)
 
@@ -866,6 +885,18 @@ class Leg:
 # --------------------------------------------------------------------------- A leg (UAS)
 
 
+@attrs.define
+class _Reliable:
+    """A reliable provisional response waiting for its PRACK (RFC 3262 §3)."""
+
+    rseq: int
+    response: Response
+    has_sdp: bool
+    next_at: float  # next retransmission (unreliable transports)
+    interval: float
+    give_up: float  # 64*T1 after it was first sent
+
+
 class UasState(enum.Enum):
     PROCEEDING = "proceeding"  # INVITE received, 100 sent
     EARLY = "early"  # 1xx with To tag sent
@@ -909,9 +940,12 @@ class UasLeg(Leg):
     }
 
     def __init__(self, stack: LegStack, call: "Call", invite: Request, key: TransactionKey,
-                 peer: Peer, contact: bytes, local_tag: str, timer: UasAccept | None = None) -> None:
+                 peer: Peer, contact: bytes, local_tag: str, timer: UasAccept | None = None,
+                 reliable: bool = False) -> None:
         """``timer``: the session timer negotiated for the INVITE (:func:`negotiate_uas`),
-        put into our 2xx and run from then on; None: no session timer on this leg."""
+        put into our 2xx and run from then on; None: no session timer on this leg.
+        ``reliable``: send provisional responses reliably (RFC 3262: the PBX requires or
+        supports 100rel)."""
         super().__init__(stack, call, peer, contact)
         self.state = _U.PROCEEDING
         self.invite = invite
@@ -921,6 +955,14 @@ class UasLeg(Leg):
         self.timer = timer
         self.peer_allows_update = allows_method(invite, "UPDATE")
         self.remote_sdp = body_of(invite)
+        # RFC 3262: the reliable provisional awaiting its PRACK, those queued behind it, a 2xx
+        # held until an SDP-carrying provisional is PRACKed, and the RSeqs already PRACKed.
+        self.reliable = reliable
+        self._rseq = int.from_bytes(os.urandom(3), "big") + 1
+        self._unacked: _Reliable | None = None
+        self._rel_queue: list[Ring] = []
+        self._held_answer: Answer | None = None
+        self._pracked: set[int] = set()
 
     def start(self, now: float) -> None:
         self._respond(self.invite_key, self.invite, 100, now=now)
@@ -937,12 +979,19 @@ class UasLeg(Leg):
                 return
             self._dialog_for(early=True)
             self._go("ring")
+            if self.reliable:
+                self._ring_reliably(event, now)
+                return
             self._respond(self.invite_key, self.invite, event.status, event.reason, body=event.body,
                           headers=[("Contact", self.contact)], to_tag=self.local_tag, now=now)
         elif isinstance(event, Answer):
             if self.state not in (_U.PROCEEDING, _U.EARLY):
                 # The PBX gave up (CANCEL) while the agent answered: end the B leg.
                 self._emit(Disconnect("a-gone"), now)
+                return
+            if self._unacked is not None and self._unacked.has_sdp:
+                # RFC 3262 §3: no 2xx before the PRACK of a provisional carrying SDP.
+                self._held_answer = event
                 return
             self._dialog_for(early=False)
             self._go("answer")
@@ -963,6 +1012,95 @@ class UasLeg(Leg):
                 self._disconnect(Disconnect("failed"), now)
         else:
             super()._initial_event(event, now)
+
+    # ---- reliable provisional responses (RFC 3262), A leg only
+
+    def _go(self, what: str) -> None:
+        super()._go(what)
+        if self.state is not _U.PROCEEDING and self.state is not _U.EARLY:
+            self._reliable_done()
+
+    def _reliable_done(self) -> None:
+        """A final response went out: no more provisional retransmissions."""
+        if self._unacked is not None:
+            self._pracked.add(self._unacked.rseq)  # a late PRACK for it still gets 200
+        self._unacked = None
+        self._rel_queue.clear()
+        self._held_answer = None
+        self.call.host.cancel_timer(self.call, PRACK_TIMER)
+
+    def _ring_reliably(self, event: Ring, now: float) -> None:
+        if self._unacked is not None:
+            self._rel_queue.append(event)  # one unacknowledged reliable provisional at a time
+            return
+        body = event.body
+        if not self.invite.body:
+            # Late offer: SDP in a reliable provisional would be an offer the PBX answers in
+            # the PRACK, while the agent's (unreliable) early SDP binds nothing; keep it out.
+            body = None
+        self._rseq += 1
+        response = self._respond(
+            self.invite_key, self.invite, event.status, event.reason, body=body,
+            headers=[("Contact", self.contact), ("Require", b"100rel"), ("RSeq", b"%d" % self._rseq)],
+            to_tag=self.local_tag, now=now)
+        t1 = self.stack.t1
+        self._unacked = _Reliable(self._rseq, response, body is not None, now + t1, t1, now + 64 * t1)
+        self._arm_prack()
+
+    def _arm_prack(self) -> None:
+        rel = self._unacked
+        if rel is None:
+            self.call.host.cancel_timer(self.call, PRACK_TIMER)
+            return
+        when = rel.give_up if self.peer.reliable else min(rel.next_at, rel.give_up)
+        self.call.host.set_timer(self.call, PRACK_TIMER, when)
+
+    def on_prack_timer(self, now: float) -> None:
+        rel = self._unacked
+        if rel is None or self.state not in (_U.PROCEEDING, _U.EARLY):
+            return
+        if now >= rel.give_up:
+            # RFC 3262 §3: no PRACK within 64*T1 -- reject the INVITE with a 5xx.
+            self.stack.notice("prack-timeout", f"no PRACK for RSeq {rel.rseq}", self.peer, 504, self.call.id)
+            if self.call.end_reason is None:
+                self.call.end_reason = PRACK_END
+            self.final_status = 504
+            self._respond(self.invite_key, self.invite, 504, "Server Time-out", to_tag=self.local_tag, now=now)
+            self._emit(Disconnect(PRACK_END), now)
+            self._go("fail")
+            return
+        if not self.peer.reliable and now >= rel.next_at:
+            self.stack.resend_response(self.invite_key, rel.response, now)
+            rel.interval *= 2
+            rel.next_at = now + rel.interval
+        self._arm_prack()
+
+    def _on_prack(self, request: Request, key: TransactionKey, now: float) -> None:
+        m = _RACK_RE.match(request.get("RAck") or b"")
+        rack = (int(m.group(1)), int(m.group(2)), m.group(3).decode("ascii").upper()) if m else None
+        rel = self._unacked
+        if rack is None or rack[1:] != (self.invite.cseq.seq, "INVITE"):
+            self._respond(key, request, 481 if rack is not None else 400, now=now)
+            return
+        if rel is None or rack[0] != rel.rseq:
+            # A PRACK retransmitted in a new transaction, or late after our final response.
+            self._respond(key, request, 200 if rack[0] in self._pracked else 481, now=now)
+            return
+        if request.body:
+            # A new offer in the PRACK: we only bridge offers made in the INVITE or after the
+            # answer (re-INVITE/UPDATE).
+            self._respond(key, request, 488, now=now)
+            return
+        self._respond(key, request, 200, now=now)
+        self._pracked.add(rel.rseq)
+        self._unacked = None
+        self.call.host.cancel_timer(self.call, PRACK_TIMER)
+        held, self._held_answer = self._held_answer, None
+        if held is not None:
+            self._rel_queue.clear()
+            self._initial_event(held, now)
+        elif self._rel_queue and self.state in (_U.PROCEEDING, _U.EARLY):
+            self._ring_reliably(self._rel_queue.pop(0), now)
 
     def _initial_ack(self, ack: Request, now: float) -> None:
         if self.state is not _U.ACCEPTED:
