@@ -1039,3 +1039,34 @@ class InDialogOptionsTests(CallTestCase):
         self.net.b2b.handle_request(stale, self.net.pbx_peer, self.net.now)
         self.net.flush()
         self.assertEqual(only(self, self.net.pbx_take(), Response).status, 481)
+
+
+class AddressFamilyTests(CallTestCase):
+    def test_ipv6_agent_gets_our_ipv6_via_and_contact(self) -> None:
+        import attrs
+
+        from sbc.sip.message import parse_message
+
+        from .test_b2bua_harness import TRUNK
+
+        trunk = attrs.evolve(TRUNK, agent_uri="sip:{user}@[2001:db8::5]:5090")
+        self.net = Net(trunks=[trunk], local_hosts={6: "2001:db8::10"})
+        to_v6: list = []
+        route = self.net._route
+
+        def spy(data: bytes, peer) -> None:
+            if peer.host == "2001:db8::5":
+                to_v6.append(parse_message(data))
+            else:
+                route(data, peer)
+
+        self.net._route = spy
+        a_inv = invite()
+        self.net.from_pbx(a_inv)
+        b_inv = only(self, to_v6)
+        self.assertEqual(b_inv.top_via.host, "[2001:db8::10]")
+        self.assertEqual(b_inv.contacts[0].uri.host, "[2001:db8::10]")
+        # toward the IPv4 PBX nothing changes
+        self.assertEqual(self.net.b2b.host_for("10.0.0.5"), "192.0.2.10")
+        self.assertEqual(self.net.b2b.host_for(None), "192.0.2.10")
+        self.assertEqual(only(self, self.net.pbx_take(), Response).status, 100)

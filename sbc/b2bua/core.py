@@ -218,6 +218,7 @@ class B2bua:
         session_timer: SessionTimerConfig | None = SessionTimerConfig(),
         agent_allow: Iterable[Any] = (),
         reliable_provisionals: bool = True,
+        local_hosts: Mapping[int, str] | None = None,
     ) -> None:
         """``timers`` is a :class:`~sbc.sip.transaction.Timers` or anything with ``t1``,
         ``t2`` and ``t4`` (e.g. the ``[sip]`` config section).  ``local_ports`` overrides
@@ -230,9 +231,13 @@ class B2bua:
         option tag ``timer`` is supported, with ``reliable_provisionals`` ``100rel`` (give
         :attr:`option_tags` to the Endpoint as its ``supported``, or it refuses ``Require:
         timer``/``Require: 100rel`` with 420 before we see it).  ``agent_allow``: the agent
-        hosts' source networks, whose INVITEs are outbound calls (see above)."""
+        hosts' source networks, whose INVITEs are outbound calls (see above).  ``local_hosts``:
+        our address per IP version, for Via and Contact toward peers of that family."""
         self.trunks = tuple(trunks)
         self.local_host = local_host
+        #: Our address per IP version (``{6: "2001:db8::10"}``): Via and Contact toward a peer
+        #: of that family use it instead of ``local_host``.
+        self.local_hosts = dict(local_hosts or {})
         self.local_port = local_port
         self.local_ports = dict(local_ports or {})
         self._contact_port = contact_port
@@ -412,9 +417,21 @@ class B2bua:
     def port_for(self, transport: str) -> int:
         return self.local_ports.get(transport.lower(), self.local_port)
 
-    def via(self, transport: str) -> bytes:
+    def host_for(self, peer_host: str | None) -> str:
+        """Our address toward ``peer_host``: the ``local_hosts`` entry of its IP version, else
+        ``local_host``."""
+        if peer_host and self.local_hosts:
+            try:
+                version = ip_address(peer_host.strip("[]")).version
+            except ValueError:
+                version = None
+            if version in self.local_hosts:
+                return self.local_hosts[version]
+        return self.local_host
+
+    def via(self, transport: str, peer_host: str | None = None) -> bytes:
         branch = f"{MAGIC_COOKIE}{self._prefix}{next(self._seq):x}"
-        return (f"SIP/2.0/{transport.upper()} {_bracket(self.local_host)}:{self.port_for(transport)}"
+        return (f"SIP/2.0/{transport.upper()} {_bracket(self.host_for(peer_host))}:{self.port_for(transport)}"
                 f";branch={branch};rport").encode("latin-1")
 
     def new_id(self) -> int:
@@ -448,10 +465,10 @@ class B2bua:
         self.stats[reason] = self.stats.get(reason, 0) + 1
         self._notices.append(B2buaNotice(reason, detail, peer, status, call_id))
 
-    def contact(self, transport: str, host: str | None = None) -> bytes:
-        """Our Contact over ``transport``: our address (toward the agent host) or ``host``
-        (our FQDN toward a trunk)."""
-        return _contact(host or self.local_host, self.port_for(transport), transport)
+    def contact(self, transport: str, host: str | None = None, peer_host: str | None = None) -> bytes:
+        """Our Contact over ``transport``: our address toward ``peer_host`` (toward the agent
+        host) or ``host`` (our FQDN toward a trunk)."""
+        return _contact(host or self.host_for(peer_host), self.port_for(transport), transport)
 
     def target_failed(self, peer: Peer, now: float) -> None:
         failed = getattr(self.resolver, "failed", None)
@@ -761,7 +778,8 @@ class B2bua:
         if a_port is None:
             a_port = self.port_for(peer.transport)
         # Toward a PBX we are the configured FQDN; toward the agent host our address.
-        a_contact = _contact(self.fqdn if direction == "inbound" else self.local_host, a_port, peer.transport)
+        a_contact = _contact(self.fqdn if direction == "inbound" else self.host_for(peer.host), a_port,
+                             peer.transport)
         route = None
         if proxy is not None:
             route = b"<" + (proxy if proxy.has_param("lr") else proxy.with_param("lr", None)).to_bytes() + b">"

@@ -140,7 +140,7 @@ class LegStack(Protocol):
 
     def cancel(self, key: TransactionKey, now: float) -> None: ...
 
-    def via(self, transport: str) -> bytes: ...
+    def via(self, transport: str, peer_host: str | None = None) -> bytes: ...
 
     def new_id(self) -> int: ...
 
@@ -152,7 +152,7 @@ class LegStack(Protocol):
 
     def notice(self, reason: str, detail: str, peer: Peer, status: int | None = None, call_id: str = "") -> None: ...
 
-    def contact(self, transport: str, host: str | None = None) -> bytes: ...
+    def contact(self, transport: str, host: str | None = None, peer_host: str | None = None) -> bytes: ...
 
     def target_failed(self, peer: Peer, now: float) -> None: ...
 
@@ -285,7 +285,8 @@ class Leg:
         return self.peer
 
     def _via(self) -> bytes:
-        return self.stack.via(self._target().transport)
+        target = self._target()
+        return self.stack.via(target.transport, target.host)
 
     def _bind(self, dialog: Dialog) -> None:
         if self._bound is not None and self._bound != dialog.id:
@@ -1222,7 +1223,7 @@ class UacLeg(Leg):
         (then :meth:`resolved` follows).  ``contact_host``: the host of our Contact (our FQDN
         toward a trunk; default our address)."""
         first = peers[0] if peers else Peer("udp", "0.0.0.0", 0)
-        super().__init__(stack, call, first, stack.contact(first.transport, contact_host))
+        super().__init__(stack, call, first, stack.contact(first.transport, contact_host, first.host))
         self.contact_host = contact_host
         self.alternatives = list(peers[1:]) if peers else []
         self.resolving = peers is None
@@ -1255,7 +1256,7 @@ class UacLeg(Leg):
         to = NameAddr(None, URI(self.target.scheme, user=self.target.user, host=self.target.host,
                                 port=self.target.port))
         headers: list[tuple[str, bytes]] = [
-            ("Via", self.stack.via(self.peer.transport)),
+            ("Via", self.stack.via(self.peer.transport, self.peer.host)),
             ("Max-Forwards", b"%d" % max(event.max_forwards - 1, 0)),
         ]
         if self.route is not None:
@@ -1293,7 +1294,7 @@ class UacLeg(Leg):
 
     def _send_invite(self, cseq: int, now: float) -> None:
         assert self._try is not None
-        self.contact = self.stack.contact(self.peer.transport, self.contact_host)
+        self.contact = self.stack.contact(self.peer.transport, self.contact_host, self.peer.host)
         self.invite = self._build_invite(self._try, cseq)
         self.invite_key = self._send(self.invite, _INVITE, 0, now)
 
