@@ -24,6 +24,8 @@ class ReferTests(CallTestCase):
 
     def test_blind_transfer_relayed_with_notifies(self) -> None:
         a_inv, b_inv, a_ok, b_ok, pbx, agent = self.answer()
+        self.assertIn(b"REFER", b_inv.get("Allow"))  # the agent host may transfer
+        self.assertNotIn(b"REFER", a_ok.get("Allow"))  # the PBX may not
         # an in-dialog OPTIONS first, so the agent's REFER CSeq differs from ours on the A leg
         self.net.from_agent(agent.request("OPTIONS"))
         self.assertEqual(only(self, self.net.agent_take(), Response).status, 200)
@@ -110,6 +112,7 @@ class ReferNotAllowedTests(CallTestCase):
     def test_refused_403_and_the_call_goes_on(self) -> None:
         a_inv, b_inv, a_ok, b_ok, pbx, agent = self.answer()  # TRUNK: allow_refer false
         self.net.from_agent(agent.request("REFER", headers=[("Refer-To", REFER_TO)]))
+        self.assertNotIn(b"REFER", b_inv.get("Allow"))
         r = only(self, self.net.agent_take(), Response)
         self.assertEqual(r.status, 403)
         self.assertEqual(self.net.pbx_take(), [])

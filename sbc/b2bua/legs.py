@@ -320,7 +320,7 @@ class Leg:
         if 200 <= status < 300 and request.method in ("INVITE", "UPDATE", "REFER"):
             hdrs.append(("Contact", self.contact))
             if request.method == "INVITE":
-                hdrs.append(("Allow", ALLOW))
+                hdrs.append(("Allow", self.allow))
         hdrs.extend(_body_headers(body))
         response = make_response(request, status, reason, to_tag=to_tag, headers=hdrs, body=_data(body))
         self.stack.send_response(key, response, now)
@@ -403,9 +403,9 @@ class Leg:
         elif method == "OPTIONS":
             # An in-dialog keep-alive: answered here, for this leg's dialog (not relayed).
             self._respond(key, request, 200, now=now,
-                          headers=[("Allow", ALLOW), ("Accept", b"application/sdp")])
+                          headers=[("Allow", self.allow), ("Accept", b"application/sdp")])
         else:
-            self._respond(key, request, 405, now=now, headers=[("Allow", ALLOW)])
+            self._respond(key, request, 405, now=now, headers=[("Allow", self.allow)])
 
     def _on_prack(self, request: Request, key: TransactionKey, now: float) -> None:
         """A PRACK for a reliable provisional response we did not send: 481 (RFC 3262 §3)."""
@@ -413,11 +413,18 @@ class Leg:
 
     # ------------------------------------------------------------------ transfer (REFER)
 
+    @property
+    def allow(self) -> bytes:
+        """Our Allow on this leg: REFER too on the agent host's leg when transfers are allowed."""
+        if self.call.allow_refer and self is self.call.agent_leg:
+            return ALLOW + b", REFER"
+        return ALLOW
+
     def _peer_refer(self, request: Request, key: TransactionKey, now: float) -> None:
         """A REFER from this leg's peer: relayed to the other leg only when it comes from
         the agent host and the trunk allows transfers; refused otherwise, the call untouched."""
         if self is not self.call.agent_leg:
-            self._respond(key, request, 405, now=now, headers=[("Allow", ALLOW)])
+            self._respond(key, request, 405, now=now, headers=[("Allow", self.allow)])
             return
         if not self.call.allow_refer:
             self.stack.notice("refer-refused", "transfers are not allowed on this trunk", self.peer, 403,
@@ -1267,7 +1274,7 @@ class UacLeg(Leg):
             ("Call-ID", self.call_id.encode("latin-1")),
             ("CSeq", b"%d INVITE" % cseq),
             ("Contact", self.contact),
-            ("Allow", ALLOW),
+            ("Allow", self.allow),
         ]
         if self._st_neg is not None:
             headers.extend(self._st_neg.request_headers())
