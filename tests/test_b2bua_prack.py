@@ -99,6 +99,17 @@ class PrackTests(CallTestCase):
         self.net.from_pbx(self.prack(a_inv, p183, rseq=int(p183.get("RSeq")) + 5))
         self.assertEqual(only(self, self.net.pbx_take(), Response).status, 481)
 
+    def test_malformed_rack_400(self) -> None:
+        a_inv, b_inv, p183 = self.ring()
+        for rack in (b"", b"x 1 INVITE", b"1 INVITE"):
+            prack = PbxDialog(a_inv, p183).request("PRACK", headers=[("RAck", rack)] if rack else [])
+            self.net.from_pbx(prack)
+            self.assertEqual(only(self, self.net.pbx_take(), Response).status, 400)
+        # the RAck of another request of the dialog
+        prack = PbxDialog(a_inv, p183).request("PRACK", headers=[("RAck", b"%s 7 INVITE" % p183.get("RSeq"))])
+        self.net.from_pbx(prack)
+        self.assertEqual(only(self, self.net.pbx_take(), Response).status, 481)
+
     def test_prack_with_a_new_offer_488(self) -> None:
         a_inv, b_inv, p183 = self.ring()
         self.net.from_pbx(self.prack(a_inv, p183, body=SDP_A))

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import attrs
+from hypothesis import given, strategies as st
+from twisted.trial.unittest import SynchronousTestCase
 
 from sbc.sip.message import Request, Response
 
@@ -151,3 +153,16 @@ class OutboundReferTests(CallTestCase):
                                   b"SIP/2.0 200 OK", b"terminated"))
         notify = only(self, self.net.agent_take())
         self.assertEqual((notify.method, notify.call_id), ("NOTIFY", a_inv.call_id))
+
+
+class EventIdTests(SynchronousTestCase):
+    @given(seq=st.integers(1, 2**31 - 1), old=st.one_of(st.none(), st.integers(0, 10**10 - 1)),
+           params=st.lists(st.sampled_from([b";foo=bar", b";x", b" ;ID = 7"]), max_size=3))
+    def test_event_id_rewritten_once(self, seq: int, old, params) -> None:
+        from sbc.b2bua.legs import _event_id, _event_package, _with_event_id
+
+        value = b"refer" + b"".join(params) + (b"" if old is None else b";id=%d" % old)
+        out = _with_event_id(value, seq)
+        self.assertEqual(_event_id(out), seq)
+        self.assertEqual(out.lower().count(b";id="), 1)
+        self.assertEqual(_event_package(out), b"refer")
