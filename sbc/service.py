@@ -492,6 +492,17 @@ def _listening(svc: StreamServerEndpointService) -> StreamServerEndpointService:
     return svc
 
 
+def _local_hosts(listeners: Any) -> dict[str, Any]:
+    """Our address per IP version, from the listeners (UDP first): the B2BUA's Via and
+    Contact toward an IPv6 agent host must carry an IPv6 address, and the other way round."""
+    hosts: dict[int, str] = {}
+    for listener in sorted(listeners, key=lambda l: l.transport != "udp"):
+        version = 6 if ":" in listener.address else 4
+        if listener.address not in ("0.0.0.0", "::"):
+            hosts.setdefault(version, listener.address)
+    return {"local_hosts": hosts} if hosts else {}
+
+
 def build_service(config: Any, reactor: Any, *, install_signals: bool = True, dns: Any = None) -> SbcService:
     """Build the whole tree.  ``install_signals=False``: no SIGHUP handler (tests); ``dns``:
     the ``IResolver`` for RFC 3263 location (default: the system's, bound to ``reactor``)."""
@@ -552,8 +563,11 @@ def build_service(config: Any, reactor: Any, *, install_signals: bool = True, dn
             copy_x_headers=calls.copy_x_headers,
             local_ports=ports,
             resolver=resolver,
+            **_local_hosts(config.listen),
         )
         endpoint.add_handler(b2bua)
+        # Let through the option tags the B2BUA implements (timer, 100rel) in Require.
+        endpoint.set_supported(getattr(b2bua, "option_tags", ()))
         dispatcher.fallback = b2bua.handle_response
         driver.add_tu(b2bua)
         driver.add_tu(LookupPump(b2bua, resolver, driver, reactor))

@@ -111,6 +111,12 @@ class EndpointTests(SynchronousTestCase):
         self.assertEqual(r.status, 420)
         self.assertEqual(r.get("Unsupported"), b"nothing-known, 100rel")
 
+    def test_set_supported_lets_require_through_and_advertises(self) -> None:
+        self.endpoint.set_supported(["timer"])
+        r = self.answer(request(extra="Require: timer\r\n"))
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.get("Supported"), b"timer")
+
     def test_cseq_mismatch_400(self) -> None:
         r = self.answer(request(cseq_method="INVITE"))
         self.assertEqual(r.status, 400)

@@ -160,6 +160,12 @@ class Endpoint:
             self._handlers[method] = handler
         self._options_headers.clear()  # Allow changed
 
+    def set_supported(self, tags: Iterable[str]) -> None:
+        """Option tags we implement: listed in Supported and let through in Require."""
+        self.supported = tuple(dict.fromkeys(tuple(self.supported) + tuple(tags)))
+        self._supported_lower = frozenset(t.lower() for t in self.supported)
+        self._options_headers.clear()
+
     def set_response_handler(self, handler: Callable[[Response, Peer, float], None]) -> None:
         """Responses go here (the transaction layer of a TU that sends requests)."""
         self._response_handler = handler

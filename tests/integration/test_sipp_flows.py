@@ -423,9 +423,6 @@ class Ipv6ViaAndContact(FlowTests, SynchronousTestCase):
     flow = "ipv6_family"
     pbx_scenario = "ipv6_pbx.xml"
     ipv6 = True
-    todo = ("SBC bug: toward an IPv6 agent host the B leg's INVITE carries Via 127.0.0.1:<port> and "
-            "Contact <sip:127.0.0.1:<port>> (the first UDP listener, sbc/service.py local_host), "
-            "so the agent's in-dialog requests go to an IPv4 address")
 
 
 class Reject302(FlowTests, SynchronousTestCase):
