@@ -10,7 +10,7 @@ sides succeeded.
 Held calls: `--held` calls are set up and held (each lasts `--hold` seconds), and the SBC's
 resident memory is compared with its memory before the calls.
 
-    .venv/bin/python bench/sipp_calls.py held --held 5000 --hold 60
+    .venv/bin/python bench/sipp_calls.py held --held 5000 --hold 90 --rate 250
 """
 
 from __future__ import annotations
@@ -58,7 +58,11 @@ def rate_sweep(args: argparse.Namespace) -> None:
                                          "-l", str(max(rate * 10, 100))),
                                  capture_output=True, text=True, stdin=subprocess.DEVNULL)
             wall = time.monotonic() - start
-            uas_out, _ = uas.communicate(timeout=120)
+            try:
+                uas_out, _ = uas.communicate(timeout=60)
+            except subprocess.TimeoutExpired:  # calls the agent side never saw end
+                uas.kill()
+                uas_out, _ = uas.communicate()
             ok, failed = _counts(uac.stdout)
             uas_ok, uas_failed = _counts(uas_out)
             passed = uac.returncode == 0 and uas.returncode == 0 and ok == args.calls
@@ -73,7 +77,7 @@ def rate_sweep(args: argparse.Namespace) -> None:
 def held(args: argparse.Namespace) -> None:
     agent_port = free_port()
     sbc = RunningSbc(agent_uri=f"sip:{{user}}@127.0.0.1:{agent_port}",
-                     extra_toml="").start()
+                     extra_toml=f"\n[calls]\nmax_calls = {args.held * 2}\n").start()
     try:
         time.sleep(1)
         idle = sbc.rss_kib()
@@ -84,14 +88,24 @@ def held(args: argparse.Namespace) -> None:
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                stdin=subprocess.DEVNULL, text=True)
         ramp = args.held / args.rate
-        time.sleep(ramp + 5)
+        # Measure once the calls' INVITE transactions have ended (Timer L, 64*T1 = 32 s after
+        # the 2xx): what remains is the steady cost of a held call.
+        time.sleep(ramp + args.settle)
         peak = sbc.rss_kib()
-        out, _ = uac.communicate(timeout=args.hold + ramp + 120)
-        uas_out, _ = uas.communicate(timeout=60)
+        live = sbc.health().get("calls")
+        print(f"{args.held} calls set up ({live} live in the SBC): SBC RSS idle {idle} KiB, "
+              f"with calls held {peak} KiB, {(peak - idle) / max(live or 1, 1):.1f} KiB per live call",
+              flush=True)
+        try:
+            out, _ = uac.communicate(timeout=args.hold + ramp + 120)
+            uas_out, _ = uas.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            uac.kill()
+            uas.kill()
+            out, _ = uac.communicate()
+            uas_out, _ = uas.communicate()
         ok, failed = _counts(out)
-        print(f"{args.held} held calls: SBC RSS idle {idle} KiB, with calls held {peak} KiB, "
-              f"{(peak - idle) * 1024 / args.held / 1024:.1f} KiB per held call; "
-              f"UAC {ok} ok {failed} failed")
+        print(f"UAC {ok} ok {failed} failed")
     finally:
         sbc.stop()
 
@@ -107,6 +121,8 @@ def main() -> int:
     h.add_argument("--held", type=int, default=5000)
     h.add_argument("--hold", type=int, default=60)
     h.add_argument("--rate", type=int, default=500)
+    h.add_argument("--settle", type=float, default=35.0,
+                   help="seconds after the last call is set up before memory is measured")
     h.add_argument("--transport", default="u1")
     args = parser.parse_args()
     if sipp_path() is None:

@@ -116,6 +116,14 @@ class RunningSbc:
                 return int(line.split()[1])
         raise RuntimeError("no VmRSS")
 
+    def health(self) -> dict:
+        """The admin /healthz document."""
+        import json
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}/healthz", timeout=5) as r:
+            return json.load(r)
+
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
