@@ -53,6 +53,8 @@ class RunningSbc:
     def __init__(self, extra_toml: str = "", *, tls: tuple[Path, Path] | None = None,
                  agent_uri: str = "sip:{user}@127.0.0.1:5090") -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="sbc-it-"))
+        # Tests read the log after stopping the process: the folder goes when the run ends.
+        atexit.register(shutil.rmtree, self.dir, True)
         self.sip_port = free_port()
         self.admin_port = free_port(socket.SOCK_STREAM)
         self.tls_port = free_port(socket.SOCK_STREAM) if tls else None
@@ -135,7 +137,6 @@ class RunningSbc:
             except subprocess.TimeoutExpired:
                 os.kill(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(10)
-        shutil.rmtree(self.dir, ignore_errors=True) if self.proc is None else None
 
     def log_text(self) -> str:
         try:
