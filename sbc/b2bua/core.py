@@ -81,7 +81,6 @@ dialog's route set / remote target when it is an IP literal, else the first hop 
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import os
 import re
@@ -95,6 +94,7 @@ from sbc.sip.dialog import Dialog, DialogError, DialogId
 from sbc.sip.endpoint import Peer
 from sbc.sip.errors import SipError, SipParseError
 from sbc.sip.message import Request, Response, make_response
+from sbc.sip.timers import TimerHeap
 from sbc.sip.session_timer import Reject422, SessionTimerConfig, UasAccept, negotiate_uas
 from sbc.sip.transaction import (
     AckMissing,
@@ -274,8 +274,7 @@ class B2bua:
         self._per_trunk: dict[str, int] = {}
         self._dialogs: dict[tuple[str, str], Leg] = {}  # (Call-ID, local tag) -> leg
         self._by_tx: dict[TransactionKey, Leg] = {}
-        self._timers: dict[tuple[str, str], tuple[float, int]] = {}
-        self._timer_heap: list[tuple[float, int, str, str]] = []
+        self._timers: TimerHeap[tuple[str, str]] = TimerHeap()  # (call id, kind)
         self._seq = itertools.count(1)
         self._prefix = os.urandom(5).hex()
         self._waiting: dict[str, tuple[URI, list[str]]] = {}  # URI text -> (URI, call ids)
@@ -297,13 +296,10 @@ class B2bua:
 
     def next_deadline(self) -> float | None:
         tx = self._tx.next_deadline()
-        heap = self._timer_heap
-        while heap:
-            when, seq, call_id, kind = heap[0]
-            if self._timers.get((call_id, kind)) == (when, seq):
-                return when if tx is None else min(tx, when)
-            heapq.heappop(heap)
-        return tx
+        mine = self._timers.next_deadline()
+        if tx is None:
+            return mine
+        return tx if mine is None else min(tx, mine)
 
     def notices(self) -> list[B2buaNotice]:
         items = list(self._notices)
@@ -383,12 +379,8 @@ class B2bua:
         self.now = now
         self._tx.handle_timer(now)
         self._drain(now)
-        heap = self._timer_heap
-        while heap and heap[0][0] <= now:
-            when, seq, call_id, kind = heapq.heappop(heap)
-            if self._timers.get((call_id, kind)) != (when, seq):
-                continue
-            del self._timers[(call_id, kind)]
+        while (due := self._timers.pop_due(now)) is not None:
+            call_id, kind = due
             call = self.calls.get(call_id)
             if call is not None:
                 self._guard(call.on_timer, kind, now)
@@ -476,16 +468,10 @@ class B2bua:
             failed(peer, now)
 
     def set_timer(self, call: Call, kind: str, when: float) -> None:
-        seq = next(self._seq)
-        self._timers[(call.id, kind)] = (when, seq)
-        heapq.heappush(self._timer_heap, (when, seq, call.id, kind))
+        self._timers.set((call.id, kind), when)
 
     def cancel_timer(self, call: Call, kind: str) -> None:
-        self._timers.pop((call.id, kind), None)
-        heap = self._timer_heap
-        if len(heap) > 64 and len(heap) > 4 * len(self._timers):
-            self._timer_heap = [e for e in heap if self._timers.get((e[2], e[3])) == (e[0], e[1])]
-            heapq.heapify(self._timer_heap)
+        self._timers.cancel((call.id, kind))
 
     def call_ended(self, call: Call) -> None:
         if self.calls.pop(call.id, None) is not None:

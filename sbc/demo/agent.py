@@ -26,7 +26,6 @@ opens a socket or logs.
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import os
 from collections import deque
@@ -35,6 +34,7 @@ from typing import Any, Callable, Mapping, Protocol
 
 from attrs import define, field, frozen
 
+from sbc.sip.timers import TimerHeap
 from sbc.sip.dialog import Dialog, DialogError
 from sbc.sip.endpoint import Peer
 from sbc.sip.errors import SipError, SipParseError
@@ -274,8 +274,7 @@ class DemoAgent:
         self.calls: dict[str, _Call] = {}
         self._by_invite: dict[TransactionKey, str] = {}
         self._our_requests: dict[TransactionKey, str] = {}  # BYEs we sent -> call key
-        self._timers: dict[tuple[str, str], tuple[float, int]] = {}
-        self._heap: list[tuple[float, int, str, str]] = []
+        self._timers: TimerHeap[tuple[str, str]] = TimerHeap()  # (call key, kind)
         self._seq = itertools.count(1)
         self._prefix = os.urandom(4).hex()
         self._events: deque[DemoEvent] = deque(maxlen=10_000)
@@ -288,13 +287,10 @@ class DemoAgent:
 
     def next_deadline(self) -> float | None:
         tx = self._tx.next_deadline()
-        heap = self._heap
-        while heap:
-            when, seq, key, kind = heap[0]
-            if self._timers.get((key, kind)) == (when, seq):
-                return when if tx is None else min(tx, when)
-            heapq.heappop(heap)
-        return tx
+        mine = self._timers.next_deadline()
+        if tx is None:
+            return mine
+        return tx if mine is None else min(tx, mine)
 
     def events(self) -> list[DemoEvent]:
         """What happened since the last call, oldest first."""
@@ -329,12 +325,8 @@ class DemoAgent:
     def handle_timer(self, now: float) -> None:
         self._tx.handle_timer(now)
         self._drain(now)
-        heap = self._heap
-        while heap and heap[0][0] <= now:
-            when, seq, key, kind = heapq.heappop(heap)
-            if self._timers.get((key, kind)) != (when, seq):
-                continue
-            del self._timers[(key, kind)]
+        while (due := self._timers.pop_due(now)) is not None:
+            key, kind = due
             call = self.calls.get(key)
             if call is not None:
                 self._guard(self._on_timer, call, kind, now)
@@ -664,9 +656,7 @@ class DemoAgent:
     # ------------------------------------------------------------------ timers, hang-up
 
     def _set_timer(self, call: _Call, kind: str, when: float) -> None:
-        seq = next(self._seq)
-        self._timers[(call.key, kind)] = (when, seq)
-        heapq.heappush(self._heap, (when, seq, call.key, kind))
+        self._timers.set((call.key, kind), when)
 
     def _on_timer(self, call: _Call, kind: str, now: float) -> None:
         if kind == "answer" and call.state == RINGING:
@@ -713,10 +703,7 @@ class DemoAgent:
         call.dialog.terminate()
         self.media.close(call.key)
         for kind in ("answer", "hangup"):
-            self._timers.pop((call.key, kind), None)
-        if len(self._heap) > 64 and len(self._heap) > 4 * len(self._timers):
-            self._heap = [e for e in self._heap if self._timers.get((e[2], e[3])) == (e[0], e[1])]
-            heapq.heapify(self._heap)
+            self._timers.cancel((call.key, kind))
         self._count("calls-ended")
         answered = call.answered_at
         self._events.append(DemoEvent("call-ended", call.dialog.call_id, {
