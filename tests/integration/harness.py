@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared"
@@ -47,14 +48,74 @@ def sipp_path() -> str | None:
     return shutil.which("sipp")
 
 
-class RunningSbc:
+class TwistProcess:
+    """A ``python -m twisted <plugin>`` process with its own folder and log.
+
+    Only this process is ever stopped, by its pid.  Tests read the log after stopping it, so
+    the folder goes when the test run ends.
+    """
+
+    name = "process"
+
+    def __init__(self, prefix: str, log_name: str) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix=prefix))
+        atexit.register(shutil.rmtree, self.dir, True)
+        self.log = self.dir / log_name
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def spawn(self, plugin_args: list[str], ready: "Callable[[], bool]",
+              timeout: float = 20.0) -> None:
+        env = dict(os.environ, PYTHONPATH=str(REPO))
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "twisted", "--log-format", "text", *plugin_args],
+                cwd=self.dir, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=env)
+        atexit.register(self.stop)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited at start-up:\n" + self.log_text())
+            if ready():
+                return
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"{self.name} did not answer OPTIONS in time:\n" + self.log_text())
+
+    def rss_kib(self) -> int:
+        assert self.proc is not None
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise RuntimeError("no VmRSS")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+
+    def log_text(self) -> str:
+        try:
+            return self.log.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+
+class RunningSbc(TwistProcess):
     """An SBC process with its own config file and log."""
+
+    name = "SBC"
 
     def __init__(self, extra_toml: str = "", *, tls: tuple[Path, Path] | None = None,
                  agent_uri: str = "sip:{user}@127.0.0.1:5090") -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="sbc-it-"))
-        # Tests read the log after stopping the process: the folder goes when the run ends.
-        atexit.register(shutil.rmtree, self.dir, True)
+        super().__init__("sbc-it-", "sbc.log")
         self.sip_port = free_port()
         self.admin_port = free_port(socket.SOCK_STREAM)
         self.tls_port = free_port(socket.SOCK_STREAM) if tls else None
@@ -82,41 +143,14 @@ class RunningSbc:
             + '[[trunk]]\nname = "local"\nallow = ["127.0.0.1/32", "::1/128"]\n'
             f'agent_uri = "{agent_uri}"\n' + extra_toml
         )
-        self.log = self.dir / "sbc.log"
-        self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 20.0) -> "RunningSbc":
-        env = dict(os.environ, PYTHONPATH=str(REPO))
-        with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "twisted", "--log-format", "text", "sbc", "--config", str(self.config)],
-                cwd=self.dir,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
-            )
-        atexit.register(self.stop)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("SBC exited at start-up:\n" + self.log.read_text())
-            if self.ping():
-                return self
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("SBC did not answer OPTIONS in time:\n" + self.log.read_text())
+        self.spawn(["sbc", "--config", str(self.config)], self.ping, timeout)
+        return self
 
     def ping(self) -> bool:
         reply = udp_exchange(options_request(self.sip_port), self.sip_port, timeout=0.3)
         return reply is not None and reply.startswith(b"SIP/2.0 200")
-
-    def rss_kib(self) -> int:
-        assert self.proc is not None
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        raise RuntimeError("no VmRSS")
 
     def health(self) -> dict:
         """The admin /healthz document."""
@@ -125,24 +159,6 @@ class RunningSbc:
 
         with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}/healthz", timeout=5) as r:
             return json.load(r)
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-
-    def log_text(self) -> str:
-        try:
-            return self.log.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
 
 
 _shared: RunningSbc | None = None

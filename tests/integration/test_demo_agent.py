@@ -8,73 +8,41 @@ from __future__ import annotations
 import os
 import random
 import re
-import shutil
-import signal
 import socket
 import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from .harness import REPO, RunningSbc, free_port, options_request, sipp_path, status_of, udp_exchange
+from .harness import RunningSbc, TwistProcess, free_port, options_request, sipp_path, status_of, udp_exchange
 
 
 _ENDED = re.compile(r"call \S+ ended after [0-9.]+s: BYE from the caller")
 
 
-class RunningDemoAgent:
-    """A demo agent host process on 127.0.0.1; only this process is ever stopped, by pid."""
+class RunningDemoAgent(TwistProcess):
+    """A demo agent host process on 127.0.0.1."""
+
+    name = "demo agent"
 
     def __init__(self, *args: str) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="sbc-demo-"))
+        super().__init__("sbc-demo-", "agent.log")
         self.port = free_port()
         low = random.randrange(30000, 39000, 100)
         self.rtp_ports = (low, low + 99)
         self.args = args
-        self.log = self.dir / "agent.log"
-        self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 20.0) -> "RunningDemoAgent":
-        env = dict(os.environ, PYTHONPATH=str(REPO))
-        with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "twisted", "--log-format", "text", "sbc-demo-agent",
-                 "--listen", f"127.0.0.1:{self.port}",
-                 "--rtp-ports", f"{self.rtp_ports[0]}-{self.rtp_ports[1]}", *self.args],
-                cwd=self.dir, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=env)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("demo agent exited at start-up:\n" + self.log_text())
-            reply = udp_exchange(options_request(self.port), self.port, timeout=0.3)
-            if status_of(reply) == 200:
-                return self
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("demo agent did not answer OPTIONS in time:\n" + self.log_text())
+        self.spawn(["sbc-demo-agent", "--listen", f"127.0.0.1:{self.port}",
+                    "--rtp-ports", f"{self.rtp_ports[0]}-{self.rtp_ports[1]}", *self.args],
+                   self.ping, timeout)
+        return self
 
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-
-    def log_text(self) -> str:
-        try:
-            return self.log.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
+    def ping(self) -> bool:
+        return status_of(udp_exchange(options_request(self.port), self.port, timeout=0.3)) == 200
 
     def cleanup(self) -> None:
         self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class SippThroughSbc(SynchronousTestCase):
