@@ -752,11 +752,11 @@ class TrunkConfig:
     )
     match_tls_names: tuple[str, ...] = setting(
         list_of(tls_name), default=(), type_name="array of strings",
-        doc="Also admit TLS peers whose certificate carries one of these DNS names (`*.` wildcard allowed).",
+        doc="Also admit TLS peers whose certificate carries one of these DNS names (`*.` wildcard allowed). Validated, but not acted on yet (TLS peer matching comes with the security work).",
     )
     match_ruri: tuple[re.Pattern[str], ...] = setting(
         list_of(regex), default=(), type_name="array of strings",
-        doc="Regular expressions; when given, the Request-URI must match one of them (`re.search`).",
+        doc="Regular expressions; when given, the Request-URI must match one of them (`re.search`). Validated, but not acted on yet: trunks are matched by source address only.",
     )
     peer_uri: str | None = setting(
         sip_uri, default=None, type_name="string",
