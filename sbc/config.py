@@ -41,6 +41,9 @@ __all__ = [
     "AdminConfig",
     "AgentConfig",
     "CdrConfig",
+    "DtmfConfig",
+    "EventsConfig",
+    "MediaConfig",
     "CallsConfig",
     "Config",
     "ConfigError",
@@ -724,6 +727,60 @@ class RegisterConfig:
             raise Invalid("required when `password` is set", "username")
 
 
+
+_DIGITS = "0123456789*#ABCD"
+
+
+def dtmf_key(value: object) -> str:
+    """One DTMF key: 0-9, *, #, A-D."""
+    _expect(value, str, "a string")
+    assert isinstance(value, str)
+    if len(value) != 1 or value.upper() not in _DIGITS:
+        raise Invalid(f"{value!r} is not a DTMF key (0-9, *, #, A-D)")
+    return value.upper()
+
+
+def fraction(value: object) -> float:
+    """A number from 0 to 1."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise Invalid(f"expected a number from 0 to 1, got {_type_name(value)}")
+    if not 0.0 <= float(value) <= 1.0:
+        raise Invalid(f"{value} is not between 0 and 1")
+    return float(value)
+
+
+_SRTP_POLICY = one_of("off", "optional", "required")
+
+
+@frozen
+class DtmfConfig:
+    """``[trunk.dtmf]``: how the caller's keypresses become agent events."""
+
+    submit_key: str = setting(
+        dtmf_key, default="#", type_name="string",
+        doc="Key that submits the buffered digits as text (not part of the text).",
+    )
+    idle_timeout: float = setting(
+        positive_float, default=2.5, type_name="float",
+        doc="Seconds without a new keypress after which the buffered digits are submitted.",
+    )
+    vad_sensitivity: float = setting(
+        fraction, default=0.5, type_name="float",
+        doc="Voice activity sensitivity, 0 (never) .. 1 (most sensitive): speech submits the buffered digits.",
+    )
+    pass_tones: bool = setting(
+        boolean, default=False, type_name="boolean",
+        doc="Also forward RFC 4733 telephone-events to the agent host as RTP (off: the agent gets each key once, as text).",
+    )
+    info: bool = setting(
+        boolean, default=True, type_name="boolean",
+        doc="Take SIP INFO DTMF (application/dtmf-relay, application/dtmf) from the PBX; answered 200, not relayed.",
+    )
+    inband: bool = setting(
+        boolean, default=False, type_name="boolean", doc="Detect in-band DTMF tones in G.711 audio (Goertzel).",
+    )
+
+
 @frozen
 class TrunkConfig:
     """``[[trunk]]``: a PBX or carrier allowed to send calls, and where its calls go."""
@@ -776,6 +833,15 @@ class TrunkConfig:
     register: RegisterConfig | None = optional_section(
         RegisterConfig, doc="Outbound registration toward this trunk."
     )
+    srtp: str = setting(
+        _SRTP_POLICY, default="optional", type_name='"off", "optional" or "required"',
+        doc="SRTP (SDES) toward this trunk: `required` refuses plain RTP (488), `optional` follows the PBX's offer, `off` speaks plain RTP only.",
+    )
+    strict_source: bool = setting(
+        boolean, default=False, type_name="boolean",
+        doc="Accept this trunk's RTP only from the address in its SDP (no latching to where it really sends from).",
+    )
+    dtmf: DtmfConfig = section(DtmfConfig, doc="DTMF to agent events for this trunk's callers.")
 
     def _check_section(self, ctx: _Context) -> None:
         if self.dial and self.peer_uri is None:
@@ -835,6 +901,74 @@ class AgentConfig:
         integer(1, 100), default=2, type_name="integer",
         doc="Consecutive failed pings (timeout or 503) before a target is marked down; one success marks it up.",
     )
+    srtp: str = setting(
+        _SRTP_POLICY, default="off", type_name='"off", "optional" or "required"',
+        doc="SRTP (SDES) toward the agent host(s).",
+    )
+
+
+@frozen
+class MediaConfig:
+    """``[media]``: the RTP/SRTP relay that anchors every call's media."""
+
+    enabled: bool = setting(
+        boolean, default=True, type_name="boolean",
+        doc="Anchor media: rewrite SDP on both legs and relay RTP through the SBC. Off: SDP passes through untouched (no DTMF from RTP).",
+    )
+    address: str = setting(ip_literal, default="127.0.0.1", type_name="string", doc="IP literal the relay's sockets bind to.")
+    advertise: str | None = setting(
+        ip_literal, default=None, type_name="string",
+        doc="Address written into SDP (behind 1:1 NAT); defaults to `address`.",
+    )
+    port_min: int = setting(integer(1024, 65534), default=10000, type_name="integer", doc="Lowest RTP port (even).")
+    port_max: int = setting(integer(1025, 65535), default=19999, type_name="integer", doc="Highest RTP/RTCP port.")
+    timeout: float = setting(
+        non_negative_float, default=60.0, type_name="float",
+        doc="Hang up both legs when no RTP arrived from either side for this many seconds (not while on hold); 0 turns it off.",
+    )
+
+    def _check_section(self, ctx: _Context) -> None:
+        if self.port_min % 2:
+            raise Invalid(f"{self.port_min} must be even (RTP on even ports, RTCP on the next odd one)", "port_min")
+        if self.port_max - self.port_min < 3:
+            raise Invalid(f"{self.port_max} must be at least port_min + 3 ({self.port_min + 3})", "port_max")
+
+
+@frozen
+class EventsConfig:
+    """``[events]``: the agent event channel (WebSocket on the admin server, SIP INFO, webhook)."""
+
+    token: str | None = setting(
+        secret_text, default=None, type_name="string", secret=True,
+        doc="Bearer token WebSocket subscribers must send; required when `[admin] address` is not loopback.",
+    )
+    replay_per_call: int = setting(
+        integer(0, 100000), default=256, type_name="integer",
+        doc="Events kept per call for subscribers that connect late.",
+    )
+    replay_seconds: float = setting(
+        non_negative_float, default=60.0, type_name="float",
+        doc="Seconds a call's events stay replayable after it ended.",
+    )
+    sip_info: bool = setting(
+        boolean, default=False, type_name="boolean",
+        doc="Also send each event to the agent host as an in-dialog INFO with an application/json body.",
+    )
+    webhook_url: str | None = setting(
+        matches(r"https?://\S+", "an http:// or https:// URL"), default=None, type_name="string",
+        doc="POST each event here, signed the Standard Webhooks way.",
+    )
+    webhook_secret: str | None = setting(
+        secret_text, default=None, type_name="string", secret=True,
+        doc="Signing secret (`whsec_<base64>` or plain text); required with `webhook_url`.",
+    )
+    webhook_retries: int = setting(
+        integer(0, 20), default=5, type_name="integer", doc="Retries of a failed webhook delivery (exponential backoff).",
+    )
+
+    def _check_section(self, ctx: _Context) -> None:
+        if self.webhook_url is not None and self.webhook_secret is None:
+            raise Invalid("required when `webhook_url` is set", "webhook_secret")
 
 
 def output_file(value: object, ctx: _Context) -> Path:
@@ -873,6 +1007,8 @@ class Config:
     trunks: tuple[TrunkConfig, ...] = section_list(TrunkConfig, key="trunk", doc="Trunks (PBXs) admitted.")
     calls: CallsConfig = section(CallsConfig, doc="Call limits, timeouts and shutdown.")
     agent: AgentConfig = section(AgentConfig, doc="The agent host(s).")
+    media: MediaConfig = section(MediaConfig, doc="Media relay (RTP/SRTP).")
+    events: EventsConfig = section(EventsConfig, doc="Agent event channel.")
     cdr: CdrConfig = section(CdrConfig, doc="Call detail records.")
 
     def _check_section(self, ctx: _Context) -> None:
@@ -885,6 +1021,10 @@ class Config:
                     f"listen[{i}]",
                 )
             seen[listener.key] = i
+        if self.admin.enabled and self.events.token is None and not ipaddress.ip_address(self.admin.address).is_loopback:
+            raise Invalid(
+                f"required: the admin listener {self.admin.address} is not loopback, so event subscribers must "
+                "authenticate", "events.token")
         names: dict[str, int] = {}
         for i, trunk in enumerate(self.trunks):
             if trunk.name in names:
