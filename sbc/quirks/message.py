@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
+from sbc.sip.errors import SipParseError
 from sbc.sip.headers import MULTI_VALUE, canonical_name, header_key, is_token, split_values
 from sbc.sip.message import Header, Request, Response
 
@@ -110,13 +111,17 @@ class SipMessage:
 
     def get_all(self, name: str) -> list[str]:
         """Every value of ``name`` in order; list headers (RFC 3261 §7.3: Contact, Diversion,
-        P-Asserted-Identity, History-Info ...) are split at their top-level commas."""
+        P-Asserted-Identity, History-Info ...) are split at their top-level commas (a value
+        that cannot be split, an unterminated quote or ``<``, comes back whole)."""
         key = header_key(name)
         out: list[str] = []
         for e in self._entries:
             if e.key == key:
                 if key in MULTI_VALUE:
-                    out.extend(decode(v) for v in split_values(encode(e.value)))
+                    try:
+                        out.extend(decode(v) for v in split_values(encode(e.value)))
+                    except SipParseError:
+                        out.append(e.value)
                 else:
                     out.append(e.value)
         return out
