@@ -15,6 +15,9 @@ absent.
 ``GET /metrics`` is a :class:`sbc.metrics.MetricsResource` mounted by
 :func:`build_admin_root` when given, or later with ``root.putChild(b"metrics", resource)``.
 
+``/v1`` holds the agent event streams (WebSocket ``/v1/events`` and
+``/v1/calls/{call_id}/events``, see :mod:`sbc.agent.websocket`) when ``events`` is given.
+
 The tree holds no reactor and opens no socket: the service listens with the returned
 ``Site`` on ``[admin] address``/``port``.
 """
@@ -118,20 +121,25 @@ class _NotFound(Resource):
 
 
 def build_admin_root(health: HealthCallable, *, ready: ReadyCallable | None = None,
-                     metrics: Resource | None = None) -> Resource:
-    """The resource tree alone (for tests, or to mount more children before serving)."""
+                     metrics: Resource | None = None, events: Resource | None = None) -> Resource:
+    """The resource tree alone (for tests, or to mount more children before serving).
+
+    ``events`` is mounted at ``/v1`` (:func:`sbc.agent.websocket.events_resource`).
+    """
     root = IndexResource()
     root.putChild(b"healthz", HealthResource(health))
     if ready is not None:
         root.putChild(b"readyz", ReadyResource(ready))
     if metrics is not None:
         root.putChild(b"metrics", metrics)
+    if events is not None:
+        root.putChild(b"v1", events)
     return root
 
 
 def build_admin_site(health: HealthCallable, *, ready: ReadyCallable | None = None,
-                     metrics: Resource | None = None) -> Site:
+                     metrics: Resource | None = None, events: Resource | None = None) -> Site:
     """A ``Site`` serving the admin tree; listen on it with ``[admin] address``/``port``."""
-    site = Site(build_admin_root(health, ready=ready, metrics=metrics))
+    site = Site(build_admin_root(health, ready=ready, metrics=metrics, events=events))
     site.displayTracebacks = False
     return site
