@@ -16,6 +16,7 @@ from sbc.media.core.sdes import (
     SrtpKeying,
     choose,
     crypto_value,
+    match_answer,
     new_keying,
     parse_crypto_value,
 )
@@ -244,6 +245,16 @@ class RenderTests(SynchronousTestCase):
         self.assertRaises(ValueError, crypto_value, -1, keying)
         self.assertRaises(ValueError, crypto_value, 10**9, keying)
 
+    def test_render_bad_keying(self) -> None:
+        for keying in (
+            SrtpKeying("NULL_HMAC_SHA1_80", b"x" * 30),
+            SrtpKeying(CM80, b"x" * 28),
+            SrtpKeying(CM80, b"x" * 30, 0),
+            SrtpKeying(CM80, b"x" * 30, MAX_LIFETIME + 1),
+        ):
+            error = self.assertRaises(ValueError, crypto_value, 1, keying)
+            self.assertNotIn("xxxx", str(error))
+
     @given(st.integers(0, 999_999_999), keyings())
     def test_round_trip(self, tag: int, keying: SrtpKeying) -> None:
         self.assertEqual(parse_crypto_value(crypto_value(tag, keying)), (tag, keying))
@@ -294,3 +305,25 @@ class ChooseTests(SynchronousTestCase):
     def test_choose_arbitrary_never_raises(self, offered: list[bytes]) -> None:
         chosen = choose(offered)
         self.assertTrue(chosen is None or chosen[1].suite in SUITES)
+
+
+class MatchAnswerTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.offered = {1: new_keying("AEAD_AES_128_GCM"), 2: new_keying(CM80)}
+
+    def test_accepted_line(self) -> None:
+        theirs = new_keying(CM80)
+        matched = match_answer(self.offered, [crypto_value(2, theirs)])
+        self.assertEqual(matched, (self.offered[2], theirs))
+
+    def test_refused(self) -> None:
+        theirs_cm, theirs_gcm = new_keying(CM80), new_keying("AEAD_AES_128_GCM")
+        for answered in (
+            [],  # no crypto in the answer
+            [crypto_value(3, theirs_cm)],  # a tag we never offered
+            [crypto_value(1, theirs_cm)],  # our tag 1 was GCM, not AES-CM
+            [crypto_value(2, theirs_cm), crypto_value(1, theirs_gcm)],  # more than one
+            [crypto_value(2, theirs_cm) + b" UNENCRYPTED_SRTP"],  # a parameter we cannot honour
+            [b"2 AES_CM_128_HMAC_SHA1_80 inline:" + RFC_KEY + b"|2^20|1:4"],  # MKI
+        ):
+            self.assertIsNone(match_answer(self.offered, answered), answered)

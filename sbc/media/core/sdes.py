@@ -37,7 +37,7 @@ import base64
 import binascii
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from attrs import field, frozen
 
@@ -48,6 +48,7 @@ __all__ = [
     "SrtpKeying",
     "choose",
     "crypto_value",
+    "match_answer",
     "new_keying",
     "parse_crypto_value",
 ]
@@ -111,6 +112,10 @@ def crypto_value(tag: int, keying: SrtpKeying) -> bytes:
     """The ``a=crypto`` value (without ``a=crypto:``) that offers or answers ``keying``."""
     if not 0 <= tag <= _MAX_TAG:
         raise ValueError(f"crypto tag out of range: {tag}")
+    if len(keying.key) != KEY_LENGTHS.get(keying.suite, -1):
+        raise ValueError(f"not a usable {keying.suite!r} key")  # the key itself stays out of the message
+    if keying.lifetime is not None and not 1 <= keying.lifetime <= MAX_LIFETIME:
+        raise ValueError(f"lifetime out of range: {keying.lifetime}")
     info = base64.b64encode(keying.key)
     if keying.lifetime is not None:
         info += b"|" + _lifetime_text(keying.lifetime).encode("ascii")
@@ -207,8 +212,10 @@ def parse_crypto_value(value: bytes) -> tuple[int, SrtpKeying] | None:
 def choose(offered: Sequence[bytes], suites: Sequence[str] = SUITES) -> tuple[int, SrtpKeying] | None:
     """The first offered line (in the offer's order) we can use with one of ``suites``.
 
-    RFC 4568 §7.1.2: the answerer picks one crypto attribute; the offerer lists them in its
-    order of preference, so the first usable one wins.  ``suites`` filters, it does not reorder.
+    The answerer picks one crypto attribute and answers with exactly one, carrying the same
+    tag and suite and its own key (RFC 4568 §5.1.2, §7.1.2); the offerer lists them in its
+    order of preference, so the first usable one wins.  ``suites`` filters, it does not
+    reorder.  The answer line is then ``crypto_value(tag, new_keying(keying.suite))``.
     """
     allowed = frozenset(suites)
     for value in offered:
@@ -216,3 +223,24 @@ def choose(offered: Sequence[bytes], suites: Sequence[str] = SUITES) -> tuple[in
         if parsed is not None and parsed[1].suite in allowed:
             return parsed
     return None
+
+
+def match_answer(
+    offered: Mapping[int, SrtpKeying], answered: Sequence[bytes]
+) -> tuple[SrtpKeying, SrtpKeying] | None:
+    """Check the answer to our offer: ``(our keying, the answerer's keying)`` or None.
+
+    ``offered`` maps each tag we offered to the keying we put on that line; ``answered`` holds
+    the answer's crypto values for the same media stream.  The answer must carry exactly one
+    crypto attribute, whose tag we offered with the same suite, and which we can use.
+    """
+    if len(answered) != 1:
+        return None
+    parsed = parse_crypto_value(answered[0])
+    if parsed is None:
+        return None
+    tag, theirs = parsed
+    ours = offered.get(tag)
+    if ours is None or ours.suite != theirs.suite:
+        return None
+    return ours, theirs
