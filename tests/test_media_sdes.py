@@ -181,6 +181,7 @@ class ParseTests(SynchronousTestCase):
             b"unencrypted_srtp",
             b"KDR=1",
             b"KDR=24",
+            b"KDR=000",
             b"KDR",
             b"FEC_ORDER=SRTP_FEC",
             b"FEC_KEY=inline:" + RFC_KEY,
@@ -196,7 +197,7 @@ class ParseTests(SynchronousTestCase):
 
     def test_session_params_accepted(self) -> None:
         line = b"1 AES_CM_128_HMAC_SHA1_80 inline:" + RFC_KEY + b" "
-        for params in (b"KDR=0", b"WSH=64", b"WSH=1024", b"FEC_ORDER=FEC_SRTP", b"-SSRC=0x1 -ROC=0", b"KDR=0 WSH=128"):
+        for params in (b"KDR=0", b"KDR=00", b"WSH=64", b"WSH=1024", b"FEC_ORDER=FEC_SRTP", b"-SSRC=0x1 -ROC=0", b"KDR=0 WSH=128"):
             parsed = self.parse(line + params)
             self.assertEqual(parsed, (1, SrtpKeying(CM80, base64.b64decode(RFC_KEY))), params)
 

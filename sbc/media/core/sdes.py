@@ -177,7 +177,7 @@ def _session_param_ok(param: bytes) -> bool:
     name, sep, value = param.partition(b"=")
     upper = name.upper()
     if upper == b"KDR":
-        return bool(sep) and value == b"0"
+        return bool(sep) and value in (b"0", b"00")  # 1*2DIGIT; 0: derive session keys once
     if upper == b"WSH":
         return bool(sep) and bool(_DIGITS.match(value)) and len(value) <= 9 and int(value) >= _MIN_WSH
     if upper == b"FEC_ORDER":
