@@ -281,7 +281,7 @@ class InfoRelayTests(CallTestCase):
     def test_info_message_notify_relayed_both_ways(self) -> None:
         a_inv, b_inv, a_ok, b_ok, pbx, agent = self.answer()
         cases = [
-            ("INFO", b"application/dtmf-relay", b"Signal=5\r\nDuration=160\r\n", [("Info-Package", b"dtmf")]),
+            ("INFO", b"application/x-vendor-data", b"id=5\r\n", [("Info-Package", b"vendor")]),
             ("MESSAGE", b"text/plain", b"hello", []),
             ("NOTIFY", b"message/sipfrag", b"SIP/2.0 200 OK", [("Event", b"refer"),
                                                                ("Subscription-State", b"terminated")]),

@@ -9,15 +9,16 @@ to its own peer.  It keeps the facts a CDR or a metric needs: id, trunk, timesta
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from .events import Answer, CallEvent, Disconnect, Fail, Try
+from .events import Answer, CallEvent, Disconnect, Fail, InfoAnswer, Try
 
 #: Call timer kinds of the legs' session timers (RFC 4028), one per leg.
 SESSION_TIMER = {"a": "session-a", "b": "session-b"}
 
 if TYPE_CHECKING:  # pragma: no cover
     from .legs import Leg, UacLeg, UasLeg
+    from .media import CallMedia
 
 __all__ = ["Call", "CallHost", "map_failure", "PASS_THROUGH"]
 
@@ -63,6 +64,8 @@ class CallHost(Protocol):
 
     def call_ended(self, call: "Call") -> None: ...
 
+    def notice(self, reason: str, detail: str, peer: Any, status: int | None = None, call_id: str = "") -> None: ...
+
 
 class Call:
     """One bridged call.  ``a`` and ``b`` are set right after construction by the core."""
@@ -87,6 +90,16 @@ class Call:
         self.end_reason: str | None = None
         self.retry_after = retry_after
         self.max_duration = max_duration
+        #: Media anchoring and DTMF collection (None: neither; see :mod:`sbc.b2bua.media`).
+        self.media: "CallMedia | None" = None
+        #: Ids of the INFOs we send to the agent host ourselves (agent events): their
+        #: answers end here instead of being relayed.
+        self.own_info: set[int] = set()
+        #: The canonical headers of the call (what the agent host was told), as
+        #: (name, value) pairs, for the ``call.started`` event.
+        self.headers: tuple[tuple[str, str], ...] = ()
+        self.caller: str | None = None
+        self.callee: str | None = None
 
     def __repr__(self) -> str:
         return (f"<Call {self.id} {self.direction} trunk={self.trunk} a={self.a.state.name} b={self.b.state.name} "
@@ -114,6 +127,12 @@ class Call:
     def other(self, leg: "Leg") -> "Leg":
         return self.b if leg is self.a else self.a
 
+    def leg(self, side: str) -> "Leg":
+        return self.a if side == "a" else self.b
+
+    def host_notice(self, reason: str, detail: str) -> None:
+        self.host.notice(reason, detail, self.a.peer, None, self.id)
+
     def offer_busy(self) -> bool:
         """An offer/answer exchange is in progress on this call, in either direction."""
         return self.a.offer_pending or self.b.offer_pending
@@ -125,6 +144,14 @@ class Call:
 
     def leg_event(self, leg: "Leg", event: CallEvent, now: float) -> None:
         """``leg`` reports ``event``; apply the call's policy and hand it to the other leg."""
+        if isinstance(event, InfoAnswer) and event.id in self.own_info:
+            self.own_info.discard(event.id)
+            return
+        if self.media is not None:
+            filtered = self.media.filter(leg.side, event, now)
+            if filtered is None:
+                return
+            event = filtered
         if leg is self.b:
             if isinstance(event, Fail):
                 if self.end_reason is None:
@@ -163,6 +190,8 @@ class Call:
             self.host.cancel_timer(self, MAX_DURATION)
             for kind in (*SESSION_TIMER.values(), "prack-a"):
                 self.host.cancel_timer(self, kind)
+            if self.media is not None:
+                self.media.release()
             self.host.call_ended(self)
 
     def on_timer(self, kind: str, now: float) -> None:
@@ -173,6 +202,9 @@ class Call:
             self.b.handle(Disconnect(NO_ANSWER), now)
         elif kind == MAX_DURATION:
             self.hang_up(self.a, MAX_DURATION, now)
+        elif kind == "dtmf-idle":
+            if self.media is not None:
+                self.media.on_timer(now)
         elif kind == "prack-a":
             self.a.on_prack_timer(now)
         elif kind == SESSION_TIMER["a"]:

@@ -93,7 +93,7 @@ from attrs import frozen
 from sbc.sip.dialog import Dialog, DialogError, DialogId
 from sbc.sip.endpoint import Peer
 from sbc.sip.errors import SipError, SipParseError
-from sbc.sip.message import Request, Response, make_response
+from sbc.sip.message import Request, Response, make_response, reason_phrase
 from sbc.sip.timers import TimerHeap
 from sbc.sip.session_timer import Reject422, SessionTimerConfig, UasAccept, negotiate_uas
 from sbc.sip.transaction import (
@@ -117,7 +117,12 @@ from sbc.sip.transaction import (
 from sbc.sip.uri import URI, parse_uri, unescape
 
 from .call import NO_ANSWER, Call
-from .events import Body, Try
+from sbc.events.schema import CallEnded, CallStarted, encode as encode_event
+from sbc.media.core.dtmf import DigitCollector
+from sbc.media.core.engine import MediaError, SideOptions
+
+from .events import Body, Info, Try
+from .media import CallMedia
 from .legs import Leg, LegStateError, UacLeg, UasLeg
 
 __all__ = [
@@ -219,6 +224,8 @@ class B2bua:
         agent_allow: Iterable[Any] = (),
         reliable_provisionals: bool = True,
         local_hosts: Mapping[int, str] | None = None,
+        media: Any = None,
+        events_sip_info: bool = False,
     ) -> None:
         """``timers`` is a :class:`~sbc.sip.transaction.Timers` or anything with ``t1``,
         ``t2`` and ``t4`` (e.g. the ``[sip]`` config section).  ``local_ports`` overrides
@@ -232,7 +239,12 @@ class B2bua:
         :attr:`option_tags` to the Endpoint as its ``supported``, or it refuses ``Require:
         timer``/``Require: 100rel`` with 420 before we see it).  ``agent_allow``: the agent
         hosts' source networks, whose INVITEs are outbound calls (see above).  ``local_hosts``:
-        our address per IP version, for Via and Contact toward peers of that family."""
+        our address per IP version, for Via and Contact toward peers of that family.
+
+        ``media``: a :class:`~sbc.media.core.engine.MediaEngine` that anchors every call's
+        media (None: SDP passes through untouched).  The core is its
+        :class:`~sbc.media.core.engine.MediaListener`.  ``events_sip_info``: also send each
+        agent event to the agent host as an in-dialog INFO (``application/json``)."""
         self.trunks = tuple(trunks)
         self.local_host = local_host
         #: Our address per IP version (``{6: "2001:db8::10"}``): Via and Contact toward a peer
@@ -281,6 +293,11 @@ class B2bua:
         self._lookup_queue: list[URI] = []
         self._notices: deque[B2buaNotice] = deque(maxlen=10_000)
         self._ended: deque[Call] = deque(maxlen=10_000)
+        self.media = media
+        #: SRTP policy toward the agent host(s) ("off", "optional", "required").
+        self.agent_srtp = "off"
+        self.events_sip_info = events_sip_info
+        self._agent_events: deque[Any] = deque(maxlen=100_000)
         self.now = 0.0
         self.stats: dict[str, int] = {}
 
@@ -323,6 +340,12 @@ class B2bua:
                 if call is not None:
                     self._guard(call.b.resolved, list(peers), now)
         self._drain(now)
+
+    def agent_events(self) -> list[Any]:
+        """Agent events (:mod:`sbc.events.schema`) produced since the last call, in order."""
+        out = list(self._agent_events)
+        self._agent_events.clear()
+        return out
 
     def ended_calls(self) -> list[Call]:
         """Calls that ended since the last call (for CDRs and metrics)."""
@@ -473,8 +496,40 @@ class B2bua:
     def cancel_timer(self, call: Call, kind: str) -> None:
         self._timers.cancel((call.id, kind))
 
+    # ------------------------------------------------------------------ media listener
+
+    def media_keypress(self, call_id: str, key: Any) -> None:
+        call = self.calls.get(call_id)
+        if call is not None and call.media is not None:
+            self._guard(call.media.keypress, key, key.at)
+
+    def media_speech(self, call_id: str, now: float) -> None:
+        call = self.calls.get(call_id)
+        if call is not None and call.media is not None:
+            self._guard(call.media.speech, now)
+
+    def media_timeout(self, call_id: str, now: float) -> None:
+        call = self.calls.get(call_id)
+        if call is not None and call.ended is None:
+            self.notice("media-timeout", "no RTP from either side", call.a.peer, None, call_id)
+            self._guard(call.hang_up, call.a, "media-timeout", now)
+
+    def agent_event(self, call: Call, event: Any) -> None:
+        """Publish an agent event of ``call`` (and send it as INFO when configured)."""
+        self._agent_events.append(event)
+        if self.events_sip_info and call.ended is None:
+            leg = call.agent_leg
+            if leg.can_relay():
+                rid = self.new_id()
+                call.own_info.add(rid)
+                leg.handle(Info(rid, "INFO", Body(b"application/json", encode_event(event))), self.now)
+
     def call_ended(self, call: Call) -> None:
         if self.calls.pop(call.id, None) is not None:
+            self._agent_events.append(CallEnded(
+                call.id, call.ended if call.ended is not None else self.now, call.end_reason or "unknown",
+                (call.ended - call.answered) if call.ended is not None and call.answered is not None else None,
+                call.a_status, call.b_status))
             left = self._per_trunk.get(call.trunk, 1) - 1
             if left > 0:
                 self._per_trunk[call.trunk] = left
@@ -661,6 +716,30 @@ class B2bua:
         uri = parse_uri(text)
         return uri if uri.user else uri.with_user(escaped)
 
+    def _attach_media(self, call: Call, trunk: Any, direction: str, body: Body | None, now: float) -> Body | None:
+        """Give ``call`` its media session and DTMF collector; returns the INVITE body for the
+        B leg (rewritten when media is anchored).  Raises MediaError (503: no ports; 488)."""
+        dtmf = getattr(trunk, "dtmf", None)
+        pbx_side = "a" if direction == "inbound" else "b"
+        collector = DigitCollector(dtmf.submit_key, dtmf.idle_timeout) if dtmf is not None else DigitCollector()
+        session = None
+        if self.media is not None:
+            pbx = SideOptions(
+                srtp=getattr(trunk, "srtp", "off"),
+                strict_source=bool(getattr(trunk, "strict_source", False)),
+                dtmf=True,
+                pass_tones=bool(getattr(dtmf, "pass_tones", False)),
+                vad=True,
+                inband=bool(getattr(dtmf, "inband", False)),
+                vad_sensitivity=float(getattr(dtmf, "vad_sensitivity", 0.5)),
+            )
+            agent = SideOptions(srtp=self.agent_srtp)
+            a, b = (pbx, agent) if pbx_side == "a" else (agent, pbx)
+            session = self.media.allocate(call.id, a, b, self)
+        call.media = CallMedia(call, session, collector, pbx_side, lambda event: self.agent_event(call, event),
+                               info_dtmf=bool(getattr(dtmf, "info", True)))
+        return call.media.first_offer(body)
+
     def _refuse(self, request: Request, peer: Peer, key: TransactionKey, status: int, reason: str,
                 why: str, now: float, headers: Sequence[tuple[str, bytes]] = (), call_id: str = "") -> None:
         self.notice("call-refused", f"INVITE refused {status}: {why}", peer, status, call_id)
@@ -760,6 +839,15 @@ class B2bua:
         call = Call(self, call_id, trunk.name, now, retry_after=self.retry_after,
                     max_duration=self.max_call_duration, direction=direction,
                     allow_refer=bool(getattr(trunk, "allow_refer", False)))
+        body = Body(request.get("Content-Type") or b"application/sdp", request.body) if request.body else None
+        try:
+            body = self._attach_media(call, trunk, direction, body, now)
+        except MediaError as e:
+            if call.media is not None:
+                call.media.release()
+            self._refuse(request, peer, key, e.status, reason_phrase(e.status), f"media: {e.reason}", now,
+                         retry if e.status == 503 else ())
+            return
         a_port = self._contact_port(peer) if self._contact_port is not None else None
         if a_port is None:
             a_port = self.port_for(peer.transport)
@@ -795,7 +883,12 @@ class B2bua:
             (h.name, h.value) for h in request.headers
             if h.key in self.copy_headers or (self.copy_x_headers and h.key.startswith("x-"))
         )
-        body = Body(request.get("Content-Type") or b"application/sdp", request.body) if request.body else None
+        call.caller = from_.uri.user
+        call.callee = user
+        call.headers = tuple((name, value.decode("utf-8", "replace")) for name, value in headers)
+        self._agent_events.append(CallStarted(
+            call_id, now, trunk.name, getattr(trunk, "vendor", "generic"), direction, call.caller or "", user,
+            call.headers))
         call.start(Try(
             caller_user=from_.uri.user,
             caller_display=from_.display,
