@@ -1,0 +1,169 @@
+# -*- test-case-name: tests.test_vendor_plugins -*-
+"""Amazon Connect through a Chime SDK Voice Connector (``vendor = "connect"``; VENDORS.md §10).
+
+Connect's *TransferParticipantToThirdParty* (``VoiceConnectorType: ChimeConnector``) sends the
+call through a Voice Connector, so everything about the transport leg is as for ``chime``
+(TLS, SRTP, Record-Route, ranges, the private Contact, the stray To parameter, E.164 numbers
+both ways).  This plugin runs before ``chime`` (order 90) and is recognised by any
+``X-Amzn-Connect*`` header or an ``X-Amzn-SourceArn`` naming a Connect instance.
+
+From Connect: ``X-Amzn-ConnectContactId`` (else ``X-Amzn-ConnectInitialContactId``, else the
+``contactId`` in the User-to-User JSON) is the vendor call id; ``X-Amzn-ConnectContactId``,
+``-ConnectInitialContactId``, ``-SourceAccount``, ``-SourceArn``, ``-TargetArn``, every other
+``X-Amzn-*`` header and ``X-VoiceConnector-ID`` go to the agent host.  Connect's User-to-User is
+reported to be hex-encoded JSON (``;encoding=hex``): the canonical form decodes hex to text and
+this plugin re-writes valid JSON compactly with sorted keys (anything else is left as decoded:
+the tolerant decoder falls back to the raw data).
+
+Defaults: as ``chime`` plus the Connect contact ids as call id headers.
+
+Unconfirmed: the hex JSON User-to-User (from third-party type definitions only), how
+arbitrary contact attributes become SIP headers (the documented route is an SMA Lambda adding
+``x-`` headers), and everything ``chime`` lists.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from twisted.plugin import IPlugin
+from zope.interface import implementer
+
+from sbc.quirks import CanonicalCall, IVendorQuirk, QuirkBase, QuirkContext, SipMessage, VendorDefaults
+from sbc.quirks.message import encode
+from sbc.sip.errors import SipParseError
+from sbc.sip.message import parse_name_addr
+from sbc.sip.uri import parse_uri
+
+_SPELLINGS = (
+    "X-Amzn-ConnectContactId", "X-Amzn-ConnectInitialContactId", "X-Amzn-SourceAccount",
+    "X-Amzn-SourceArn", "X-Amzn-TargetArn", "X-VoiceConnector-ID", "X-SMA-Max-Forwards",
+)
+_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-]{0,127}\Z")
+
+
+def _respell(message: SipMessage, spellings: tuple[str, ...]) -> None:
+    """Give vendor headers their documented spelling, keeping every header's position (names
+    are case-insensitive, but the agent host gets one spelling whatever the PBX sent)."""
+    wanted = {s.lower(): s for s in spellings}
+    headers = message.headers()
+    if all(wanted.get(n.lower(), n) == n for n, _ in headers):
+        return
+    for name in {n for n, _ in headers}:
+        message.remove(name)
+    for name, value in headers:
+        message.add(wanted.get(name.lower(), name), value)
+
+
+def _plus(number: str | None) -> str | None:
+    if number and number.isdigit() and 9 <= len(number) <= 15 and number[0] != "0":
+        return "+" + number
+    return number
+
+
+def _plus_user(value: str) -> str:
+    try:
+        addr = parse_name_addr(encode(value))
+    except (SipParseError, ValueError):
+        return value
+    user = addr.uri.user
+    fixed = _plus(user)
+    if fixed == user or not addr.uri.is_sip:
+        return value
+    return addr.with_uri(addr.uri.with_user(fixed)).to_bytes().decode("utf-8", "surrogateescape")
+
+
+def uui_json(text: str | None) -> dict[str, object] | None:
+    """The JSON object in decoded User-to-User text, or None."""
+    if not text or not text.lstrip().startswith("{"):
+        return None
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+@implementer(IPlugin, IVendorQuirk)
+class ConnectQuirk(QuirkBase):
+    name = "connect"
+    title = "Amazon Connect (via a Chime SDK Voice Connector)"
+    order = 90
+    defaults = VendorDefaults(
+        transport="tls",
+        mutual_tls=False,
+        srtp="required",
+        dtmf="rfc4733",
+        options_interval=30.0,
+        record_route=False,
+        follow_record_route=True,
+        allow_replaces=True,
+        signalling_ranges=("3.80.16.0/23", "99.77.253.0/24", "99.77.242.0/24", "99.77.240.0/24"),
+        ranges_confirmed=False,
+        call_id_headers=("X-Amzn-ConnectContactId", "X-Amzn-ConnectInitialContactId"),
+        pass_x_headers=("X-Amzn-*", "X-VoiceConnector-ID"),
+        unconfirmed=(
+            "User-to-User as hex-encoded JSON (third-party type definitions only)",
+            "how contact attributes become SIP headers (SMA Lambda x- headers is the known route)",
+            "TLS version/ciphers, mutual TLS and SNI (as chime)",
+            "SRTP suite with encryption on (as chime)",
+            "required OPTIONS interval (as chime)",
+            "signalling ranges of the regions missing from the research copy (as chime)",
+        ),
+    )
+
+    def recognise(self, message: SipMessage) -> bool:
+        for name, value in message.headers():
+            lname = name.lower()
+            if lname.startswith("x-amzn-connect"):
+                return True
+            if lname == "x-amzn-sourcearn" and ":connect:" in value:
+                return True
+        return False
+
+    def request_from_pbx(self, message: SipMessage, ctx: QuirkContext) -> None:
+        _respell(message, _SPELLINGS)
+        value = message.get("To")
+        if value is not None:
+            try:
+                addr = parse_name_addr(encode(value))
+            except (SipParseError, ValueError):
+                return
+            if addr.param("transport") is not None:
+                message.set("To", addr.without_param("transport").to_bytes().decode("utf-8", "surrogateescape"))
+
+    def canonical(self, call: CanonicalCall, message: SipMessage, ctx: QuirkContext) -> None:
+        super().canonical(call, message, ctx)
+        data = uui_json(call.uui)
+        if data is not None:
+            call.uui = json.dumps(data, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+            contact = data.get("contactId")
+            if call.vendor_call_id is None and isinstance(contact, str) and _ID_RE.match(contact):
+                call.vendor_call_id = contact
+        if ctx.option("plus_e164", True):
+            call.callee = _plus(call.callee)
+            call.caller = _plus(call.caller)
+            call.redirecting = _plus(call.redirecting)
+
+    def request_to_pbx(self, message: SipMessage, ctx: QuirkContext) -> None:
+        if not ctx.option("plus_e164", True):
+            return
+        if message.uri:
+            try:
+                uri = parse_uri(message.uri)
+            except SipParseError:
+                uri = None
+            if uri is not None and uri.is_sip:
+                fixed = _plus(uri.user)
+                if fixed != uri.user:
+                    message.uri = str(uri.with_user(fixed))
+        for header in ("To", "From", "P-Asserted-Identity"):
+            values = message.get_all(header)
+            if values:
+                fixed_values = [_plus_user(v) for v in values]
+                if fixed_values != values:
+                    message.set(header, ", ".join(fixed_values))
+
+
+connect = ConnectQuirk()
