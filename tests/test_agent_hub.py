@@ -13,7 +13,7 @@ from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from sbc.agent.hub import EventHub, Subscription
-from sbc.events.schema import AgentEvent, CallEnded, CallStarted, DtmfEventReceived, TextSubmitted, encode
+from sbc.events.schema import AgentEvent, CallEnded, CallStarted, DtmfEventReceived, encode
 
 
 def started(call_id: str, at: float = 0.0) -> CallStarted:

@@ -13,10 +13,12 @@ from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
-from twisted.trial.unittest import TestCase
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent, readBody
 from twisted.web.client import _StandardEndpointFactory  # noqa: the client endpoint factory
 from twisted.web.http_headers import Headers
+from twisted.web.test.requesthelper import DummyRequest
 from twisted.web.websocket import ConnectionRejected, WebSocketClientEndpoint, WebSocketTransport
 from zope.interface import implementer
 
@@ -301,3 +303,34 @@ class WebSocketTests(TestCase):
         self.hub.close()
         yield client.lost
         self.assertEqual(self.hub.subscribers, 0)
+
+
+class AuthorizationHeaderTests(SynchronousTestCase):
+    """The bearer check on its own (DummyRequest, no sockets)."""
+
+    def check(self, token: str | None, header: bytes | None) -> bool:
+        request = DummyRequest([b"events"])
+        if header is not None:
+            request.requestHeaders.addRawHeader(b"authorization", header)
+        return events_resource(EventHub(Clock()), token).authorized(request)
+
+    def test_no_token_configured_lets_everyone_in(self) -> None:
+        self.assertTrue(self.check(None, None))
+        self.assertTrue(self.check("", b"Bearer whatever"))
+
+    def test_token_variants(self) -> None:
+        self.assertTrue(self.check("t0k", b"Bearer t0k"))
+        self.assertTrue(self.check("t0k", b"bearer  t0k "))
+        self.assertTrue(self.check("tök", "Bearer tök".encode()))
+        for header in (None, b"", b"Bearer", b"Bearer ", b"Bearer t0", b"Bearer t0kk", b"Basic t0k",
+                       b"t0k", b"Bearer T0K", b"\xff\xfe"):
+            self.assertFalse(self.check("t0k", header), header)
+
+    def test_unauthorized_child_is_401(self) -> None:
+        root = events_resource(EventHub(Clock()), "t0k")
+        request = DummyRequest([b"calls", b"x", b"events"])
+        child = root.getChildWithDefault(b"calls", request)
+        body = child.render(request)
+        self.assertEqual(request.responseCode, 401)
+        self.assertEqual(json.loads(body), {"error": "unauthorized"})
+        self.assertEqual(request.responseHeaders.getRawHeaders(b"www-authenticate"), [b'Bearer realm="sbc"'])
