@@ -16,6 +16,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
@@ -110,8 +111,23 @@ class SigningTests(SynchronousTestCase):
         self.assertEqual(sign(b"k", "msg_1", 1700000000, b"{}"), "v1," + base64.b64encode(digest).decode())
 
     def test_bad_url(self) -> None:
-        for url in ("ftp://x/", "http:///nohost", "not a url", ""):
+        for url in ("ftp://x/", "http:///nohost", "not a url", "", "http://h:99999/", "http://hé/"):
             self.assertRaises(ValueError, WebhookSink, FakeAgent(), url, "s", Clock())
+
+    def test_missing_secret(self) -> None:
+        self.assertRaises(ValueError, WebhookSink, FakeAgent(), "http://h/", None, Clock())
+
+    def test_agent_needs_a_clock(self) -> None:
+        self.assertRaises(TypeError, WebhookSink, FakeAgent(), "http://h/", "s")
+
+    def test_reactor_instead_of_agent(self) -> None:
+        reactor = MemoryReactorClock()
+        sink = WebhookSink(reactor, "http://127.0.0.1:8080/hook", "s", retries=2)
+        sink.publish(key("1"))
+        reactor.advance(0)
+        self.assertEqual(len(reactor.tcpClients), 1)         # a real Agent connecting
+        self.assertEqual(reactor.tcpClients[0][:2], ("127.0.0.1", 8080))
+        sink.stop()
 
 
 class DeliveryTests(SynchronousTestCase):
@@ -124,6 +140,13 @@ class DeliveryTests(SynchronousTestCase):
 
     def send(self, event: AgentEvent) -> None:
         self.sink.event_received(event, encode(event))
+
+    def test_publish_encodes(self) -> None:
+        self.sink.publish(TextSubmitted("c1", "12", "idle", 0.0))
+        self.sink.publish("garbage")  # type: ignore[arg-type]
+        self.clock.advance(0)
+        self.assertEqual([r[3] for r in self.agent.requests], [encode(TextSubmitted("c1", "12", "idle", 0.0))])
+        self.assertEqual(len(self.flushLoggedErrors(TypeError)), 1)
 
     def test_post_is_signed_and_not_sent_from_inside_publish(self) -> None:
         self.send(key("5"))

@@ -136,10 +136,10 @@ class ValidationTests(SynchronousTestCase):
         self.assertRaises(TypeError, CallEnded, "c", 0, "r", a_status="200")
         self.assertRaises(TypeError, CallEnded, "c", 0, "r", a_status=True)
 
-    def test_bad_values(self) -> None:
-        self.assertRaises(ValueError, CallEnded, "c", 0, "r", duration=-1.0)
-        self.assertRaises(ValueError, CallEnded, "c", 0, "r", b_status=99)
-        self.assertRaises(ValueError, CallEnded, "c", 0, "r", b_status=700)
+    def test_lenient_values_from_the_b2bua(self) -> None:
+        # The B2BUA builds these while tearing a call down: odd but typed values must not raise.
+        self.assertEqual(CallEnded("c", 0, "r", duration=-1.0).duration, 0.0)
+        self.assertEqual(to_json(CallEnded("c", 0, "r", b_status=99, a_status=0))["b_status"], 99)
 
     def test_bad_headers(self) -> None:
         for bad in ("From: x", [("From",)], [("From", b"x")], [("a", "b", "c")], 5, [5]):

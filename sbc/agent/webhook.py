@@ -20,7 +20,9 @@ oldest waiting event is dropped (counted ``dropped``).  ``event_received`` only 
 that queue, so the hub's ``publish`` never waits for the network.
 
 Timers (backoff, request timeout) use the given ``IReactorTime``; the HTTP requests go
-through the given ``IAgent`` (:func:`webhook_sink` builds one from a reactor).  Neither the
+through the given ``IAgent`` (given a reactor instead, the sink builds a pooled ``Agent``).
+Feed it either as a hub subscriber (``hub.subscribe(sink)``) or by calling
+:meth:`WebhookSink.publish`; call :meth:`WebhookSink.stop` on shutdown.  Neither the
 secret nor the URL's userinfo is logged.
 """
 
@@ -46,19 +48,21 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgent, IBodyProducer, IResponse
 from zope.interface import implementer
 
-from sbc.events.schema import AgentEvent
+from sbc.events.schema import AgentEvent, encode
 
 __all__ = ["WebhookSink", "sign", "signing_key", "webhook_sink"]
 
 _log = Logger()
 
 
-def signing_key(secret: str | bytes) -> bytes:
+def signing_key(secret: str | bytes | None) -> bytes:
     """The HMAC key for ``secret``: ``whsec_<base64>`` is decoded, anything else used as is.
 
     Raises ``ValueError`` for an empty secret or a ``whsec_`` one that is not valid base64.
     """
-    raw = secret.encode("utf-8") if isinstance(secret, str) else bytes(secret)
+    if not isinstance(secret, (str, bytes)):
+        raise ValueError("webhook secret is required (a string)")
+    raw = secret.encode("utf-8") if isinstance(secret, str) else secret
     if raw.startswith(b"whsec_"):
         try:
             raw = base64.b64decode(raw[len(b"whsec_"):], validate=True)
@@ -114,16 +118,25 @@ class _Message:
 class WebhookSink:
     """POSTs agent events to ``url``; see the module docstring."""
 
-    def __init__(self, agent: IAgent, url: str, secret: str | bytes, clock: IReactorTime, retries: int = 5,
-                 timeout: float = 10.0, *, backoff: float = 1.0, max_backoff: float = 60.0,
+    def __init__(self, agent: Any, url: str, secret: str | bytes | None, clock: IReactorTime | None = None,
+                 retries: int = 5, timeout: float = 10.0, *, backoff: float = 1.0, max_backoff: float = 60.0,
                  queue_limit: int = 1000, new_id: Callable[[], str] | None = None) -> None:
+        """``agent`` is an ``IAgent``, or a reactor (then a pooled ``Agent`` is built on it and
+        the reactor is the clock too).  Raises ``ValueError`` for a bad URL or secret."""
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("webhook url must be an http:// or https:// URL with a host")
-        self._agent = agent
         self._url = url.encode("ascii")
         self._where = f"{parts.scheme}://{parts.hostname}{':' + str(parts.port) if parts.port else ''}{parts.path}"
         self._key = signing_key(secret)
+        if not callable(getattr(agent, "request", None)):
+            reactor = agent
+            agent = _default_agent(reactor, timeout)
+            if clock is None:
+                clock = reactor
+        if clock is None:
+            raise TypeError("WebhookSink needs a clock when given an IAgent")
+        self._agent = agent
         self._clock = clock
         self.retries = max(0, retries)
         self.timeout = timeout
@@ -159,7 +172,14 @@ class WebhookSink:
         """An event is being sent or waits for its next retry."""
         return self._current is not None
 
-    # -- EventSubscriber ----------------------------------------------------------------
+    # -- input: hub subscriber, or a sink fed directly -----------------------------------
+
+    def publish(self, event: AgentEvent) -> None:
+        """Queue ``event`` for delivery (the same as receiving it from the hub).  Never raises."""
+        try:
+            self.event_received(event, encode(event))
+        except Exception:
+            _log.failure("webhook sink cannot queue {event!r}", event=event)
 
     def event_received(self, event: AgentEvent, data: bytes) -> None:
         if not self._running:
@@ -288,13 +308,16 @@ class WebhookSink:
         self._fire_settled()
 
 
-def webhook_sink(reactor: Any, url: str, secret: str | bytes, retries: int = 5, timeout: float = 10.0,
-                 **kwargs: Any) -> WebhookSink:
-    """A :class:`WebhookSink` over a pooled ``twisted.web.client.Agent`` on ``reactor``
-    (HTTPS certificates are verified against the system trust store)."""
+def _default_agent(reactor: Any, timeout: float) -> IAgent:
     from twisted.web.client import Agent, HTTPConnectionPool
 
     pool = HTTPConnectionPool(reactor, persistent=True)
     pool.maxPersistentPerHost = 1
-    agent = Agent(reactor, connectTimeout=timeout, pool=pool)
-    return WebhookSink(agent, url, secret, reactor, retries, timeout, **kwargs)
+    return Agent(reactor, connectTimeout=timeout, pool=pool)
+
+
+def webhook_sink(reactor: Any, url: str, secret: str | bytes, retries: int = 5, timeout: float = 10.0,
+                 **kwargs: Any) -> WebhookSink:
+    """A :class:`WebhookSink` over a pooled ``twisted.web.client.Agent`` on ``reactor``
+    (HTTPS certificates are verified against the system trust store)."""
+    return WebhookSink(_default_agent(reactor, timeout), url, secret, reactor, retries, timeout, **kwargs)

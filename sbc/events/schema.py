@@ -36,7 +36,7 @@ no time field: agent hosts may forward it verbatim to an API that rejects unknow
 answer to end) and the final SIP statuses of each leg may be ``null``.
 
 Construction validates types (``TypeError``) and values (``ValueError``: non-finite times,
-a digit that is not a DTMF key, a negative duration).  :func:`to_json` and :func:`encode`
+a digit that is not a DTMF key); a negative duration becomes 0.  :func:`to_json` and :func:`encode`
 never raise for a constructed event: strings that cannot be encoded as UTF-8 (lone
 surrogates from a ``surrogateescape`` decode) are sent with ``?`` in their place.
 """
@@ -75,22 +75,21 @@ def _time(instance: object, attribute: Any, value: object) -> None:
         raise ValueError(f"{attribute.name} must be finite, not {value!r}")
 
 
-def _optional_duration(instance: object, attribute: Any, value: object) -> None:
-    if value is None:
-        return
-    _time(instance, attribute, value)
-    assert isinstance(value, (int, float))
-    if value < 0:
-        raise ValueError(f"{attribute.name} must not be negative, not {value!r}")
+def _optional_time(instance: object, attribute: Any, value: object) -> None:
+    if value is not None:
+        _time(instance, attribute, value)
+
+
+def _clamp_duration(value: object) -> object:
+    """A negative duration (the wall clock stepped back mid-call) is sent as 0."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+        return 0.0
+    return value
 
 
 def _optional_status(instance: object, attribute: Any, value: object) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int):
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
         raise TypeError(f"{attribute.name} must be an int or None, not {type(value).__name__}")
-    if not 100 <= value <= 699:
-        raise ValueError(f"{attribute.name} must be a SIP status (100-699), not {value!r}")
 
 
 def _dtmf_key(instance: object, attribute: Any, value: object) -> None:
@@ -153,7 +152,7 @@ class CallEnded:
     call_id: str = field(validator=_str)
     at: float = field(validator=_time)
     reason: str = field(validator=_str)
-    duration: float | None = field(default=None, validator=_optional_duration)
+    duration: float | None = field(default=None, converter=_clamp_duration, validator=_optional_time)
     a_status: int | None = field(default=None, validator=_optional_status)
     b_status: int | None = field(default=None, validator=_optional_status)
 
