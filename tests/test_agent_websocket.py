@@ -8,6 +8,8 @@ import json
 from typing import Any
 
 from twisted.internet import reactor
+from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
 from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol
@@ -24,7 +26,7 @@ from zope.interface import implementer
 
 from sbc.admin import build_admin_site
 from sbc.agent.hub import EventHub
-from sbc.agent.websocket import V1Resource, events_resource
+from sbc.agent.websocket import EventStreamProtocol, V1Resource, events_resource
 from sbc.events.schema import CallEnded, CallStarted, DtmfEventReceived, TextSubmitted
 
 TIMEOUT = 10.0
@@ -144,9 +146,9 @@ class _ClientFactory:
 class WebSocketTests(TestCase):
     timeout = 30
 
-    def serve(self, token: str | None = None, queue_limit: int = 1024) -> None:
+    def serve(self, token: str | None = None, queue_limit: int = 1024, ping_clock: Clock | None = None) -> None:
         self.hub = EventHub(reactor, queue_limit=queue_limit)
-        self.v1: V1Resource = events_resource(self.hub, token)
+        self.v1: V1Resource = events_resource(self.hub, token, clock=ping_clock)
         site = build_admin_site(lambda: {"status": "ok"}, events=self.v1)
         port = reactor.listenTCP(0, site, interface="127.0.0.1")
         self.addCleanup(port.stopListening)
@@ -297,6 +299,20 @@ class WebSocketTests(TestCase):
         yield stuck.lost                              # the server aborted it
 
     @inlineCallbacks
+    def test_silent_client_cut_off_by_missed_pong(self) -> Any:
+        clock = Clock()
+        self.serve(ping_clock=clock)
+        client = yield self.connect("/v1/events")
+        (conn,) = self.v1.connections
+        client.tcp().pauseProducing()                 # never sees the ping, never pongs
+        clock.advance(30)
+        self.assertEqual(self.hub.subscribers, 1)
+        clock.advance(30)
+        yield conn.when_lost()
+        self.assertEqual((self.hub.subscribers, self.hub.dropped), (0, 1))
+        self.assertEqual(self.v1.connections, set())
+
+    @inlineCallbacks
     def test_hub_close_closes_streams(self) -> Any:
         self.serve()
         client = yield self.connect("/v1/events")
@@ -334,3 +350,125 @@ class AuthorizationHeaderTests(SynchronousTestCase):
         self.assertEqual(request.responseCode, 401)
         self.assertEqual(json.loads(body), {"error": "unauthorized"})
         self.assertEqual(request.responseHeaders.getRawHeaders(b"www-authenticate"), [b'Bearer realm="sbc"'])
+
+
+class _FakeWs:
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+        self.pings = 0
+        self.closed: int | None = None
+
+    def sendTextMessage(self, text: str) -> None:
+        self.texts.append(text)
+
+    def ping(self, payload: bytes = b"") -> None:
+        self.pings += 1
+
+    def loseConnection(self, code: int = 1000) -> None:
+        self.closed = code
+
+
+class _FakeTcp:
+    aborted = False
+
+    def abortConnection(self) -> None:
+        self.aborted = True
+
+
+class _FakeChannel:
+    def __init__(self) -> None:
+        self.transport = _FakeTcp()
+
+
+class _FakeRequest:
+    """Just what EventStreamProtocol uses of a twisted.web Request."""
+
+    def __init__(self) -> None:
+        self.channel = _FakeChannel()
+        self.producer: Any = None
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        assert streaming and self.producer is None
+        self.producer = producer
+
+    def unregisterProducer(self) -> None:
+        self.producer = None
+
+    def getClientAddress(self) -> IPv4Address:
+        return IPv4Address("TCP", "127.0.0.1", 40000)
+
+
+class StreamProtocolTests(SynchronousTestCase):
+    """EventStreamProtocol against fakes: ping/pong, back-pressure, closing."""
+
+    def open(self, call_id: str | None = None, queue_limit: int = 4) -> tuple[EventStreamProtocol, _FakeWs,
+                                                                              _FakeRequest]:
+        self.clock = Clock()
+        self.hub = EventHub(self.clock, queue_limit=queue_limit)
+        self.v1 = events_resource(self.hub, None, clock=self.clock, ping_interval=30.0)
+        request = _FakeRequest()
+        proto = EventStreamProtocol(self.hub, call_id, request, self.v1)  # type: ignore[arg-type]
+        ws = _FakeWs()
+        proto.negotiationStarted(ws)
+        proto.negotiationFinished()
+        return proto, ws, request
+
+    def test_events_are_json_text(self) -> None:
+        _, ws, request = self.open()
+        self.hub.publish(key("c1", "4"))
+        self.assertEqual([json.loads(t)["event"] for t in ws.texts], ["4"])
+        self.assertIsNotNone(request.producer)
+
+    def test_ping_pong_keeps_the_stream(self) -> None:
+        proto, ws, request = self.open()
+        for round_ in range(3):
+            self.clock.advance(30)
+            self.assertEqual(ws.pings, round_ + 1)
+            proto.pongReceived(b"sbc")
+        self.assertFalse(request.channel.transport.aborted)
+        self.assertEqual(self.hub.subscribers, 1)
+
+    def test_missed_pong_aborts(self) -> None:
+        proto, ws, request = self.open()
+        self.clock.advance(30)
+        self.clock.advance(30)
+        self.assertEqual(ws.pings, 1)
+        self.assertTrue(request.channel.transport.aborted)
+        self.assertEqual(self.hub.subscribers, 0)
+        self.assertEqual(self.hub.dropped, 1)
+        self.assertIsNone(request.producer)
+        proto.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertEqual(self.v1.connections, set())
+
+    def test_paused_transport_queues_then_overflow_aborts(self) -> None:
+        _, ws, request = self.open(queue_limit=2)
+        request.producer.pauseProducing()
+        self.hub.publish(key("c1", "1"))
+        self.hub.publish(key("c1", "2"))
+        self.assertEqual(ws.texts, [])
+        request.producer.resumeProducing()
+        self.assertEqual(len(ws.texts), 2)
+        request.producer.pauseProducing()
+        for digit in "345":
+            self.hub.publish(key("c1", digit))
+        self.assertTrue(request.channel.transport.aborted)
+        self.assertEqual(len(ws.texts), 2)
+        self.assertEqual(self.hub.dropped, 1)
+
+    def test_call_end_closes_normally(self) -> None:
+        proto, ws, request = self.open(call_id="c1")
+        self.hub.publish(CallEnded("c1", 0.0, "bye"))
+        self.assertEqual(ws.closed, 1000)
+        self.assertFalse(request.channel.transport.aborted)
+        # Only the hub's replay timer is left: no more pings.
+        self.assertEqual([call.func for call in self.clock.getDelayedCalls()], [self.hub._forget])
+
+    def test_too_many_streams_is_503(self) -> None:
+        self.open()
+        v1 = events_resource(self.hub, None, max_connections=1)
+        v1.connections.add(object())  # type: ignore[arg-type]
+        request = DummyRequest([b""])
+        body = v1.getChildWithDefault(b"events", request).render(request)
+        self.assertEqual(request.responseCode, 503)
+        self.assertEqual(json.loads(body), {"error": "too many event streams"})

@@ -15,6 +15,10 @@ Authentication: when a token is configured every ``/v1`` request must carry
 401 before any upgrade.  Whether a token is required (it is on a non-loopback listener) is
 decided by the configuration, not here.
 
+Liveness: given a clock, every stream is pinged every ``ping_interval`` seconds and aborted
+when a ping goes unanswered until the next one.  At most ``max_connections`` streams are
+open at once (HTTP 503 beyond).
+
 Flow control: each connection registers itself as the push producer of its HTTP request, so
 when the TCP send buffer passes Twisted's bound (64 KiB) the subscription is paused and the
 hub queues at most ``queue_limit`` events for it; past that the connection is aborted (a
@@ -28,7 +32,7 @@ import json
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.resource import Resource
@@ -80,6 +84,8 @@ class EventStreamProtocol:
         self._gone = False
         self._waiters: list[Deferred[None]] = []
         self._peer = _peer(request)
+        self._ping_timer: IDelayedCall | None = None
+        self._awaiting_pong = False
 
     # -- WebSocketProtocol --------------------------------------------------------------
 
@@ -101,6 +107,7 @@ class EventStreamProtocol:
             _log.failure("cannot register producer for {peer}; closing", peer=self._peer)
             self._abort()
             return
+        self._schedule_ping()
         self._subscription = self._hub.subscribe(self, self.call_id)
 
     def textMessageReceived(self, message: str) -> None:
@@ -110,10 +117,11 @@ class EventStreamProtocol:
         pass
 
     def pongReceived(self, payload: bytes) -> None:
-        pass
+        self._awaiting_pong = False
 
     def connectionLost(self, reason: Failure) -> None:
         self._closed = True
+        self._stop_pinging()
         self._unsubscribe()
         self._unregister()
         self._owner.connections.discard(self)
@@ -168,6 +176,32 @@ class EventStreamProtocol:
         self._waiters.append(d)
         return d
 
+    def _schedule_ping(self) -> None:
+        clock, interval = self._owner.clock, self._owner.ping_interval
+        if clock is not None and interval and interval > 0 and not self._closed:
+            self._ping_timer = clock.callLater(interval, self._ping)
+
+    def _ping(self) -> None:
+        self._ping_timer = None
+        if self._closed or self._ws is None:
+            return
+        if self._awaiting_pong:
+            _log.warn("agent event subscriber {peer} cut off: no pong", peer=self._peer, call_id=self.call_id)
+            self._hub.dropped += 1
+            self._abort()
+            return
+        self._awaiting_pong = True
+        try:
+            self._ws.ping(b"sbc")
+        except LocalProtocolError:
+            return
+        self._schedule_ping()
+
+    def _stop_pinging(self) -> None:
+        timer, self._ping_timer = self._ping_timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+
     def _unsubscribe(self) -> None:
         sub, self._subscription = self._subscription, None
         if sub is not None:
@@ -185,6 +219,7 @@ class EventStreamProtocol:
         if self._closed:
             return
         self._closed = True
+        self._stop_pinging()
         self._unregister()
         if self._ws is not None:
             try:
@@ -194,6 +229,7 @@ class EventStreamProtocol:
 
     def _abort(self) -> None:
         self._closed = True
+        self._stop_pinging()
         self._unsubscribe()
         self._unregister()
         transport: Any = self._request.channel.transport if self._request.channel is not None else None
@@ -210,11 +246,11 @@ class _StreamFactory:
     """A :class:`twisted.web.websocket.WebSocketServerFactory` for one path."""
 
     def __init__(self, owner: V1Resource, call_id: str | None) -> None:
-        self._owner = owner
+        self.owner = owner
         self._call_id = call_id
 
     def buildProtocol(self, request: Request) -> EventStreamProtocol:
-        return EventStreamProtocol(self._owner.hub, self._call_id, request, self._owner)
+        return EventStreamProtocol(self.owner.hub, self._call_id, request, self.owner)
 
 
 class _Status(Resource):
@@ -237,9 +273,17 @@ class _Stream(WebSocketResource):
 
     isLeaf = True
 
+    def __init__(self, factory: _StreamFactory) -> None:
+        super().__init__(factory)
+        self._owner = factory.owner
+
     def render(self, request: Request) -> Any:
         if request.postpath not in ([], [b""]):
             return _json(request, 404, {"error": "not found"})
+        if len(self._owner.connections) >= self._owner.max_connections:
+            _log.warn("agent event request from {peer} refused: {count} streams open", peer=_peer(request),
+                      count=len(self._owner.connections))
+            return _json(request, 503, {"error": "too many event streams"})
         return super().render(request)
 
 
@@ -279,10 +323,14 @@ class _Calls(Resource):
 class V1Resource(Resource):
     """``/v1``: checks the bearer token, then serves the event streams."""
 
-    def __init__(self, hub: EventHub, token: str | None) -> None:
+    def __init__(self, hub: EventHub, token: str | None, *, clock: IReactorTime | None = None,
+                 ping_interval: float = 30.0, max_connections: int = 256) -> None:
         super().__init__()
         self.hub = hub
         self._token = token.encode("utf-8") if token else None
+        self.clock = clock
+        self.ping_interval = ping_interval
+        self.max_connections = max_connections
         self.connections: set[EventStreamProtocol] = set()
         self.putChild(b"events", _Stream(_StreamFactory(self, None)))
         self.putChild(b"calls", _Calls(self))
@@ -317,6 +365,12 @@ class V1Resource(Resource):
             conn._close(code)
 
 
-def events_resource(hub: EventHub, token: str | None = None) -> V1Resource:
-    """The ``v1`` child for the admin root: ``root.putChild(b"v1", events_resource(hub, token))``."""
-    return V1Resource(hub, token)
+def events_resource(hub: EventHub, token: str | None = None, *, clock: IReactorTime | None = None,
+                    ping_interval: float = 30.0, max_connections: int = 256) -> V1Resource:
+    """The ``v1`` child for the admin root: ``root.putChild(b"v1", events_resource(hub, token))``.
+
+    With a ``clock`` each stream is pinged every ``ping_interval`` seconds and aborted when the
+    previous ping got no pong (a dead or stuck client).  At most ``max_connections`` streams
+    are open at once; more get HTTP 503.
+    """
+    return V1Resource(hub, token, clock=clock, ping_interval=ping_interval, max_connections=max_connections)
