@@ -121,6 +121,25 @@ class ChainTests(SynchronousTestCase):
         self.assertIs(c.response_to_pbx(resp), resp)
         self.assertEqual([n.hook for n in c.notices()], ["response_to_pbx"])
 
+    def test_protected_headers(self) -> None:
+        class Meddler(QuirkBase):
+            name = "meddler"
+
+            def request_to_pbx(self, message: SipMessage, ctx: QuirkContext) -> None:
+                message.set("X-Ok", "1")
+                message.set(ctx.option("header"), "changed")
+
+        for header in ("Via", "From", "To", "Call-ID", "CSeq", "v", "i"):
+            c = chain(Meddler(), options={"header": header})
+            msg = invite()
+            self.assertIs(c.request_to_pbx(msg), msg, header)
+            [notice] = c.notices()
+            self.assertIn("may not change", notice.error)
+        c = chain(Meddler(), options={"header": "Contact"})
+        out = c.request_to_pbx(invite())
+        self.assertEqual((out.get("Contact"), out.get("X-Ok")), (b"changed", b"1"))
+        self.assertEqual(c.notices(), [])
+
     def test_sdp_hooks_only_on_sdp(self) -> None:
         c = chain(Tagger("a"))
         out = c.request_from_pbx(invite())

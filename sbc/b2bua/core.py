@@ -115,6 +115,8 @@ from sbc.sip.transaction import (
     TransportError,
 )
 from sbc.sip.uri import URI, parse_uri, unescape
+from sbc.quirks.chain import QuirkChain
+from sbc.quirks.host import InboundCall, pbx_leg
 
 from .call import NO_ANSWER, Call
 from sbc.events.schema import CallEnded, CallStarted, encode as encode_event
@@ -224,6 +226,7 @@ class B2bua:
         agent_allow: Iterable[Any] = (),
         reliable_provisionals: bool = True,
         local_hosts: Mapping[int, str] | None = None,
+        quirks: Mapping[str, Any] | None = None,
         media: Any = None,
         events_sip_info: bool = False,
     ) -> None:
@@ -298,6 +301,11 @@ class B2bua:
         self.agent_srtp = "off"
         self.events_sip_info = events_sip_info
         self._agent_events: deque[Any] = deque(maxlen=100_000)
+        #: Vendor quirks (issue 6): trunk name -> :class:`~sbc.quirks.chain.QuirkChain`.  None
+        #: (the default): no plugin runs and no canonical headers are added; a mapping: every
+        #: inbound INVITE is canonicalised (a trunk missing from it gets an empty chain, the
+        #: generic behaviour) and the PBX-facing leg's messages go through its trunk's hooks.
+        self.quirks: dict[str, QuirkChain] | None = dict(quirks) if quirks is not None else None
         self.now = 0.0
         self.stats: dict[str, int] = {}
 
@@ -412,15 +420,21 @@ class B2bua:
     # ================================================================== LegStack / CallHost
 
     def send_request(self, leg: Leg, request: Request, peer: Peer, now: float) -> TransactionKey:
+        if self.quirks is not None:
+            request = self._to_pbx(leg, request)
         key = self._tx.send_request(request, peer, peer.reliable, now)
         self._by_tx[key] = leg
         return key
 
     def send_response(self, key: TransactionKey, response: Response, now: float) -> None:
+        if self.quirks is not None:
+            response = self._to_pbx(self._by_tx.get(key), response)
         self._tx.send_response(key, response, now)
 
     def resend_response(self, key: TransactionKey, response: Response, now: float) -> None:
         """Send a (reliable provisional) response again on its server transaction."""
+        if self.quirks is not None:
+            response = self._to_pbx(self._by_tx.get(key), response)
         self._tx.send_response(key, response, now)
 
     def send_ack(self, request: Request, peer: Peer) -> None:
@@ -495,6 +509,65 @@ class B2bua:
 
     def cancel_timer(self, call: Call, kind: str) -> None:
         self._timers.cancel((call.id, kind))
+
+    # ------------------------------------------------------------------ vendor quirks
+
+    def quirk_chain(self, trunk: str) -> QuirkChain | None:
+        """The quirk chain of trunk ``trunk`` (None when quirks are off)."""
+        if self.quirks is None:
+            return None
+        chain = self.quirks.get(trunk)
+        if chain is None:
+            vendor = next((getattr(t, "vendor", "generic") for t in self.trunks if t.name == trunk), "generic")
+            chain = self.quirks[trunk] = QuirkChain((), trunk=trunk, sbc_fqdn=self.fqdn, vendor=vendor)
+        return chain
+
+    def _quirk_notices(self, chain: QuirkChain, notices: Iterable[Any], peer: Peer) -> None:
+        for n in notices:
+            self.notice("quirk-error", f"vendor plugin {n.quirk} failed in {n.hook} (message passed "
+                        f"unmodified): {n.error}", peer, None, n.call_id)
+
+    def _inbound_quirks(self, trunk: Any, request: Request, peer: Peer) -> InboundCall | None:
+        chain = self.quirk_chain(trunk.name)
+        if chain is None:
+            return None
+        inbound = InboundCall(chain, request)
+        self._quirk_notices(chain, inbound.notices, peer)
+        return inbound
+
+    def _pbx_chain(self, leg: Leg | None) -> QuirkChain | None:
+        if leg is None or not pbx_leg(leg.call, leg):
+            return None
+        return self.quirk_chain(leg.call.trunk)
+
+    def _to_pbx(self, leg: Leg | None, message: Any) -> Any:
+        """``message`` through the ``request_to_pbx``/``response_to_pbx`` hooks when ``leg``
+        faces the PBX."""
+        chain = self._pbx_chain(leg)
+        if chain is None or leg is None:
+            return message
+        ctx = chain.context(leg.call.direction, leg.call.id)
+        if isinstance(message, Request):
+            out = chain.request_to_pbx(message, ctx)
+        else:
+            out = chain.response_to_pbx(message, ctx)
+        self._quirk_notices(chain, chain.notices(), leg.peer)
+        return out
+
+    def _from_pbx(self, leg: Leg, message: Any) -> Any:
+        """An in-dialog request or a response from the PBX through its trunk's hooks."""
+        if self.quirks is None:
+            return message
+        chain = self._pbx_chain(leg)
+        if chain is None:
+            return message
+        ctx = chain.context(leg.call.direction, leg.call.id)
+        if isinstance(message, Request):
+            out = chain.request_from_pbx(message, ctx)
+        else:
+            out = chain.response_from_pbx(message, ctx)
+        self._quirk_notices(chain, chain.notices(), leg.peer)
+        return out
 
     # ------------------------------------------------------------------ media listener
 
@@ -580,7 +653,7 @@ class B2bua:
         elif isinstance(event, ResponseReceived):
             leg = self._by_tx.get(event.key)
             if leg is not None:
-                self._guard(leg.on_response, event.response, event.key, now)
+                self._guard(leg.on_response, self._from_pbx(leg, event.response), event.key, now)
         elif isinstance(event, StrayResponse):
             self._guard(self._stray, event.response, now)
         elif isinstance(event, TransactionTimeout):
@@ -638,7 +711,7 @@ class B2bua:
             return
         if request.method == "INVITE":
             self._by_tx[key] = leg
-        leg.on_request(request, key, now)
+        leg.on_request(self._from_pbx(leg, request), key, now)
 
     def _ack(self, ack: Request, now: float) -> None:
         tag = ack.to.tag
@@ -803,6 +876,12 @@ class B2bua:
             self._refuse(request, peer, key, 483, "Too Many Hops", "Max-Forwards 0", now)
             return
         user = self._callee(request)
+        # Vendor quirks and the canonical form toward the agent host (issue 6).
+        inbound = self._inbound_quirks(trunk, request, peer) if direction == "inbound" else None
+        source = request
+        if inbound is not None:
+            user = inbound.callee(user)
+            source = inbound.request
         if user is None:
             self._refuse(request, peer, key, 404, "Not Found", "no usable user in the Request-URI", now)
             return
@@ -839,7 +918,7 @@ class B2bua:
         call = Call(self, call_id, trunk.name, now, retry_after=self.retry_after,
                     max_duration=self.max_call_duration, direction=direction,
                     allow_refer=bool(getattr(trunk, "allow_refer", False)))
-        body = Body(request.get("Content-Type") or b"application/sdp", request.body) if request.body else None
+        body = Body(source.get("Content-Type") or b"application/sdp", source.body) if source.body else None
         try:
             body = self._attach_media(call, trunk, direction, body, now)
         except MediaError as e:
@@ -883,6 +962,12 @@ class B2bua:
             (h.name, h.value) for h in request.headers
             if h.key in self.copy_headers or (self.copy_x_headers and h.key.startswith("x-"))
         )
+        caller_user, caller_display = from_.uri.user, from_.display
+        # The canonical headers the agent host gets (for the call.started event); () without quirks.
+        call.canonical_headers = inbound.headers() if inbound is not None else ()
+        if inbound is not None:
+            headers = inbound.try_headers(self.copy_headers, self.copy_x_headers)
+            caller_user, caller_display = inbound.caller(caller_user, caller_display)
         call.caller = from_.uri.user
         call.callee = user
         call.headers = tuple((name, value.decode("utf-8", "replace")) for name, value in headers)
@@ -890,8 +975,8 @@ class B2bua:
             call_id, now, trunk.name, getattr(trunk, "vendor", "generic"), direction, call.caller or "", user,
             call.headers))
         call.start(Try(
-            caller_user=from_.uri.user,
-            caller_display=from_.display,
+            caller_user=caller_user,
+            caller_display=caller_display,
             callee=user,
             body=body,
             headers=headers,

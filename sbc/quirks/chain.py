@@ -9,6 +9,10 @@ logs them.  Hooks a plugin does not override (the :class:`~sbc.quirks.interface.
 no-ops) are not called at all, so a chain of no-op plugins costs next to nothing and returns
 the very message it was given.
 
+Message hooks may not change the headers the transaction and dialog layers match on --
+Via, From, To, Call-ID, CSeq (:data:`PROTECTED`): such a change is dropped like a failure.
+The Request-URI, Contact, Route/Record-Route, any other header and the body may change.
+
 SDP hooks run on bodies whose Content-Type is ``application/sdp`` (the ``*_from_pbx`` SDP
 hook after the message hooks of a message from the PBX, the ``*_to_pbx`` one after those of
 a message toward it).
@@ -27,7 +31,10 @@ from .canonical import CanonicalCall, build_canonical
 from .interface import IVendorQuirk, QuirkBase, QuirkContext
 from .message import SipMessage, from_sip, to_sip
 
-__all__ = ["QuirkChain", "QuirkNotice", "UnknownVendor", "build_chains"]
+__all__ = ["PROTECTED", "QuirkChain", "QuirkNotice", "UnknownVendor", "build_chains", "recognised_by"]
+
+#: Headers a message hook may not change (the transaction and dialog layers match on them).
+PROTECTED = ("Via", "From", "To", "Call-ID", "CSeq")
 
 _M = TypeVar("_M", Request, Response)
 
@@ -118,6 +125,9 @@ class QuirkChain:
             work = view.copy()
             try:
                 getattr(quirk, hook)(work, ctx)
+                for name in PROTECTED:
+                    if work.get_all(name) != view.get_all(name):
+                        raise ValueError(f"changed {name}, which plugins may not change")
                 to_sip(work, message)  # refuse what cannot be sent, here, blaming this hook
             except Exception as e:  # noqa: BLE001 - a plugin's failure must not break the call
                 self._fail(quirk, hook, e, ctx)
