@@ -213,6 +213,15 @@ class ReplayTests(SynchronousTestCase):
         self.assertEqual(r.digits(), "3456")
         self.assertNotIn(started("a"), r.events)
 
+    def test_replay_per_call_zero_means_no_replay(self) -> None:
+        hub = EventHub(self.clock, replay_per_call=0)
+        hub.publish(started("a"))
+        r = Recorder()
+        hub.subscribe(r, "a")
+        hub.subscribe(r, None)
+        hub.publish(key("a", "1"))
+        self.assertEqual(r.events, [key("a", "1"), key("a", "1")])
+
     def test_all_calls_replay_covers_recent_calls_in_publish_order(self) -> None:
         self.hub.publish(started("old"))
         self.clock.advance(61)

@@ -10,7 +10,7 @@ send buffer is full) and the hub queues at most ``queue_limit`` live events for 
 and the subscriber is dropped (``subscription_closed("overflow")``, counted in ``dropped``).
 A subscriber whose ``event_received`` raises is dropped too (``"error"``).
 
-Replay.  Every call's events are kept, at most ``replay_per_call`` of them (the oldest go
+Replay.  Every call's events are kept, at most ``replay_per_call`` of them (0: none; the oldest go
 first), until ``replay_seconds`` after its ``call.ended``; then the call is forgotten (a
 timer on the given ``IReactorTime``).  At most ``max_calls`` calls are held; a new call
 beyond that evicts the oldest.
@@ -204,7 +204,7 @@ class EventHub:
                 old_id, old = next(iter(self._calls.items()))
                 self._forget(old_id, old)
                 self.evicted += 1
-            buf = _CallBuffer(self.clock.seconds(), deque(maxlen=max(1, self.replay_per_call)))
+            buf = _CallBuffer(self.clock.seconds(), deque(maxlen=max(0, self.replay_per_call)))
             self._calls[call_id] = buf
         buf.events.append(entry)
         if isinstance(event, CallEnded):
