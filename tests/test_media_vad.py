@@ -221,6 +221,14 @@ class GoertzelTests(SynchronousTestCase):
     def test_bad_rate(self) -> None:
         self.assertRaises(ValueError, InbandDtmfDetector, 1000)
 
+    def test_feed_payload(self) -> None:
+        audio = silence(60) + dtmf("9", 100) + silence(100) + dtmf("A", 100) + silence(60)
+        for codec in ("PCMU", "PCMA"):
+            detector = InbandDtmfDetector()
+            keys = [detector.feed_payload(f, codec, i * 0.02) for i, f in enumerate(g711_frames(audio, codec))]
+            self.assertEqual("".join(k.digit for k in keys if k is not None), "9A", codec)
+        self.assertRaises(ValueError, InbandDtmfDetector().feed_payload, b"\x00" * 160, "G729", 0.0)
+
     @settings(max_examples=25)
     @given(st.lists(st.tuples(st.sampled_from(DIGITS), st.integers(60, 200), st.integers(60, 200)),
                     min_size=1, max_size=5))

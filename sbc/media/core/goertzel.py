@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from sbc.media.core.g711 import ALAW_TO_FLOAT, ULAW_TO_FLOAT
 from sbc.media.core.rfc4733 import Keypress
 
 __all__ = ["COLUMN_FREQUENCIES", "InbandDtmfDetector", "ROW_FREQUENCIES", "dtmf_digit", "tone_powers"]
@@ -49,31 +50,28 @@ def _coefficients_for(sample_rate: int) -> tuple[float, ...]:
     return found
 
 
-def tone_powers(samples: Sequence[int], sample_rate: int = 8000) -> list[float]:
+def tone_powers(samples: Sequence[float], sample_rate: int = 8000) -> list[float]:
     """
-    Power at each DTMF frequency (rows then columns), as |X(f)|^2.
+    Power at each DTMF frequency (rows then columns), as |X(f)|^2, by Goertzel recursion.
 
-    Two Goertzel recursions share each pass over the samples, to halve the loop overhead.
+    Float samples run faster than ints (no int/float mixing in the loop).
     """
-    k = _coefficients_for(sample_rate)
     powers: list[float] = []
-    for i in (0, 2, 4, 6):
-        ka, kb = k[i], k[i + 1]
-        a1 = a2 = b1 = b2 = 0.0
+    for k in _coefficients_for(sample_rate):
+        s1 = s2 = 0.0
         for x in samples:
-            a1, a2, b1, b2 = x + ka * a1 - a2, a1, x + kb * b1 - b2, b1
-        powers.append(a1 * a1 + a2 * a2 - ka * a1 * a2)
-        powers.append(b1 * b1 + b2 * b2 - kb * b1 * b2)
+            s1, s2 = x + k * s1 - s2, s1
+        powers.append(s1 * s1 + s2 * s2 - k * s1 * s2)
     return powers
 
 
-def dtmf_digit(samples: Sequence[int], sample_rate: int = 8000, energy: float | None = None) -> str | None:
+def dtmf_digit(samples: Sequence[float], sample_rate: int = 8000, energy: float | None = None) -> str | None:
     """The DTMF digit this block holds, or None.  ``energy``: sum of squares, if known."""
     n = len(samples)
     if n < sample_rate // 200:  # under 5 ms: no frequency resolution
         return None
     if energy is None:
-        energy = float(sum(x * x for x in samples))
+        energy = float(sum([x * x for x in samples]))
     if energy < 2.0 * n * MIN_TONE_RMS * MIN_TONE_RMS:
         return None
     scale = 2.0 / (n * energy)
@@ -101,12 +99,22 @@ class InbandDtmfDetector:
             raise ValueError(f"sample rate {sample_rate!r} too low for DTMF")
         self.sample_rate = sample_rate
         self._block = sample_rate // 50
-        self._pending: list[int] = []
+        self._pending: list[float] = []
         self._candidate: str | None = None
         self._reported: str | None = None
 
-    def feed(self, samples: Sequence[int], now: float) -> Keypress | None:
-        """Samples in any chunk size; a key when a tone burst is recognised."""
+    def feed_payload(self, payload: bytes, codec: str, now: float) -> Keypress | None:
+        """A "PCMU" or "PCMA" payload (decoded here, to floats); ValueError for other codecs."""
+        if codec == "PCMU":
+            table = ULAW_TO_FLOAT
+        elif codec == "PCMA":
+            table = ALAW_TO_FLOAT
+        else:
+            raise ValueError(f"in-band DTMF needs G.711 audio, not {codec!r}")
+        return self.feed([table[b] for b in payload], now)
+
+    def feed(self, samples: Sequence[float], now: float) -> Keypress | None:
+        """Samples (16-bit scale) in any chunk size; a key when a tone burst is recognised."""
         pending = self._pending
         if not pending and len(samples) == self._block:
             return self._classify(samples, now)
@@ -124,7 +132,7 @@ class InbandDtmfDetector:
         self._candidate = None
         self._reported = None
 
-    def _classify(self, block: Sequence[int], now: float) -> Keypress | None:
+    def _classify(self, block: Sequence[float], now: float) -> Keypress | None:
         digit = dtmf_digit(block, self.sample_rate)
         previous, self._candidate = self._candidate, digit
         if digit is None or digit != previous:

@@ -15,15 +15,15 @@ An energy detector with an adaptive noise floor, cheap enough to run per packet:
   click does not start it.  ``feed`` returns True once at that moment; after ``HANGOVER``
   seconds without a voiced frame a new start can be reported.
 * A voiced frame is first checked for a DTMF dual tone (``goertzel.dtmf_digit``, run only on
-  frames loud enough to count, so silence costs only the energy sum); a tone frame is neither
-  speech nor noise.
+  frames that could start speech, so silence and ongoing speech cost only the energy sum); a
+  tone frame is neither speech nor noise.
 """
 
 from __future__ import annotations
 
 import math
 
-from sbc.media.core.g711 import ALAW_SQUARED, ALAW_TO_LINEAR, ULAW_SQUARED, ULAW_TO_LINEAR
+from sbc.media.core.g711 import ALAW_SQUARED, ALAW_TO_FLOAT, ULAW_SQUARED, ULAW_TO_FLOAT
 from sbc.media.core.goertzel import dtmf_digit
 
 __all__ = ["VoiceActivityDetector"]
@@ -34,7 +34,7 @@ _FULL_SCALE_DB = 20.0 * math.log10(32768.0)
 _NOISE_DOWN = 0.3
 _NOISE_UP = 0.05
 
-_CODECS = {"PCMU": (ULAW_SQUARED, ULAW_TO_LINEAR), "PCMA": (ALAW_SQUARED, ALAW_TO_LINEAR)}
+_CODECS = {"PCMU": (ULAW_SQUARED, ULAW_TO_FLOAT), "PCMA": (ALAW_SQUARED, ALAW_TO_FLOAT)}
 
 
 class VoiceActivityDetector:
@@ -78,14 +78,14 @@ class VoiceActivityDetector:
         n = len(payload)
         if n == 0 or self.sensitivity == 0.0:
             return False
-        energy = sum(map(squares.__getitem__, payload))
+        energy = sum([squares[b] for b in payload])
         level = 10.0 * math.log10(energy / n + 1e-3) - _FULL_SCALE_DB
         duration = n * 0.125  # ms at 8000 Hz
         noise = self._noise
         voiced = level > self.floor_db and (noise is None or level > noise + self.margin_db)
-        if voiced or noise is None:
-            # Only frames loud enough to matter pay for the tone check.
-            if level > self.floor_db and dtmf_digit(list(map(table.__getitem__, payload)), 8000, float(energy)):
+        if (voiced and not self._speaking) or noise is None:
+            # Only frames that could start speech pay for the tone check.
+            if level > self.floor_db and dtmf_digit([table[b] for b in payload], 8000, float(energy)):
                 voiced = False  # a DTMF tone: neither speech nor noise
             elif noise is None:
                 self._noise = level
