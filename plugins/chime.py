@@ -10,7 +10,8 @@ From the Voice Connector:
 * Chime's Contact is a private 10.x address (with an ``alias=`` parameter), so in-dialog
   requests toward Chime must follow the Record-Route set (Chime's public proxy), never the
   Contact: the defaults say so (``follow_record_route``).
-* The stray ``;transport=UDP`` header parameter on To is removed.
+* The stray ``;transport=UDP`` header parameter on To is left alone (hooks may not change
+  To; the agent host's To is built from the canonical callee anyway).
 * ``X-VoiceConnector-ID``, ``X-Amzn-TargetArn`` and ``X-SMA-Max-Forwards`` get their spelling;
   ``X-VoiceConnector-ID``, every ``X-Amzn-*`` header and the custom ``x-`` headers a SIP media
   application Lambda sets (e.g. ``X-RequestorEmail``) go to the agent host; the hop counter
@@ -19,10 +20,11 @@ From the Voice Connector:
   canonical form.
 * Numbers are ``+E.164``: a digits-only number of 9 to 15 digits gets its ``+``.
 
-Toward the Voice Connector (``<id>.voiceconnector.chime.aws``): Request-URI, To, From and
-P-Asserted-Identity numbers must be E.164 (and From a number in the Chime inventory), so a
-digits-only user of 9 to 15 digits gets its ``+`` (option ``plus_e164 = false`` turns both
-directions off).
+Toward the Voice Connector (``<id>.voiceconnector.chime.aws``): numbers must be E.164 (and
+From a number in the Chime inventory), so a digits-only Request-URI or P-Asserted-Identity
+user of 9 to 15 digits gets its ``+`` (option ``plus_e164 = false`` turns both directions
+off).  From and To belong to the dialog and hooks may not change them: the agent host must
+dial with ``+E.164`` From numbers.
 
 Defaults: TLS 5061 (inbound calls use TLS and unencrypted outbound calls are blocked when
 encryption is on; import Chime's wildcard root certificate), SRTP required, RFC 4733 DTMF
@@ -82,18 +84,6 @@ def is_connect(message: SipMessage) -> bool:
         if lname == "x-amzn-sourcearn" and ":connect:" in value:
             return True
     return False
-
-
-def _drop_to_transport(message: SipMessage) -> None:
-    value = message.get("To")
-    if value is None:
-        return
-    try:
-        addr = parse_name_addr(encode(value))
-    except (SipParseError, ValueError):
-        return
-    if addr.param("transport") is not None:
-        message.set("To", addr.without_param("transport").to_bytes().decode("utf-8", "surrogateescape"))
 
 
 def _plus_user(value: str) -> str:
@@ -158,7 +148,6 @@ class ChimeQuirk(QuirkBase):
 
     def request_from_pbx(self, message: SipMessage, ctx: QuirkContext) -> None:
         _respell(message, _SPELLINGS)
-        _drop_to_transport(message)
 
     def canonical(self, call: CanonicalCall, message: SipMessage, ctx: QuirkContext) -> None:
         super().canonical(call, message, ctx)
@@ -184,12 +173,13 @@ class ChimeQuirk(QuirkBase):
                 fixed = _plus(uri.user)
                 if fixed != uri.user:
                     message.uri = str(uri.with_user(fixed))
-        for header in ("To", "From", "P-Asserted-Identity"):
-            values = message.get_all(header)
-            if values:
-                fixed_values = [_plus_user(v) for v in values]
-                if fixed_values != values:
-                    message.set(header, ", ".join(fixed_values))
+        # From and To are the dialog's (the host refuses changes to them): only the
+        # asserted identity is fixed here.
+        values = message.get_all("P-Asserted-Identity")
+        if values:
+            fixed_values = [_plus_user(v) for v in values]
+            if fixed_values != values:
+                message.set("P-Asserted-Identity", ", ".join(fixed_values))
 
 
 chime = ChimeQuirk()

@@ -3,8 +3,7 @@
 
 Connect's *TransferParticipantToThirdParty* (``VoiceConnectorType: ChimeConnector``) sends the
 call through a Voice Connector, so everything about the transport leg is as for ``chime``
-(TLS, SRTP, Record-Route, ranges, the private Contact, the stray To parameter, E.164 numbers
-both ways).  This plugin runs before ``chime`` (order 90) and is recognised by any
+(TLS, SRTP, Record-Route, ranges, the private Contact, E.164 numbers both ways).  This plugin runs before ``chime`` (order 90) and is recognised by any
 ``X-Amzn-Connect*`` header or an ``X-Amzn-SourceArn`` naming a Connect instance.
 
 From Connect: ``X-Amzn-ConnectContactId`` (else ``X-Amzn-ConnectInitialContactId``, else the
@@ -124,14 +123,6 @@ class ConnectQuirk(QuirkBase):
 
     def request_from_pbx(self, message: SipMessage, ctx: QuirkContext) -> None:
         _respell(message, _SPELLINGS)
-        value = message.get("To")
-        if value is not None:
-            try:
-                addr = parse_name_addr(encode(value))
-            except (SipParseError, ValueError):
-                return
-            if addr.param("transport") is not None:
-                message.set("To", addr.without_param("transport").to_bytes().decode("utf-8", "surrogateescape"))
 
     def canonical(self, call: CanonicalCall, message: SipMessage, ctx: QuirkContext) -> None:
         super().canonical(call, message, ctx)
@@ -158,12 +149,13 @@ class ConnectQuirk(QuirkBase):
                 fixed = _plus(uri.user)
                 if fixed != uri.user:
                     message.uri = str(uri.with_user(fixed))
-        for header in ("To", "From", "P-Asserted-Identity"):
-            values = message.get_all(header)
-            if values:
-                fixed_values = [_plus_user(v) for v in values]
-                if fixed_values != values:
-                    message.set(header, ", ".join(fixed_values))
+        # From and To are the dialog's (the host refuses changes to them): only the
+        # asserted identity is fixed here.
+        values = message.get_all("P-Asserted-Identity")
+        if values:
+            fixed_values = [_plus_user(v) for v in values]
+            if fixed_values != values:
+                message.set("P-Asserted-Identity", ", ".join(fixed_values))
 
 
 connect = ConnectQuirk()
