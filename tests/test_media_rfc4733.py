@@ -156,6 +156,12 @@ class LongPressTests(SynchronousTestCase):
         kept = packets[: boundary - 3] + packets[boundary + 2:]  # 250 ms lost across the boundary
         self.assertEqual(digits(run(decoder, kept)), "3")
 
+    def test_segments_with_long_loss(self) -> None:
+        decoder = TelephoneEventDecoder(PT)
+        packets = self.segments(3, 1000, 3)
+        kept = packets[:2] + [p for p in packets if p.timestamp == 1000 + 2 * 0xFFFF]  # 16 s lost
+        self.assertEqual(digits(run(decoder, kept)), "3")
+
     def test_segments_across_wrap(self) -> None:
         decoder = TelephoneEventDecoder(PT)
         self.assertEqual(digits(run(decoder, self.segments(12, 0xFFFF0000, 2))), "A")
@@ -183,8 +189,10 @@ class SsrcTests(SynchronousTestCase):
 
     def test_sender_clock_reset(self) -> None:
         decoder = TelephoneEventDecoder(PT)
-        packets = event_train(1, 8000 * 60) + event_train(2, 100)
-        self.assertEqual(digits(run(decoder, packets)), "12")
+        packets = event_train(1, 8000 * 600) + event_train(2, 100) + event_train(2, 8000 * 200)
+        self.assertEqual(digits(run(decoder, packets)), "122")
+        late = event_train(1, 8000 * 150)  # 50 s behind: a late packet, not a reset
+        self.assertEqual(digits(run(decoder, late, start=200.0)), "")
 
 
 class StampingSenderTests(SynchronousTestCase):
@@ -288,12 +296,27 @@ _codes = st.integers(0, 15)
 _timestamps = st.integers(0, 0xFFFFFFFF)
 
 
+def segmented_train(code: int, timestamp: int, segments: int, step: int = 8191) -> list[RtpPacket]:
+    """A long press in RFC 4733 §2.5.1.3 segments, updates every ``step`` (~1 s) to keep it short."""
+    packets = []
+    for s in range(segments):
+        ts = (timestamp + s * 0xFFFF) & 0xFFFFFFFF
+        last = s == segments - 1
+        top = 3 * step if last else 0xFFFF
+        durations = list(range(step, top, step)) + [top]
+        for i, d in enumerate(durations):
+            packets.append(te_packet(code, ts, d, last and d == top, s == 0 and i == 0))
+    return packets + packets[-1:] * 2
+
+
 @st.composite
 def one_event(draw: st.DrawFn) -> list[RtpPacket]:
     code, ts = draw(_codes), draw(_timestamps)
-    kind = draw(st.sampled_from(["rfc", "per-packet", "cumulative"]))
+    kind = draw(st.sampled_from(["rfc", "per-packet", "cumulative", "segments"]))
     if kind == "rfc":
         train = event_train(code, ts, length=draw(st.integers(1, 12)) * 160)
+    elif kind == "segments":
+        train = segmented_train(code, ts, draw(st.integers(2, 3)))
     else:
         train = stamping_train(code, ts, draw(st.integers(3, 10)), cumulative=kind == "cumulative")
     return draw(mangled(train))
@@ -305,6 +328,17 @@ class PropertyTests(SynchronousTestCase):
         keys = run(TelephoneEventDecoder(PT), packets)
         self.assertEqual(len(keys), 1)
         self.assertEqual(keys[0].digit, DIGITS[packets[0].payload[0]])
+
+    @given(_codes, _timestamps, _timestamps, st.integers(1, 8), st.booleans(), st.data())
+    def test_ssrc_change_anywhere_in_an_event(self, code: int, ts: int, other_ts: int, split: int,
+                                              restart: bool, data: st.DataObject) -> None:
+        """The sender switches SSRC (and timestamp base) at any packet; each part mangled in turn."""
+        train = event_train(code, ts, length=1280, ssrc=1)
+        split = min(split, len(train) - 3)  # never between end packets: those are sent together
+        moved = [te_packet(code, other_ts, 160 if restart and i == 0 else p.payload[2] << 8 | p.payload[3],
+                           bool(p.payload[1] & 0x80), False, 2) for i, p in enumerate(train[split:])]
+        packets = data.draw(mangled(train[:split])) + data.draw(mangled(moved))
+        self.assertEqual(digits(run(TelephoneEventDecoder(PT), packets)), DIGITS[code])
 
     @given(st.lists(st.tuples(_codes, st.integers(0, 3)), min_size=1, max_size=8), _timestamps, st.data())
     def test_event_sequences(self, events: list[tuple[int, int]], start: int, data: st.DataObject) -> None:

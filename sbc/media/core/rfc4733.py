@@ -22,7 +22,9 @@ is matched against what this decoder has already seen, by RTP time:
 * An event not yet ended, continued with the same code and no marker bit up to
   ``CONTINUATION`` seconds after the mark, is the same event: a long press split into segments
   with new timestamps (RFC 4733 §2.5.1.3), a sender that stamps every packet with a new
-  timestamp, or an event whose middle packets were lost.
+  timestamp, or an event whose middle packets were lost.  So is one starting a whole number of
+  0xFFFF after the event's first timestamp, however long the gap: a later segment of a long
+  press whose packets in between were lost.
 * An SSRC change while an event is in progress (same code, packet within ``SSRC_GAP`` seconds
   of the previous one, and the event not ended unless this packet is an end) continues it.
 * Anything else is a new event: one keypress.
@@ -55,7 +57,7 @@ DIGITS = "0123456789*#ABCD"
 TOLERANCE = 0.03
 CONTINUATION = 0.5
 SSRC_GAP = 0.5
-BACKWARDS_RESET = 10.0
+BACKWARDS_RESET = 120.0
 MAX_SSRCS = 8
 #: At most this many events packed into one packet (RFC 4733 §2.5.1.5) are read.
 MAX_PACKED = 8
@@ -200,7 +202,9 @@ class TelephoneEventDecoder:
                 if same and _sdiff(timestamp, current.base) + duration >= current.low - self._tolerance:
                     self._add(current, timestamp, duration, end, now)
                 return None  # duplicate, reordered or late packet
-            if same and not current.ended and not marker and delta <= self._continuation:
+            if same and not current.ended and not marker and (
+                delta <= self._continuation or _sdiff(timestamp, current.base + current.low) % 0xFFFF == 0
+            ):
                 self._add(current, timestamp, duration, end, now)
                 return None  # long press segment, or a gap from loss
             return self._start(ssrc, timestamp, code, end, duration, now)
