@@ -243,3 +243,55 @@ class TowardPbxTests(SynchronousTestCase):
         details = [n.detail for n in net.b2b.notices() if n.reason == "quirk-error"]
         self.assertEqual(len(details), 1)
         self.assertIn("request_to_pbx", details[0])
+
+
+class RecordRouter(Recorder):
+    name = "rr"
+    defaults = VendorDefaults(record_route=True)
+
+
+class RecordRouteTests(SynchronousTestCase):
+    def test_inbound_call_responses_carry_our_record_route(self) -> None:
+        net = net_with(RecordRouter())
+        a_inv = invite()
+        net.from_pbx(a_inv)
+        self.assertEqual(only(self, net.pbx_take(), Response).get_all("Record-Route"), [])  # not on 100
+        b_inv = only(self, net.agent_take())
+        self.assertEqual(b_inv.get_all("Record-Route"), [])  # never toward the agent host
+        net.from_agent(reply(b_inv, 180))
+        ringing = only(self, net.pbx_take(), Response)
+        self.assertEqual(ringing.get_all("Record-Route"),
+                         [b"<sip:sbc.example.com:5060;lr>", b"<sip:10.0.0.99;lr>"])
+        net.from_agent(reply(b_inv, 200, body=SDP_B))
+        ok = only(self, net.pbx_take(), Response)
+        self.assertEqual(ok.get_all("Record-Route")[0], b"<sip:sbc.example.com:5060;lr>")
+        pbx = PbxDialog(a_inv, ok)
+        net.from_pbx(pbx.ack(a_inv))
+        self.assertEqual(only(self, net.agent_take()).method, "ACK")
+        # the PBX's in-dialog request, routed through our entry, still reaches the call
+        net.from_pbx(pbx.request("BYE"))
+        self.assertEqual(only(self, net.agent_take()).method, "BYE")
+        bye_ok = [m for m in net.pbx_take() if isinstance(m, Response)]
+        self.assertTrue(bye_ok)
+        self.assertEqual([r.get_all("Record-Route") for r in bye_ok], [[]] * len(bye_ok))  # initial INVITE only
+
+    def test_outbound_invite_carries_our_record_route(self) -> None:
+        net = net_with(RecordRouter(), trunks=[DIAL_TRUNK], agent_allow=AGENTS)
+        net.from_agent(agent_invite("+4930123"))
+        net.agent_take()
+        b_inv = only(self, net.pbx_take())
+        self.assertEqual(b_inv.get_all("Record-Route"), [b"<sip:sbc.example.com:5060;lr>"])
+
+    def test_not_with_an_ip_fqdn_or_without_the_default(self) -> None:
+        net = net_with(Recorder())
+        net.from_pbx(invite())
+        net.pbx_take()
+        net.from_agent(reply(only(self, net.agent_take()), 180))
+        self.assertEqual(only(self, net.pbx_take(), Response).get_all("Record-Route"), [b"<sip:10.0.0.99;lr>"])
+        chains = {"pbx": QuirkChain([RecordRouter()], trunk="pbx", sbc_fqdn="192.0.2.10")}
+        ip_net = Net(quirks=chains)
+        ip_net.b2b.fqdn = "192.0.2.10"
+        ip_net.from_pbx(invite())
+        ip_net.pbx_take()
+        ip_net.from_agent(reply(only(self, ip_net.agent_take()), 180))
+        self.assertEqual(only(self, ip_net.pbx_take(), Response).get_all("Record-Route"), [b"<sip:10.0.0.99;lr>"])

@@ -116,7 +116,7 @@ from sbc.sip.transaction import (
 )
 from sbc.sip.uri import URI, parse_uri, unescape
 from sbc.quirks.chain import QuirkChain
-from sbc.quirks.host import InboundCall, pbx_leg
+from sbc.quirks.host import InboundCall, pbx_leg, record_route
 
 from .call import NO_ANSWER, Call
 from sbc.events.schema import CallEnded, CallStarted, encode as encode_event
@@ -428,13 +428,13 @@ class B2bua:
 
     def send_response(self, key: TransactionKey, response: Response, now: float) -> None:
         if self.quirks is not None:
-            response = self._to_pbx(self._by_tx.get(key), response)
+            response = self._to_pbx(self._by_tx.get(key), response, key)
         self._tx.send_response(key, response, now)
 
     def resend_response(self, key: TransactionKey, response: Response, now: float) -> None:
         """Send a (reliable provisional) response again on its server transaction."""
         if self.quirks is not None:
-            response = self._to_pbx(self._by_tx.get(key), response)
+            response = self._to_pbx(self._by_tx.get(key), response, key)
         self._tx.send_response(key, response, now)
 
     def send_ack(self, request: Request, peer: Peer) -> None:
@@ -540,17 +540,22 @@ class B2bua:
             return None
         return self.quirk_chain(leg.call.trunk)
 
-    def _to_pbx(self, leg: Leg | None, message: Any) -> Any:
+    def _to_pbx(self, leg: Leg | None, message: Any, key: TransactionKey | None = None) -> Any:
         """``message`` through the ``request_to_pbx``/``response_to_pbx`` hooks when ``leg``
-        faces the PBX."""
+        faces the PBX (``key``: the server transaction of a response); then our Record-Route
+        when the vendor wants one (see :func:`sbc.quirks.host.record_route`)."""
         chain = self._pbx_chain(leg)
         if chain is None or leg is None:
             return message
         ctx = chain.context(leg.call.direction, leg.call.id)
         if isinstance(message, Request):
             out = chain.request_to_pbx(message, ctx)
+            initial = message.method == "INVITE" and isinstance(leg, UacLeg) and leg.dialog is None
         else:
             out = chain.response_to_pbx(message, ctx)
+            initial = isinstance(leg, UasLeg) and key is not None and leg.invite_key == key
+        out = record_route(chain, out, initial=initial, fqdn=self.fqdn,
+                           port=self.port_for(leg.peer.transport), transport=leg.peer.transport)
         self._quirk_notices(chain, chain.notices(), leg.peer)
         return out
 

@@ -14,14 +14,15 @@ through is not copied twice).
 from __future__ import annotations
 
 import re
+from ipaddress import ip_address
 from typing import Any, Collection
 
-from sbc.sip.message import Request
+from sbc.sip.message import Request, Response
 
 from .canonical import CanonicalCall
 from .chain import QuirkChain, QuirkNotice
 
-__all__ = ["InboundCall", "REPLACED"]
+__all__ = ["InboundCall", "REPLACED", "pbx_leg", "record_route"]
 
 #: Incoming headers the canonical list replaces.
 REPLACED = frozenset({"p-asserted-identity", "privacy"})
@@ -84,3 +85,35 @@ def pbx_leg(call: Any, leg: Any) -> bool:
     """Whether ``leg`` of ``call`` faces the PBX (the A leg of an inbound call, the B leg of
     an outbound one)."""
     return leg is (call.a if call.direction == "inbound" else call.b)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def record_route(chain: QuirkChain, message: Any, *, initial: bool, fqdn: str, port: int,
+                 transport: str) -> Any:
+    """``message`` (toward the PBX) with our Record-Route on top when the trunk's vendor
+    wants one (``VendorDefaults.record_route``: Teams, Genesys): an initial INVITE we send,
+    or a 101-299 response to the PBX's initial INVITE (``initial``).  The entry is
+    ``<sip:<fqdn>:<port>;transport=<t>;lr>``; nothing is added when ``fqdn`` is an IP
+    address (configure the SBC's DNS name) or when our entry is already there."""
+    primary = chain.primary
+    if primary is None or not primary.defaults.record_route or not fqdn or _is_ip(fqdn):
+        return message
+    if isinstance(message, Request):
+        if message.method != "INVITE" or not initial:
+            return message
+    elif not (isinstance(message, Response) and initial and 101 <= message.status < 300):
+        return message
+    t = transport.lower()
+    param = "" if t == "udp" else f";transport={t}"
+    value = f"<sip:{fqdn}:{port}{param};lr>"
+    mine = f"sip:{fqdn}:{port}".lower().encode()
+    if any(mine in v.lower() for v in message.get_all("Record-Route")):
+        return message
+    return message.prepend_header("Record-Route", value)
