@@ -1,9 +1,10 @@
 # -*- test-case-name: tests.test_vendor_plugins -*-
 """Amazon Chime SDK Voice Connector, encryption enabled (``vendor = "chime"``; VENDORS.md §9).
 
-Recognised by ``X-VoiceConnector-ID``, the ``VineProx`` User-Agent, a
-``*.voiceconnector.chime.aws`` host, or an ``X-Amzn-TargetArn`` naming a Chime resource --
-unless the request also carries Amazon Connect's headers (then it is the ``connect`` vendor's).
+Recognised by ``X-VoiceConnector-ID``, an ``X-SMA-*`` header, the ``VineProx`` User-Agent, a
+``*.voiceconnector.chime.aws`` host, an ``X-Amzn-TargetArn`` naming a Chime resource, or a Via
+address in the published signalling ranges -- unless the request also carries Amazon
+Connect's headers (then it is the ``connect`` vendor's).
 
 From the Voice Connector:
 
@@ -40,6 +41,7 @@ AES_CM_128_HMAC_SHA1_80); codecs beyond G.711; the required OPTIONS interval; se
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 from twisted.plugin import IPlugin
@@ -48,7 +50,7 @@ from zope.interface import implementer
 from sbc.quirks import CanonicalCall, IVendorQuirk, QuirkBase, QuirkContext, SipMessage, VendorDefaults
 from sbc.quirks.message import encode
 from sbc.sip.errors import SipParseError
-from sbc.sip.message import parse_name_addr
+from sbc.sip.message import parse_name_addr, parse_via
 from sbc.sip.uri import parse_uri
 
 _SPELLINGS = ("X-VoiceConnector-ID", "X-Amzn-TargetArn", "X-SMA-Max-Forwards")
@@ -99,6 +101,28 @@ def _plus_user(value: str) -> str:
     return addr.with_uri(addr.uri.with_user(fixed)).to_bytes().decode("utf-8", "surrogateescape")
 
 
+def _via_addresses(message: SipMessage) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The IP addresses in the Via headers (sent-by and received=)."""
+    out = []
+    for value in message.get_all("Via"):
+        try:
+            via = parse_via(encode(value))
+        except (SipParseError, ValueError):
+            continue
+        for host in (via.host, via.received):
+            if host:
+                try:
+                    out.append(ipaddress.ip_address(host.strip("[]")))
+                except ValueError:
+                    pass
+    return out
+
+
+def _from_ranges(message: SipMessage, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> bool:
+    return any(address in net for address in _via_addresses(message) for net in networks
+               if address.version == net.version)
+
+
 @implementer(IPlugin, IVendorQuirk)
 class ChimeQuirk(QuirkBase):
     name = "chime"
@@ -131,6 +155,10 @@ class ChimeQuirk(QuirkBase):
     def recognise(self, message: SipMessage) -> bool:
         if is_connect(message):
             return False
+        if _from_ranges(message, _RANGES):
+            return True
+        if any(name.lower().startswith("x-sma-") for name, _ in message.headers()):
+            return True
         if message.has("X-VoiceConnector-ID"):
             return True
         target = message.get("X-Amzn-TargetArn")
@@ -181,5 +209,8 @@ class ChimeQuirk(QuirkBase):
             if fixed_values != values:
                 message.set("P-Asserted-Identity", ", ".join(fixed_values))
 
+
+#: Networks whose Via addresses mark a request as this vendor's.
+_RANGES = tuple(ipaddress.ip_network(n) for n in ChimeQuirk.defaults.signalling_ranges)
 
 chime = ChimeQuirk()

@@ -3,7 +3,8 @@
 
 Recognised by the ``Microsoft.PSTNHub.SIPProxy`` User-Agent/Server, by the ``X-MS-UserLocation``
 / ``X-MS-MediaPath`` headers Microsoft adds, or by a ``pstnhub.microsoft.com`` (or US government
-``pstnhub.*.teams.microsoft.us``) host in Via, From, Contact or Record-Route.
+``pstnhub.*.teams.microsoft.us``) host in Via, From, Contact or Record-Route, or a Via address
+in 52.112.0.0/14, 52.120.0.0/14 (older documents) or 52.122.0.0/15.
 
 From Teams: the ``X-MS-*`` headers get their usual spelling and are passed to the agent host;
 numbers are already ``+E.164`` (a digits-only number of 9 to 15 digits gets its ``+``).
@@ -42,7 +43,7 @@ from zope.interface import implementer
 from sbc.quirks import CanonicalCall, IVendorQuirk, QuirkBase, QuirkContext, SipMessage, VendorDefaults
 from sbc.quirks.message import encode
 from sbc.sip.errors import SipParseError
-from sbc.sip.message import parse_name_addr
+from sbc.sip.message import parse_name_addr, parse_via
 from sbc.sip.uri import parse_uri
 
 #: Default X-MS-SBC value (Vendor/Model/Version); trunk option ``x_ms_sbc`` overrides it.
@@ -88,6 +89,28 @@ def _port(value: object) -> int:
     return 5061
 
 
+def _via_addresses(message: SipMessage) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The IP addresses in the Via headers (sent-by and received=)."""
+    out = []
+    for value in message.get_all("Via"):
+        try:
+            via = parse_via(encode(value))
+        except (SipParseError, ValueError):
+            continue
+        for host in (via.host, via.received):
+            if host:
+                try:
+                    out.append(ipaddress.ip_address(host.strip("[]")))
+                except ValueError:
+                    pass
+    return out
+
+
+def _from_ranges(message: SipMessage, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> bool:
+    return any(address in net for address in _via_addresses(message) for net in networks
+               if address.version == net.version)
+
+
 @implementer(IPlugin, IVendorQuirk)
 class TeamsQuirk(QuirkBase):
     name = "teams"
@@ -120,6 +143,8 @@ class TeamsQuirk(QuirkBase):
     )
 
     def recognise(self, message: SipMessage) -> bool:
+        if _from_ranges(message, _RANGES):
+            return True
         for header in ("User-Agent", "Server"):
             value = message.get(header)
             if value is not None and value.strip().startswith("Microsoft.PSTNHub"):
@@ -165,7 +190,7 @@ class TeamsQuirk(QuirkBase):
 
     def response_to_pbx(self, message: SipMessage, ctx: QuirkContext) -> None:
         status = message.status or 0
-        if 101 <= status < 300 or message.has("Contact"):
+        if 101 <= status < 300:  # not 3xx: a redirect's Contact names the target, not us
             self._contact(message, ctx, add_missing=False)
         self._x_ms_sbc(message, ctx)
 
@@ -206,5 +231,8 @@ class TeamsQuirk(QuirkBase):
             out.append(addr.with_uri(uri).to_bytes().decode("utf-8", "surrogateescape"))
         message.set("Contact", ", ".join(out))
 
+
+#: Networks whose Via addresses mark a request as this vendor's.
+_RANGES = tuple(ipaddress.ip_network(n) for n in ("52.112.0.0/14", "52.120.0.0/14", "52.122.0.0/15"))
 
 teams = TeamsQuirk()

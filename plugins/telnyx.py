@@ -3,7 +3,8 @@
 
 Recognised by ``X-call_leg_id`` / ``X-call_session_id`` or any ``X-Telnyx-*`` header, a
 ``User-Agent``/``Server`` starting ``Telnyx``, or a Telnyx proxy host (``sip.telnyx.com``,
-``.eu``, ``.com.au``, ``.ca``, ``.asia``) in Via, From, Contact or Record-Route.
+``.eu``, ``.com.au``, ``.ca``, ``.asia``) in Via, From, Contact or Record-Route, or a Via
+address among the proxy addresses below.
 
 From Telnyx: ``X-call_leg_id`` and ``X-call_session_id`` get their documented spelling and go
 to the agent host with every ``X-Telnyx-*`` header; ``X-call_session_id`` (else the leg id) is
@@ -27,12 +28,16 @@ the User-Agent string.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
 from sbc.quirks import CanonicalCall, IVendorQuirk, QuirkBase, QuirkContext, SipMessage, VendorDefaults
+from sbc.quirks.message import encode
+from sbc.sip.errors import SipParseError
+from sbc.sip.message import parse_via
 
 _SPELLINGS = ("X-call_leg_id", "X-call_session_id", "X-Telnyx-Token")
 _HOST_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*\.[A-Za-z]{2,}")
@@ -58,6 +63,28 @@ def _plus(number: str | None) -> str | None:
     if number and number.isdigit() and 9 <= len(number) <= 15 and number[0] != "0":
         return "+" + number
     return number
+
+
+def _via_addresses(message: SipMessage) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The IP addresses in the Via headers (sent-by and received=)."""
+    out = []
+    for value in message.get_all("Via"):
+        try:
+            via = parse_via(encode(value))
+        except (SipParseError, ValueError):
+            continue
+        for host in (via.host, via.received):
+            if host:
+                try:
+                    out.append(ipaddress.ip_address(host.strip("[]")))
+                except ValueError:
+                    pass
+    return out
+
+
+def _from_ranges(message: SipMessage, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> bool:
+    return any(address in net for address in _via_addresses(message) for net in networks
+               if address.version == net.version)
 
 
 @implementer(IPlugin, IVendorQuirk)
@@ -92,6 +119,8 @@ class TelnyxQuirk(QuirkBase):
     )
 
     def recognise(self, message: SipMessage) -> bool:
+        if _from_ranges(message, _RANGES):
+            return True
         for name, _ in message.headers():
             lname = name.lower()
             if lname.startswith("x-telnyx-") or lname in ("x-call_leg_id", "x-call_session_id"):
@@ -126,5 +155,8 @@ class TelnyxQuirk(QuirkBase):
         if isinstance(number, str) and _E164_RE.match(number):
             message.set("P-Charge-Info", f"<sip:{number}@sip.telnyx.com>")
 
+
+#: Networks whose Via addresses mark a request as this vendor's.
+_RANGES = tuple(ipaddress.ip_network(n) for n in TelnyxQuirk.defaults.signalling_ranges)
 
 telnyx = TelnyxQuirk()

@@ -2,8 +2,9 @@
 """Twilio Programmable Voice ``<Dial><Sip>`` and Elastic SIP Trunking (``vendor = "twilio"``;
 VENDORS.md §5).
 
-Recognised by any ``X-Twilio-*`` header, a ``User-Agent``/``Server`` starting ``Twilio`` or a
-``twilio.com`` host in Via, From, Contact or Record-Route.
+Recognised by any ``X-Twilio-*`` header, a ``User-Agent``/``Server`` starting ``Twilio``, a
+``twilio.com`` host in Via, From, Contact or Record-Route, or a Via address in the signalling
+ranges below.
 
 From Twilio: ``X-Twilio-AccountSid``, ``X-Twilio-CallSid``, ``X-Twilio-VerStat`` and
 ``X-Twilio-Error`` get their documented spelling; ``X-Twilio-CallSid`` becomes the vendor call
@@ -31,6 +32,7 @@ in one public PBX configuration.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 from attrs import evolve
@@ -38,7 +40,9 @@ from twisted.plugin import IPlugin
 from zope.interface import implementer
 
 from sbc.quirks import CanonicalCall, IVendorQuirk, QuirkBase, QuirkContext, SipMessage, VendorDefaults
+from sbc.quirks.message import encode
 from sbc.sip.errors import SipParseError
+from sbc.sip.message import parse_via
 from sbc.sip.uri import parse_uri
 
 _SPELLINGS = ("X-Twilio-AccountSid", "X-Twilio-CallSid", "X-Twilio-VerStat", "X-Twilio-Error", "X-Twilio-ApiVersion")
@@ -86,10 +90,32 @@ def allowed_custom(name: str) -> bool:
     return lname.startswith("x-") or lname in STANDARD or lname in {h.lower() for h in ALLOWED_CUSTOM}
 
 
+def _via_addresses(message: SipMessage) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The IP addresses in the Via headers (sent-by and received=)."""
+    out = []
+    for value in message.get_all("Via"):
+        try:
+            via = parse_via(encode(value))
+        except (SipParseError, ValueError):
+            continue
+        for host in (via.host, via.received):
+            if host:
+                try:
+                    out.append(ipaddress.ip_address(host.strip("[]")))
+                except ValueError:
+                    pass
+    return out
+
+
+def _from_ranges(message: SipMessage, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> bool:
+    return any(address in net for address in _via_addresses(message) for net in networks
+               if address.version == net.version)
+
+
 @implementer(IPlugin, IVendorQuirk)
 class TwilioQuirk(QuirkBase):
     name = "twilio"
-    title = "Twilio (Programmable Voice <Sip>, Elastic SIP Trunking)"
+    title = "Twilio (Programmable Voice SIP, Elastic SIP Trunking)"
     order = 100
     defaults = VendorDefaults(
         transport="udp",
@@ -124,6 +150,8 @@ class TwilioQuirk(QuirkBase):
     )
 
     def recognise(self, message: SipMessage) -> bool:
+        if _from_ranges(message, _RANGES):
+            return True
         if any(n.lower().startswith("x-twilio-") for n, _ in message.headers()):
             return True
         for header in ("User-Agent", "Server"):
@@ -164,5 +192,8 @@ class TwilioQuirk(QuirkBase):
                 if not allowed_custom(name):
                     message.remove(name)
 
+
+#: Networks whose Via addresses mark a request as this vendor's.
+_RANGES = tuple(ipaddress.ip_network(n) for n in TwilioQuirk.defaults.signalling_ranges)
 
 twilio = TwilioQuirk()

@@ -168,6 +168,21 @@ class RecognitionTests(SynchronousTestCase):
         self.assertFalse(PLUGINS["connect"].recognise(message))
         self.assertTrue(PLUGINS["chime"].recognise(message))
 
+    def test_recognised_by_via_address_in_published_ranges(self) -> None:
+        for via, vendor in (("52.114.7.24:5061", "teams"), ("52.123.1.1", "teams"), ("54.172.60.2", "twilio"),
+                            ("177.71.206.193:5060", "twilio"), ("192.76.120.10:5061", "telnyx"),
+                            ("3.80.17.1", "chime"), ("99.77.253.9", "chime")):
+            message = SipMessage(method="INVITE", uri="sip:+15550100@192.0.2.1", headers=[
+                ("Via", f"SIP/2.0/TLS {via};branch=z9hG4bK1"), ("From", "<sip:+15550199@192.0.2.9>;tag=1"),
+                ("To", "<sip:+15550100@192.0.2.1>"), ("Call-ID", "x"), ("CSeq", "1 INVITE")])
+            self.assertEqual([n for n, q in PLUGINS.items() if q.recognise(message)], [vendor], via)
+
+    def test_chime_capture_stripped_of_headers_still_chimes(self) -> None:
+        message = view("chime-INVITE-1.txt")
+        message.remove("X-VoiceConnector-ID")
+        message.remove("User-Agent")
+        self.assertEqual([n for n, q in PLUGINS.items() if q.recognise(message)], ["chime"])  # Via 3.80.16.13
+
     def test_bare_message_is_nobodys(self) -> None:
         message = SipMessage(method="INVITE", uri="sip:+15550100@192.0.2.1", headers=[
             ("Via", "SIP/2.0/UDP 192.0.2.9:5060;branch=z9hG4bK1"), ("From", "<sip:a@192.0.2.9>;tag=1"),
