@@ -41,9 +41,15 @@ class SubmitKeyTests(SynchronousTestCase):
         self.assertEqual(c.key("*", 2.0), [DigitAudit("*", 2.0), DigitSubmit("#", "*", 2.0)])
 
     def test_no_submit_key(self) -> None:
-        c = DigitCollector(submit_key="")
-        c.key("#", 1.0)
-        self.assertEqual(c.handle_timer(3.5), DigitSubmit("#", "idle", 3.5))
+        for none in ("", None):
+            c = DigitCollector(submit_key=none)
+            c.key("#", 1.0)
+            self.assertEqual(c.handle_timer(3.5), DigitSubmit("#", "idle", 3.5))
+
+    def test_letter_submit_key(self) -> None:
+        c = DigitCollector(submit_key="d")
+        c.key("1", 0.0)
+        self.assertEqual(c.key("D", 1.0), [DigitAudit("D", 1.0), DigitSubmit("1", "D", 1.0)])
 
     def test_bad_arguments(self) -> None:
         self.assertRaises(ValueError, DigitCollector, submit_key="x")
@@ -81,6 +87,15 @@ class IdleTests(SynchronousTestCase):
         self.assertIsNone(c.next_deadline())
         self.assertIsNone(c.handle_timer(1000.0))
         self.assertEqual(c.speech(1001.0), DigitSubmit("7", "speech", 1001.0))
+
+    def test_overdue_idle_submitted_before_next_key(self) -> None:
+        c = DigitCollector()
+        c.key("1", 0.0)
+        self.assertEqual(c.key("2", 3.0), [DigitSubmit("1", "idle", 3.0), DigitAudit("2", 3.0)])
+        self.assertEqual(c.next_deadline(), 5.5)
+        self.assertEqual(c.key("#", 5.5), [DigitSubmit("2", "idle", 5.5), DigitAudit("#", 5.5)])
+        c.key("3", 10.0)
+        self.assertEqual(c.speech(13.0), DigitSubmit("3", "idle", 13.0))
 
     def test_submit_key_cancels_idle(self) -> None:
         c = DigitCollector()
@@ -127,17 +142,21 @@ class LengthTests(SynchronousTestCase):
 
 
 class PropertyTests(SynchronousTestCase):
-    @given(st.lists(st.tuples(st.sampled_from(DIGITS), st.floats(0.0, 4.0), st.booleans()), max_size=40))
-    def test_every_key_audited_and_every_digit_submitted_once(self, presses: list[tuple[str, float, bool]]) -> None:
+    @given(st.lists(st.tuples(st.sampled_from(DIGITS), st.floats(0.0, 4.0), st.booleans(), st.booleans()),
+                    max_size=40))
+    def test_every_key_audited_and_every_digit_submitted_once(
+        self, presses: list[tuple[str, float, bool, bool]]
+    ) -> None:
+        """Whatever the timing, and whether or not the idle timer fires on time."""
         c = DigitCollector()
         now = 0.0
         audits: list[str] = []
         text = ""
         expected = ""
-        for digit, wait, speak in presses:
+        for digit, wait, speak, timer_late in presses:
             deadline = c.next_deadline()
             now += wait
-            if deadline is not None and deadline <= now:
+            if deadline is not None and deadline <= now and not timer_late:
                 submit = c.handle_timer(now)
                 assert submit is not None
                 self.assertEqual(submit.trigger, "idle")
@@ -151,10 +170,11 @@ class PropertyTests(SynchronousTestCase):
                 else:
                     self.assertNotEqual(event.text, "")
                     self.assertNotIn("#", event.text)
+                    self.assertIn(event.trigger, ("#", "idle", "length"))
                     text += event.text
             if digit != "#":
                 expected += digit
         final = c.speech(now)
         text += final.text if final is not None else ""
-        self.assertEqual(audits, [d for d, _, _ in presses])
+        self.assertEqual(audits, [p[0] for p in presses])
         self.assertEqual(text, expected)

@@ -42,11 +42,12 @@ class DigitSubmit:
 class DigitCollector:
     """The digit buffer of one call."""
 
-    def __init__(self, submit_key: str = "#", idle_timeout: float | None = 2.5, max_digits: int = 64) -> None:
+    def __init__(self, submit_key: str | None = "#", idle_timeout: float | None = 2.5, max_digits: int = 64) -> None:
         """
-        ``submit_key`` is one of ``DIGITS`` or ``""`` for none; ``idle_timeout`` is in
-        seconds, ``None`` for no idle submission.  ValueError on anything else.
+        ``submit_key`` is one of ``DIGITS`` (``a``-``d`` accepted) or ``""``/``None`` for none;
+        ``idle_timeout`` is in seconds, ``None`` for no idle submission.  ValueError otherwise.
         """
+        submit_key = (submit_key or "").upper()
         if submit_key != "" and (len(submit_key) != 1 or submit_key not in DIGITS):
             raise ValueError(f"submit key {submit_key!r} is not a DTMF digit")
         if idle_timeout is not None and not idle_timeout > 0:
@@ -65,10 +66,19 @@ class DigitCollector:
         return bool(self._digits)
 
     def key(self, digit: str, now: float) -> list[DigitAudit | DigitSubmit]:
-        """An audit for every key; a submit too when it is the submit key (or fills the buffer)."""
+        """
+        An audit for every key; a submit too when it is the submit key (or fills the buffer).
+
+        If the idle deadline had already passed (the timer has not fired yet), the buffer is
+        submitted as idle first, and this key starts a new one.
+        """
         if len(digit) != 1 or digit not in DIGITS:
             raise ValueError(f"{digit!r} is not a DTMF digit")
-        out: list[DigitAudit | DigitSubmit] = [DigitAudit(digit, now)]
+        out: list[DigitAudit | DigitSubmit] = []
+        overdue = self.handle_timer(now)
+        if overdue is not None:
+            out.append(overdue)
+        out.append(DigitAudit(digit, now))
         if digit == self.submit_key:
             submit = self._submit(digit, now)
             if submit is not None:
@@ -84,8 +94,8 @@ class DigitCollector:
         return out
 
     def speech(self, now: float) -> DigitSubmit | None:
-        """The caller started speaking: submit the buffer if it holds digits."""
-        return self._submit(TRIGGER_SPEECH, now)
+        """The caller started speaking: submit the buffer if it holds digits (as idle if overdue)."""
+        return self.handle_timer(now) or self._submit(TRIGGER_SPEECH, now)
 
     def next_deadline(self) -> float | None:
         """When ``handle_timer`` must next be called, or None."""
