@@ -495,6 +495,16 @@ class TowardTeamsTests(SynchronousTestCase):
         self.assertIsNotNone(out.get("X-MS-SBC"))
 
 
+    def test_redirect_contact_left_alone(self) -> None:
+        response = parse_datagram(b"SIP/2.0 302 Moved Temporarily\r\nVia: SIP/2.0/TLS 52.114.76.76:5061;branch=z9hG4bK1\r\n"
+                                  b"From: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\nCall-ID: r\r\nCSeq: 1 INVITE\r\n"
+                                  b"Contact: <sip:+14255550199@198.51.100.7>\r\nContent-Length: 0\r\n\r\n")
+        c = QuirkChain([PLUGINS["teams"]], trunk="teams", sbc_fqdn="sbc1.contoso.com")
+        out = c.response_to_pbx(response)  # type: ignore[arg-type]
+        self.assertEqual(out.get("Contact"), b"<sip:+14255550199@198.51.100.7>")
+        self.assertIsNotNone(out.get("X-MS-SBC"))
+
+
 class TowardOthersTests(SynchronousTestCase):
     def test_twilio_header_rules(self) -> None:
         extra = (("x-app-context", "abc"), ("User-to-User", "00ff;encoding=hex"),
@@ -644,6 +654,59 @@ class ExampleConfigTests(SynchronousTestCase):
             if quirk.defaults.signalling_ranges:
                 text = (REPO / "etc" / "examples" / f"{vendor}.toml").read_text(encoding="utf-8")
                 self.assertIn("CHECK", text, vendor)
+
+
+#: Callee and vendor call id each vendor's INVITE must reach the agent host with.
+AGENT_VIEW = {
+    "teams-INVITE-in-1.txt": ("+14255550100", None),
+    "teams-INVITE-in-2.txt": ("+14255550111", None),
+    "webex-INVITE-in-1.txt": ("14085550155", "1857962395-0303829486-2325384221-0775943771"),
+    "ringcentral-INVITE-in-1.txt": ("+16505550142", None),
+    "zoom-INVITE-in-1.txt": ("+13125550188", "0a8c5e7f2b4d6e8f"),
+    "twilio-INVITE-in-1.txt": ("+15035550164", "CA8f2e4c6a0b1d3e5f7a9c8b6d4e2f0a1c"),
+    "twilio-INVITE-in-2.txt": ("+442079460018", "CA00112233445566778899aabbccddeeff"),
+    "telnyx-INVITE-in-1.txt": ("+18005550136", "6466f69e-1dc8-4e81-980a-f33356672e32"),
+    "genesys-INVITE-in-1.txt": ("+18885550172", "083adbcd-f580-41af-83dd-eefbf5f60155"),
+    "nice-INVITE-in-1.txt": ("+16175550119", None),
+    "chime-INVITE-1.txt": ("+16185558387", None),
+    "chime-INVITE-in-3.txt": ("+16185558387", None),
+    "connect-INVITE-in-1.txt": ("+16185558387", "b3f1c2d4-5e6f-4a7b-8c9d-0e1f2a3b4c5d"),
+}
+
+
+class ThroughTheCoreTests(SynchronousTestCase):
+    """Each vendor's INVITE through a real B2BUA core (``sbc normalize``), configured with the
+    vendor's example trunk: the INVITE toward the agent host is in canonical form."""
+
+    def run_normalize(self, vendor: str, fixture: str) -> str:
+        import io
+
+        from sbc.normalize_cmd import main
+
+        config = Path(self.mktemp())
+        example = (REPO / "etc" / "examples" / f"{vendor}.toml").read_text(encoding="utf-8")
+        config.write_text(MINIMAL.replace("sbc.example.com", FQDN) + example, encoding="utf-8")
+        trunk = load_config(config).trunks[0].name
+        out, err = io.StringIO(), io.StringIO()
+        status = main(["--config", str(config), "--trunk", trunk, str(MESSAGES / fixture)], out, err)
+        self.assertEqual((status, err.getvalue()), (0, ""), fixture)
+        return out.getvalue()
+
+    def test_every_vendor_invite_reaches_the_agent_host_canonical(self) -> None:
+        self.assertEqual(set(AGENT_VIEW), {n for n in FROM_VENDOR if "-INVITE-" in n})
+        for fixture, (callee, vendor_call_id) in AGENT_VIEW.items():
+            vendor = FROM_VENDOR[fixture]
+            text = self.run_normalize(vendor, fixture)
+            self.assertNotIn("# notice", text, fixture)
+            agent = text.split("# ---- the INVITE toward the agent host\n", 1)[1]
+            start, _, rest = agent.partition("\n")
+            self.assertTrue(start.startswith(f"INVITE sip:{callee}@10.0.20.5:5090"), (fixture, start))
+            headers = dict(line.split(": ", 1) for line in rest.split("\n\n", 1)[0].split("\n") if ": " in line)
+            self.assertTrue(headers["To"].startswith(f"<sip:{callee}@"), fixture)
+            self.assertEqual(headers["X-SBC-Vendor"], vendor, fixture)
+            self.assertEqual(headers["X-SBC-Callee"], callee, fixture)
+            self.assertEqual(headers.get("X-SBC-Vendor-Call-ID"), vendor_call_id, fixture)
+            self.assertIn(headers["Privacy"], ("none", "id"), fixture)
 
 
 class DocsTests(SynchronousTestCase):
