@@ -152,6 +152,8 @@ class VadSensitivityTests(SynchronousTestCase):
         self.assertRaises(ValueError, VoiceActivityDetector, 0.5, 0)
         self.assertRaises(ValueError, VoiceActivityDetector().feed, b"\xff" * 160, "G722", 0.0)
         self.assertFalse(VoiceActivityDetector().feed(b"", "PCMU", 0.0))
+        frames = g711_frames(silence(200) + speech_like(300))
+        self.assertEqual(len(starts(VoiceActivityDetector(), frames, "pcmu")), 1, "codec names are case-insensitive")
 
     @given(st.lists(st.binary(min_size=0, max_size=320), max_size=30), st.sampled_from(["PCMU", "PCMA"]),
            st.floats(0.0, 1.0))

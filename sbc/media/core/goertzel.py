@@ -50,19 +50,23 @@ def _coefficients_for(sample_rate: int) -> tuple[float, ...]:
     return found
 
 
+def _powers(samples: Sequence[float], coefficients: Sequence[float]) -> list[float]:
+    powers: list[float] = []
+    for k in coefficients:
+        s1 = s2 = 0.0
+        for x in samples:
+            s1, s2 = x + k * s1 - s2, s1
+        powers.append(s1 * s1 + s2 * s2 - k * s1 * s2)
+    return powers
+
+
 def tone_powers(samples: Sequence[float], sample_rate: int = 8000) -> list[float]:
     """
     Power at each DTMF frequency (rows then columns), as |X(f)|^2, by Goertzel recursion.
 
     Float samples run faster than ints (no int/float mixing in the loop).
     """
-    powers: list[float] = []
-    for k in _coefficients_for(sample_rate):
-        s1 = s2 = 0.0
-        for x in samples:
-            s1, s2 = x + k * s1 - s2, s1
-        powers.append(s1 * s1 + s2 * s2 - k * s1 * s2)
-    return powers
+    return _powers(samples, _coefficients_for(sample_rate))
 
 
 def dtmf_digit(samples: Sequence[float], sample_rate: int = 8000, energy: float | None = None) -> str | None:
@@ -75,12 +79,18 @@ def dtmf_digit(samples: Sequence[float], sample_rate: int = 8000, energy: float 
     if energy < 2.0 * n * MIN_TONE_RMS * MIN_TONE_RMS:
         return None
     scale = 2.0 / (n * energy)
-    p = [v * scale for v in tone_powers(samples, sample_rate)]
-    rows, cols = p[:4], p[4:]
+    coefficients = _coefficients_for(sample_rate)
+    rows = [v * scale for v in _powers(samples, coefficients[:4])]
     row = max(range(4), key=rows.__getitem__)
+    pr = rows[row]
+    # The row tone needs at least this share for the pair to pass the share and twist tests:
+    # most speech stops here, at half the cost.
+    if pr * (1.0 + MAX_TWIST) < MIN_TONE_SHARE:
+        return None
+    cols = [v * scale for v in _powers(samples, coefficients[4:])]
     col = max(range(4), key=cols.__getitem__)
-    pr, pc = rows[row], cols[col]
-    if pr + pc < MIN_TONE_SHARE or pr <= 0.0 or pc <= 0.0:
+    pc = cols[col]
+    if pr + pc < MIN_TONE_SHARE or pc <= 0.0:
         return None
     if pr > MAX_TWIST * pc or pc > MAX_TWIST * pr:
         return None
@@ -105,6 +115,7 @@ class InbandDtmfDetector:
 
     def feed_payload(self, payload: bytes, codec: str, now: float) -> Keypress | None:
         """A "PCMU" or "PCMA" payload (decoded here, to floats); ValueError for other codecs."""
+        codec = codec.upper()
         if codec == "PCMU":
             table = ULAW_TO_FLOAT
         elif codec == "PCMA":

@@ -67,14 +67,14 @@ class VoiceActivityDetector:
 
     def feed(self, payload: bytes, codec: str, now: float) -> bool:
         """
-        One frame of "PCMU" or "PCMA" audio; True when speech starts with it.
+        One frame of "PCMU" or "PCMA" (any case) audio; True when speech starts with it.
 
         ValueError for other codecs.  Empty payloads are ignored.
         """
-        try:
-            squares, table = _CODECS[codec]
-        except KeyError:
-            raise ValueError(f"VAD needs G.711 audio, not {codec!r}") from None
+        found = _CODECS.get(codec) or _CODECS.get(codec.upper())
+        if found is None:
+            raise ValueError(f"VAD needs G.711 audio, not {codec!r}")
+        squares, table = found
         n = len(payload)
         if n == 0 or self.sensitivity == 0.0:
             return False
