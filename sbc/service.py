@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from twisted.application.internet import StreamServerEndpointService, UDPServer
-from twisted.application.service import MultiService
+from twisted.application.service import MultiService, Service
 from twisted.internet.endpoints import (
     SSL4ServerEndpoint,
     TCP4ServerEndpoint,
@@ -197,6 +197,82 @@ class ResponseDispatcher:
 
 
 
+class AgentEventPump:
+    """A transaction user without SIP output: at every driver flush it moves the B2BUA's
+    agent events (:mod:`sbc.events.schema`) to the sinks (the WebSocket hub, the webhook).
+    A sink that raises is logged; the others still get the event."""
+
+    log = Logger()
+
+    def __init__(self, b2bua: Any, sinks: list[Any]) -> None:
+        self.b2bua = b2bua
+        self.sinks = sinks
+        self.published = 0
+
+    def messages_to_send(self) -> list[Any]:
+        for event in self.b2bua.agent_events():
+            self.published += 1
+            for sink in self.sinks:
+                try:
+                    sink.publish(event)
+                except Exception:
+                    self.log.failure("agent event sink {sink!r} raised", sink=sink)
+        return []
+
+    def next_deadline(self) -> float | None:
+        return None
+
+    def handle_timer(self, now: float) -> None:
+        pass
+
+
+class _FlushingListener:
+    """Media events arrive from the relay's sockets, outside any SIP input: after handing
+    each to the B2BUA, flush the driver so that what it caused (BYEs, agent events) goes
+    out now."""
+
+    def __init__(self, listener: Any, driver: SipDriver) -> None:
+        self.listener = listener
+        self.driver = driver
+
+    def media_keypress(self, call_id: str, key: Any) -> None:
+        self.listener.media_keypress(call_id, key)
+        self.driver.flush()
+
+    def media_speech(self, call_id: str, now: float) -> None:
+        self.listener.media_speech(call_id, now)
+        self.driver.flush()
+
+    def media_timeout(self, call_id: str, now: float) -> None:
+        self.listener.media_timeout(call_id, now)
+        self.driver.flush()
+
+
+class FlushingEngine:
+    """A media engine whose listener calls flush the SIP driver (see :class:`_FlushingListener`)."""
+
+    def __init__(self, engine: Any, driver: SipDriver) -> None:
+        self.engine = engine
+        self.driver = driver
+
+    def allocate(self, call_id: str, a: Any, b: Any, listener: Any) -> Any:
+        return self.engine.allocate(call_id, a, b, _FlushingListener(listener, self.driver))
+
+
+class MediaRelayService(Service):
+    """Closes the relay's sockets when the service tree stops (after the calls ended)."""
+
+    def __init__(self, relay: Any) -> None:
+        self.relay = relay
+
+    def stopService(self) -> Any:
+        super().stopService()
+        try:
+            self.relay.close()
+        except Exception:
+            Logger().failure("closing the media relay failed")
+
+
 class SbcService(MultiService):
     """The top of the service tree: health, peer status, reload and graceful shutdown.
 
@@ -215,6 +291,8 @@ class SbcService(MultiService):
         self.reactor = reactor
         self.install_signals = install_signals
         self.b2bua: Any = None
+        self.relay: Any = None
+        self.events_hub: Any = None
         self.registrations: RegistrationTU | None = None
         self.pinger: PingerTU | None = None
         self.dispatcher: ResponseDispatcher | None = None
@@ -457,7 +535,18 @@ class SbcService(MultiService):
             "peers": self.peer_status(),
             "registrations": {name: r["state"] for name, r in self.registration_status().items()},
             "counters": dict(self.driver.counters),
+            "media": self._media_stats(),
+            "events": self.events_hub.stats() if self.events_hub is not None else {},
         }
+
+    def _media_stats(self) -> dict[str, Any]:
+        if self.relay is None:
+            return {}
+        try:
+            return dict(self.relay.stats())
+        except Exception:
+            self.log.failure("media relay stats failed")
+            return {}
 
 
 def _stream_endpoint(reactor: Any, address: str, port: int, tls: Any = None) -> Any:
@@ -563,13 +652,37 @@ def build_service(config: Any, reactor: Any, *, install_signals: bool = True, dn
             copy_x_headers=calls.copy_x_headers,
             local_ports=ports,
             resolver=resolver,
+            events_sip_info=config.events.sip_info,
             **_local_hosts(config.listen),
         )
+        b2bua.agent_srtp = config.agent.srtp
+        if config.media.enabled:
+            from sbc.media.relay import RtpRelay
+
+            relay = RtpRelay(reactor, config.media.address, config.media.advertise or config.media.address,
+                             config.media.port_min, config.media.port_max, media_timeout=config.media.timeout)
+            b2bua.media = FlushingEngine(relay, driver)
+            top.relay = relay
+            relay_svc = MediaRelayService(relay)
+            relay_svc.setName("media-relay")
+            relay_svc.setServiceParent(top)
         endpoint.add_handler(b2bua)
         # Let through the option tags the B2BUA implements (timer, 100rel) in Require.
         endpoint.set_supported(getattr(b2bua, "option_tags", ()))
         dispatcher.fallback = b2bua.handle_response
         driver.add_tu(b2bua)
+        from sbc.agent.hub import EventHub
+
+        hub = EventHub(reactor, replay_per_call=config.events.replay_per_call,
+                       replay_seconds=config.events.replay_seconds)
+        top.events_hub = hub
+        sinks: list[Any] = [hub]
+        if config.events.webhook_url is not None:
+            from sbc.agent.webhook import WebhookSink
+
+            sinks.append(WebhookSink(reactor, config.events.webhook_url, config.events.webhook_secret,
+                                     retries=config.events.webhook_retries))
+        driver.add_tu(AgentEventPump(b2bua, sinks))
         driver.add_tu(LookupPump(b2bua, resolver, driver, reactor))
         top.b2bua = b2bua
         top.resolver = resolver
@@ -640,6 +753,10 @@ def build_service(config: Any, reactor: Any, *, install_signals: bool = True, dn
         from sbc.admin import build_admin_site
 
         site = build_admin_site(top.health)
+        if top.events_hub is not None:
+            from sbc.agent.websocket import events_resource
+
+            site.resource.putChild(b"v1", events_resource(top.events_hub, config.events.token))
         svc = _listening(StreamServerEndpointService(
             _stream_endpoint(reactor, admin.address, admin.port), site))
         svc.setName("admin-http")

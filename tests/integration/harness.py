@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import random
 import signal
 import socket
 import subprocess
@@ -119,6 +120,8 @@ class RunningSbc(TwistProcess):
         self.sip_port = free_port()
         self.admin_port = free_port(socket.SOCK_STREAM)
         self.tls_port = free_port(socket.SOCK_STREAM) if tls else None
+        block = random.randrange(20000, 60000, 400)
+        self.media_ports = (block, block + 399)
         listeners = []
         for transport in ("udp", "tcp"):
             for address in ("127.0.0.1", "::1"):
@@ -140,6 +143,10 @@ class RunningSbc(TwistProcess):
             # SIPp's agent-side scenarios would count the SBC's OPTIONS pings as unexpected
             # messages: no pings unless a test asks for them.
             + ("" if "[agent]" in extra_toml else "[agent]\noptions_interval = 0\n\n")
+            # Each SBC of a test run takes its own RTP port block, so that parallel SBCs do
+            # not fight over the default 10000-19999.
+            + ("" if "[media]" in extra_toml else
+               f"[media]\nport_min = {self.media_ports[0]}\nport_max = {self.media_ports[1]}\n\n")
             + '[[trunk]]\nname = "local"\nallow = ["127.0.0.1/32", "::1/128"]\n'
             f'agent_uri = "{agent_uri}"\n' + extra_toml
         )
