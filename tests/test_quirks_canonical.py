@@ -251,3 +251,31 @@ class CanonicalCallTests(SynchronousTestCase):
         other.caller = "x"
         self.assertEqual(call.extra, [])
         self.assertEqual(call.caller, "+15557654321")
+
+
+_HEADER_TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n\x00"), max_size=60)
+_SIPISH = st.sampled_from(['"Bob" <sip:+15550001111@c>', "<tel:+15550001111>", "<sip:anonymous@anonymous.invalid>",
+                           "sip:7168712781@c;user=phone", '<sip:%2B1555@c>;privacy=full', "<sips:a@b>;index=1.1",
+                           "<sip:+1@c;cause=302>;index=1.2", "", "<", '"', "<sip:a@b>, <sip:c@d>"])
+
+
+class CanonicalPropertyTests(SynchronousTestCase):
+    @given(st.dictionaries(st.sampled_from(["From", "P-Asserted-Identity", "Remote-Party-ID", "Diversion",
+                                            "History-Info", "User-to-User", "Privacy", "To", "Call-ID"]),
+                           st.one_of(_SIPISH, _HEADER_TEXT)),
+           st.one_of(st.sampled_from(["sip:+15551230000@sbc", "tel:+15551230000", "sips:%2B1555@x", "sip:x"]),
+                     _HEADER_TEXT),
+           st.sampled_from([None, "1", "44"]))
+    def test_any_headers_give_a_safe_header_list(self, headers: dict[str, str], uri: str, cc: str | None) -> None:
+        message = SipMessage(method="INVITE", uri=uri, headers=list(headers.items()))
+        ctx = QuirkContext("t", "v", "sbc.example.com", options={} if cc is None else {"country_code": cc})
+        call = build_canonical(message, ctx)
+        out = call.headers()
+        self.assertEqual(out[:2], (("X-SBC-Trunk", "t"), ("X-SBC-Vendor", "v")))
+        names = [n for n, _ in out]
+        self.assertIn("Privacy", names)
+        for name, value in out:
+            self.assertRegex(value, r"\A[^\x00-\x1f\x7f]*\Z", name)
+        if call.privacy:
+            self.assertNotIn("X-SBC-Caller", names)
+            self.assertEqual(dict(out)["P-Asserted-Identity"], ANONYMOUS_PAI)

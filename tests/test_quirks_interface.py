@@ -232,3 +232,39 @@ class InterfaceTests(SynchronousTestCase):
         result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                                 timeout=60)
         self.assertEqual((result.returncode, result.stdout.strip()), (0, "[]"), result.stderr)
+
+
+_NAMES = st.sampled_from(["X-A", "x-a", "X-B", "Subject", "s", "Contact", "X-Long-Name"])
+_VALUES = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x2FF, blacklist_characters=","), min_size=1,
+                  max_size=12)
+_OPS = st.lists(st.tuples(st.sampled_from(["set", "add", "prepend", "remove"]), _NAMES, _VALUES), max_size=12)
+
+
+def _key(name: str) -> str:
+    return {"s": "subject"}.get(name.lower(), name.lower())
+
+
+class SipMessageModelTests(SynchronousTestCase):
+    @given(_OPS)
+    def test_edits_match_a_list_model_through_the_wire(self, ops: list[tuple[str, str, str]]) -> None:
+        """set/add/prepend/remove on a view behave like the obvious list operations, and what
+        to_sip() serialises parses back to the same header list."""
+        view = from_sip(invite())
+        model = [(_key(n), v) for n, v in view.headers()]
+        for op, name, value in ops:
+            key = _key(name)
+            getattr(view, op)(*((name,) if op == "remove" else (name, value)))
+            if op == "remove":
+                model = [(k, v) for k, v in model if k != key]
+            elif op == "add":
+                model.append((key, value))
+            elif op == "prepend":
+                at = next((i for i, (k, _) in enumerate(model) if k == key), 0)
+                model.insert(at, (key, value))
+            else:
+                at = next((i for i, (k, _) in enumerate(model) if k == key), None)
+                model = [(k, v) for k, v in model if k != key]
+                model.insert(len(model) if at is None else at, (key, value))
+        self.assertEqual([(_key(n), v) for n, v in view.headers()], model)
+        wire = parse_message(to_sip(view).to_bytes())
+        self.assertEqual([(_key(n), v) for n, v in from_sip(wire).headers()], model)
