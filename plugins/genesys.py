@@ -7,8 +7,9 @@ Recognised by any ``x-inin-*`` or ``X-Genesys-*`` header, or a Genesys Cloud hos
 From Genesys: ``x-inin-cnv`` (the Genesys conversation id, used by AI vendors for screen-pop
 and hand-off) is the vendor call id; it and every other ``x-inin-*`` / ``X-Genesys-*`` header
 go to the agent host.  Numbers are E.164: a digits-only number of 9 to 15 digits gets its
-``+`` (option ``plus_e164 = false`` turns this off).  Genesys may send its INVITE without SDP
-(delayed offer): the SBC then makes the offer in its 200 OK.
+``+`` (option ``plus_e164 = false`` turns this off).  Genesys may send its INVITE without SDP:
+the offer then comes in the SBC's 200 OK and the answer in Genesys' ACK (late offer, which the
+B2BUA supports).
 
 Toward Genesys: Genesys requires full Record-Route support for sequential requests, so the
 defaults ask the SBC to Record-Route and to send in-dialog requests along the Record-Route

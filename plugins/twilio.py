@@ -138,7 +138,7 @@ class TwilioQuirk(QuirkBase):
         pass_x_headers=("X-*",),
         unconfirmed=(
             "TLS versions/ciphers and mutual TLS",
-            "URI parameters transport=tls / secure=true for <Dial><Sip>",
+            "URI parameters transport=tls / secure=true for Dial/Sip",
             "SRTP suite (expected AES_CM_128_HMAC_SHA1_80)",
             "RFC 2833 telephone-event payload type (101 typical)",
             "OPTIONS pinging toward the origination URI",

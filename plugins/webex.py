@@ -60,7 +60,7 @@ class WebexQuirk(QuirkBase):
         call_id_headers=("Cisco-Guid",),
         pass_x_headers=("Cisco-Guid",),
         unconfirmed=(
-            "CUBE User-Agent/Server 'Cisco-SIPGateway/IOS-<version>'",
+            "CUBE User-Agent/Server 'Cisco-SIPGateway/IOS-(version)'",
             "Cisco-Guid header as the call id",
             "CUBE port 5062 and Webex edge port 8934",
             "TLS 1.2 cipher list and SRTP suites for Webex Calling",
