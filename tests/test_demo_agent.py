@@ -551,6 +551,17 @@ class InDialogTests(AgentTestCase):
         self.assertIn("Signal=5", info.fields["body"])
         self.assertEqual((message.kind, message.fields["body"]), ("message", "hello agent"))
 
+    def test_agent_event_in_a_json_info_is_reported_as_an_agent_event(self) -> None:
+        net = Net()
+        _, ok = self.confirmed(net)
+        body = b'{"type": "conversation.item.create", "call_id": "x1", "trigger": "#"}'
+        net.receive(in_dialog("INFO", ok, 2, body=body, ctype="application/json"))
+        net.receive(in_dialog("INFO", ok, 3, body=b"[1, 2]", ctype="application/json"))
+        self.assertEqual(statuses(net.take()), [200, 200])
+        event, other = net.agent.events()
+        self.assertEqual((event.kind, event.call_id, event.fields["event"]["trigger"]), ("agent-event", "x1", "#"))
+        self.assertEqual(other.kind, "info")  # not an event: reported as a plain INFO
+
     def test_out_of_order_cseq_500(self) -> None:
         net = Net()
         _, ok = self.confirmed(net)

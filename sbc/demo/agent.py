@@ -27,6 +27,7 @@ opens a socket or logs.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 from collections import deque
 from ipaddress import ip_address
@@ -333,8 +334,9 @@ class DemoAgent:
             self._drain(now)
 
     def on_agent_event(self, event: Mapping[str, Any]) -> None:
-        """Hook for the agent event channel (not built yet): an event the SBC sent about one
-        of our calls (DTMF, media start, ...).  It is reported as an ``agent-event``."""
+        """An agent event the SBC sent about one of our calls (DTMF audit, submitted digits,
+        call start/end), from an INFO with an ``application/json`` body or a WebSocket
+        subscription.  It is reported as an ``agent-event``."""
         call_id = event.get("call_id", "") if isinstance(event, Mapping) else ""
         self._events.append(DemoEvent("agent-event", str(call_id), {"event": dict(event)}))
 
@@ -449,7 +451,11 @@ class DemoAgent:
                             to_tag=call.dialog.local_tag, now=now)
             self._end(call, now, "BYE from the caller")
         elif method in ("INFO", "MESSAGE"):
-            self._report_body(method.lower(), request, call)
+            event = _agent_event_of(request) if method == "INFO" else None
+            if event is not None:
+                self.on_agent_event(event)  # the SBC's agent events sent as INFO (events.sip_info)
+            else:
+                self._report_body(method.lower(), request, call)
             self._reply(request, key, 200, now=now)
         elif method == "UPDATE":
             self._update(call, request, key, now)
@@ -712,3 +718,15 @@ class DemoAgent:
             "duration": round(now - answered, 3) if answered is not None else 0.0,
         }))
 
+
+
+def _agent_event_of(request: Request) -> dict[str, Any] | None:
+    """The agent event in an INFO's ``application/json`` body, or None."""
+    ctype = (request.get("Content-Type") or b"").split(b";", 1)[0].strip().lower()
+    if ctype != b"application/json":
+        return None
+    try:
+        value = json.loads(request.body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return value if isinstance(value, dict) and isinstance(value.get("type"), str) else None
