@@ -295,3 +295,22 @@ class RecordRouteTests(SynchronousTestCase):
         ip_net.pbx_take()
         ip_net.from_agent(reply(only(self, ip_net.agent_take()), 180))
         self.assertEqual(only(self, ip_net.pbx_take(), Response).get_all("Record-Route"), [b"<sip:10.0.0.99;lr>"])
+
+
+class StartupWarningTests(SynchronousTestCase):
+    def test_warnings(self) -> None:
+        from sbc.quirks.host import startup_warnings
+
+        class Tls(QuirkBase):
+            name = "tlsy"
+            title = "TLS Vendor"
+            defaults = VendorDefaults(transport="tls", fqdn_contact=True)
+
+        chains = {"a": QuirkChain([Tls()], trunk="a", sbc_fqdn="x"), "b": QuirkChain([], trunk="b", sbc_fqdn="x"),
+                  "c": QuirkChain([QuirkBase()], trunk="c", sbc_fqdn="x")}
+        warnings = startup_warnings(chains, fqdn="192.0.2.10", transports=("udp", "TCP"))
+        self.assertEqual(warnings, [
+            "trunk a: TLS Vendor needs the SBC's DNS name in Contact/Record-Route, but [sbc] fqdn is '192.0.2.10'",
+            "trunk a: TLS Vendor uses TLS, and no tls listener is configured",
+        ])
+        self.assertEqual(startup_warnings(chains, fqdn="sbc.example.com", transports=("udp", "tls")), [])

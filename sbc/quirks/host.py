@@ -22,7 +22,7 @@ from sbc.sip.message import Request, Response
 from .canonical import CanonicalCall
 from .chain import QuirkChain, QuirkNotice
 
-__all__ = ["InboundCall", "REPLACED", "pbx_leg", "record_route"]
+__all__ = ["InboundCall", "REPLACED", "pbx_leg", "record_route", "startup_warnings"]
 
 #: Incoming headers the canonical list replaces.
 REPLACED = frozenset({"p-asserted-identity", "privacy"})
@@ -117,3 +117,24 @@ def record_route(chain: QuirkChain, message: Any, *, initial: bool, fqdn: str, p
     if any(mine in v.lower() for v in message.get_all("Record-Route")):
         return message
     return message.prepend_header("Record-Route", value)
+
+
+def startup_warnings(chains: Any, *, fqdn: str, transports: Collection[str]) -> list[str]:
+    """What the configuration lacks for the trunks' vendors, one sentence each (for the
+    service to log at start-up): an IP address as ``[sbc] fqdn`` where the vendor needs our
+    FQDN in Contact or Record-Route, no listener of the vendor's transport.  ``chains``:
+    trunk name -> QuirkChain; ``transports``: the listeners' transports."""
+    out = []
+    have = {t.lower() for t in transports}
+    for name, chain in sorted(dict(chains).items()):
+        primary = chain.primary
+        if primary is None:
+            continue
+        d = primary.defaults
+        if (d.fqdn_contact or d.record_route) and (not fqdn or _is_ip(fqdn)):
+            out.append(f"trunk {name}: {primary.title} needs the SBC's DNS name in Contact/Record-Route, "
+                       f"but [sbc] fqdn is {fqdn!r}")
+        if d.transport not in have:
+            out.append(f"trunk {name}: {primary.title} uses {d.transport.upper()}, and no {d.transport} "
+                       "listener is configured")
+    return out
