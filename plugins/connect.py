@@ -9,7 +9,9 @@ call through a Voice Connector, so everything about the transport leg is as for 
 From Connect: ``X-Amzn-ConnectContactId`` (else ``X-Amzn-ConnectInitialContactId``, else the
 ``contactId`` in the User-to-User JSON) is the vendor call id; ``X-Amzn-ConnectContactId``,
 ``-ConnectInitialContactId``, ``-SourceAccount``, ``-SourceArn``, ``-TargetArn``, every other
-``X-Amzn-*`` header and ``X-VoiceConnector-ID`` go to the agent host.  Connect's User-to-User is
+``X-Amzn-*`` header and ``X-VoiceConnector-ID`` go to the agent host, and so do custom ``x-``
+headers (contact attributes added by a SIP media application Lambda), but not
+``X-SMA-Max-Forwards`` (option ``pass_app_headers = false`` passes only the Amazon headers).  Connect's User-to-User is
 reported to be hex-encoded JSON (``;encoding=hex``): the canonical form decodes hex to text and
 this plugin re-writes valid JSON compactly with sorted keys (anything else is left as decoded:
 the tolerant decoder falls back to the raw data).
@@ -126,6 +128,11 @@ class ConnectQuirk(QuirkBase):
 
     def canonical(self, call: CanonicalCall, message: SipMessage, ctx: QuirkContext) -> None:
         super().canonical(call, message, ctx)
+        if ctx.option("pass_app_headers", True):
+            for name, value in message.headers():
+                lname = name.lower()
+                if lname.startswith("x-") and not lname.startswith("x-sma-"):
+                    call.pass_through(name, value)
         data = uui_json(call.uui)
         if data is not None:
             call.uui = json.dumps(data, separators=(",", ":"), sort_keys=True, ensure_ascii=False)

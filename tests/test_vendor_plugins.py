@@ -389,6 +389,19 @@ class CanonicalTests(SynchronousTestCase):
         PLUGINS["connect"].canonical(call, message, ctx)
         return dict(call.headers())
 
+    def test_connect_passes_attribute_headers_not_sma_hops(self) -> None:
+        message = view("connect-INVITE-in-1.txt")
+        message.add("x-customer-tier", "gold")
+        message.add("X-SMA-Max-Forwards", "9")
+        for option, expected in ((True, True), (False, False)):
+            ctx = QuirkContext("c", "connect", FQDN, options={"pass_app_headers": option})
+            call = build_canonical(message, ctx)
+            PLUGINS["connect"].canonical(call, message, ctx)
+            names = [n for n, _ in call.headers()]
+            self.assertEqual("x-customer-tier" in names, expected)
+            self.assertNotIn("X-SMA-Max-Forwards", names)
+            self.assertIn("X-Amzn-ConnectContactId", names)
+
     def test_connect_contact_id_from_uui_json(self) -> None:
         uui = '{"initiationMethod":"TRANSFER", "contactId":"11112222-3333-4444-5555-666677778888"}'
         headers = self._connect_call(uui.encode().hex() + ";encoding=hex", drop_ids=True)
@@ -442,6 +455,17 @@ class TowardTeamsTests(SynchronousTestCase):
         self.assertEqual(out.get("Contact"), reference.get("Contact"))
         self.assertEqual(out.get("X-MS-SBC"), reference.get("X-MS-SBC"))
         self.assertEqual(out.uri, reference.uri)  # user=phone added to the +E.164 Request-URI
+
+    def test_options_ping_matches_the_documented_one(self) -> None:
+        # jambonz's OPTIONS toward Teams (2020), which Microsoft answered 200 OK: Contact
+        # <sip:FQDN:5061;transport=tls>.  Built without Contact, the plugin adds that one.
+        reference = load("teams-OPTIONS-1.txt")
+        assert isinstance(reference, Request)
+        raw = reference.to_bytes().replace(b"Contact: <sip:sbc.example.com:5061;transport=tls>\r\n", b"")
+        request = parse_datagram(raw)
+        self.assertIsNone(request.get("Contact"))
+        out = self.run_hook(request, fqdn="sbc.example.com")  # type: ignore[arg-type]
+        self.assertEqual(out.get("Contact"), reference.get("Contact"))
 
     def test_default_x_ms_sbc_has_three_parts(self) -> None:
         value = self.run_hook(sbc_invite()).get("X-MS-SBC")
