@@ -179,18 +179,18 @@ class ChimeQuirk(QuirkBase):
 
     def canonical(self, call: CanonicalCall, message: SipMessage, ctx: QuirkContext) -> None:
         super().canonical(call, message, ctx)
-        if ctx.option("pass_app_headers", True):
+        if ctx.option("pass_app_headers", True) is not False:
             for name, value in message.headers():
                 lname = name.lower()
                 if lname.startswith("x-") and not lname.startswith("x-sma-"):
                     call.pass_through(name, value)
-        if ctx.option("plus_e164", True):
+        if ctx.option("plus_e164", True) is not False:
             call.callee = _plus(call.callee)
             call.caller = _plus(call.caller)
             call.redirecting = _plus(call.redirecting)
 
     def request_to_pbx(self, message: SipMessage, ctx: QuirkContext) -> None:
-        if not ctx.option("plus_e164", True):
+        if ctx.option("plus_e164", True) is False:
             return
         if message.uri:
             try:

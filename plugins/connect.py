@@ -128,7 +128,7 @@ class ConnectQuirk(QuirkBase):
 
     def canonical(self, call: CanonicalCall, message: SipMessage, ctx: QuirkContext) -> None:
         super().canonical(call, message, ctx)
-        if ctx.option("pass_app_headers", True):
+        if ctx.option("pass_app_headers", True) is not False:
             for name, value in message.headers():
                 lname = name.lower()
                 if lname.startswith("x-") and not lname.startswith("x-sma-"):
@@ -139,13 +139,13 @@ class ConnectQuirk(QuirkBase):
             contact = data.get("contactId")
             if call.vendor_call_id is None and isinstance(contact, str) and _ID_RE.match(contact):
                 call.vendor_call_id = contact
-        if ctx.option("plus_e164", True):
+        if ctx.option("plus_e164", True) is not False:
             call.callee = _plus(call.callee)
             call.caller = _plus(call.caller)
             call.redirecting = _plus(call.redirecting)
 
     def request_to_pbx(self, message: SipMessage, ctx: QuirkContext) -> None:
-        if not ctx.option("plus_e164", True):
+        if ctx.option("plus_e164", True) is False:
             return
         if message.uri:
             try:

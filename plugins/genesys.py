@@ -87,7 +87,7 @@ class GenesysQuirk(QuirkBase):
 
     def canonical(self, call: CanonicalCall, message: SipMessage, ctx: QuirkContext) -> None:
         super().canonical(call, message, ctx)
-        if ctx.option("plus_e164", True):
+        if ctx.option("plus_e164", True) is not False:
             call.callee = _plus(call.callee)
             call.caller = _plus(call.caller)
             call.redirecting = _plus(call.redirecting)

@@ -162,7 +162,7 @@ class TeamsQuirk(QuirkBase):
 
     def canonical(self, call: CanonicalCall, message: SipMessage, ctx: QuirkContext) -> None:
         super().canonical(call, message, ctx)
-        if ctx.option("plus_e164", True):
+        if ctx.option("plus_e164", True) is not False:
             call.callee = _plus(call.callee)
             call.caller = _plus(call.caller)
             call.redirecting = _plus(call.redirecting)
@@ -170,7 +170,7 @@ class TeamsQuirk(QuirkBase):
     def request_to_pbx(self, message: SipMessage, ctx: QuirkContext) -> None:
         self._contact(message, ctx, add_missing=message.method == "OPTIONS")
         self._x_ms_sbc(message, ctx)
-        if not ctx.option("allow_replaces", False):
+        if ctx.option("allow_replaces", False) is not True:
             message.remove("Replaces")
             require = message.get_all("Require")
             if require:
@@ -198,9 +198,10 @@ class TeamsQuirk(QuirkBase):
 
     def _x_ms_sbc(self, message: SipMessage, ctx: QuirkContext) -> None:
         if not message.has("X-MS-SBC"):
-            value = str(ctx.option("x_ms_sbc", X_MS_SBC))
-            if value and value.isprintable():
-                message.set("X-MS-SBC", value)
+            value = ctx.option("x_ms_sbc", X_MS_SBC)
+            if not (isinstance(value, str) and value and value.isprintable()):
+                value = X_MS_SBC  # a bad option value: the default, not no header
+            message.set("X-MS-SBC", value)
 
     def _contact(self, message: SipMessage, ctx: QuirkContext, add_missing: bool) -> None:
         fqdn = ctx.sbc_fqdn

@@ -172,7 +172,7 @@ class TwilioQuirk(QuirkBase):
 
     def canonical(self, call: CanonicalCall, message: SipMessage, ctx: QuirkContext) -> None:
         super().canonical(call, message, ctx)
-        if ctx.option("plus_e164", True):
+        if ctx.option("plus_e164", True) is not False:
             call.callee = _plus(call.callee)
             call.caller = _plus(call.caller)
             call.redirecting = _plus(call.redirecting)
@@ -187,7 +187,7 @@ class TwilioQuirk(QuirkBase):
                 kept = tuple((n, v) for n, v in uri.headers if allowed_custom(n))
                 if kept != uri.headers:
                     message.uri = str(evolve(uri, headers=kept))
-        if ctx.option("strict_headers", True):
+        if ctx.option("strict_headers", True) is not False:
             for name in {n for n, _ in message.headers()}:
                 if not allowed_custom(name):
                     message.remove(name)

@@ -472,6 +472,16 @@ class TowardTeamsTests(SynchronousTestCase):
         assert value is not None
         self.assertEqual(len(value.split(b"/")), 3)
 
+    def test_bad_option_values_fall_back_to_defaults(self) -> None:
+        from plugins.teams import X_MS_SBC
+
+        for bad in (7, "", "a\tb", None):
+            self.assertEqual(self.run_hook(sbc_invite(), x_ms_sbc=bad).get("X-MS-SBC"), X_MS_SBC.encode(), bad)
+        out = self.run_hook(sbc_invite(contact="<sip:+1716@203.0.113.10>"), tls_port="5062")
+        self.assertEqual(out.get("Contact"), b"<sip:+1716@sbc1.contoso.com:5061;transport=tls>")
+        kept = self.run_hook(sbc_invite(extra=(("Replaces", "a;to-tag=1;from-tag=2"),)), allow_replaces="yes")
+        self.assertIsNone(kept.get("Replaces"))  # only a TOML true keeps Replaces
+
     def test_existing_tls_contact_port_kept(self) -> None:
         out = self.run_hook(sbc_invite(contact="<sip:+1716@203.0.113.10:5067;transport=tls>"))
         self.assertEqual(out.get("Contact"), b"<sip:+1716@sbc1.contoso.com:5067;transport=tls>")
