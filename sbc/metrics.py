@@ -244,6 +244,8 @@ class LiveCollector:
             lambda: self._driver(src, live),
             lambda: self._peers(src, live),
             lambda: self._cdr(src, live),
+            lambda: self._media(src, live),
+            lambda: self._events(src, live),
         ]
         for step in steps:
             try:
@@ -327,6 +329,45 @@ class LiveCollector:
             errors.add_metric([], float(cdr.errors if cdr is not None else 0))
         yield written
         yield errors
+
+
+    def _media(self, src: Any, live: bool) -> Iterator[Metric]:
+        sessions = GaugeMetricFamily("sbc_media_sessions", "Calls whose media the relay anchors.")
+        ports = GaugeMetricFamily("sbc_media_ports_free", "RTP/RTCP ports of the relay's range still free.")
+        packets = CounterMetricFamily(
+            "sbc_media_packets", "RTP/RTCP packets through the relay, by what became of them.", labels=["kind"])
+        relayed = CounterMetricFamily(
+            "sbc_media_relayed_packets", "Packets relayed, by direction (a: the calling side).", labels=["direction"])
+        dtmf = CounterMetricFamily("sbc_media_dtmf_events", "RFC 4733 keypresses decoded by the relay.")
+        timeouts = CounterMetricFamily("sbc_media_timeouts", "Calls hung up because no RTP arrived.")
+        srtp = CounterMetricFamily("sbc_media_srtp_auth_failures", "SRTP/SRTCP packets that failed authentication.")
+        if live:
+            relay = getattr(src, "relay", None)
+            stats: Mapping[str, Any] = dict(relay.stats()) if relay is not None else {}
+            sessions.add_metric([], float(stats.get("sessions", 0)))
+            ports.add_metric([], float(stats.get("ports_free", 0)))
+            for kind in ("received", "relayed", "dropped"):
+                packets.add_metric([kind], float(stats.get(f"packets_{kind}", 0)))
+            relayed.add_metric(["a_to_b"], float(stats.get("a_to_b", 0)))
+            relayed.add_metric(["b_to_a"], float(stats.get("b_to_a", 0)))
+            dtmf.add_metric([], float(stats.get("dtmf_events", 0)))
+            timeouts.add_metric([], float(stats.get("timeouts", 0)))
+            srtp.add_metric([], float(stats.get("srtp_auth_failures", 0)))
+        yield from (sessions, ports, packets, relayed, dtmf, timeouts, srtp)
+
+    def _events(self, src: Any, live: bool) -> Iterator[Metric]:
+        published = CounterMetricFamily("sbc_agent_events_published", "Agent events published (DTMF, text, call start/end).")
+        delivered = CounterMetricFamily("sbc_agent_events_delivered", "Agent events delivered to WebSocket subscribers.")
+        dropped = CounterMetricFamily("sbc_agent_subscribers_dropped", "Event subscribers cut off (too slow or failing).")
+        subscribers = GaugeMetricFamily("sbc_agent_subscribers", "Connected agent event subscribers.")
+        if live:
+            hub = getattr(src, "events_hub", None)
+            stats: Mapping[str, Any] = dict(hub.stats()) if hub is not None else {}
+            published.add_metric([], float(stats.get("published", 0)))
+            delivered.add_metric([], float(stats.get("delivered", 0)))
+            dropped.add_metric([], float(stats.get("dropped", 0)))
+            subscribers.add_metric([], float(stats.get("subscribers", 0)))
+        yield from (published, delivered, dropped, subscribers)
 
 
 class SbcMetrics:

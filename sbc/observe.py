@@ -303,6 +303,9 @@ def attach_observability(top_service: Any, config: Any, driver: Any, b2bua: Any,
         call_from_thread=getattr(reactor, "callFromThread", None),
     )
     obs.install_tap()
+    # The media relay and the agent event hub (when built) are read at scrape time.
+    obs.relay = getattr(top_service, "relay", None)
+    obs.events_hub = getattr(top_service, "events_hub", None)
     if hasattr(reactor, "addSystemEventTrigger"):
         obs.linger = True
         reactor.addSystemEventTrigger("after", "shutdown", obs.finish)
