@@ -314,3 +314,25 @@ class StartupWarningTests(SynchronousTestCase):
             "trunk a: TLS Vendor uses TLS, and no tls listener is configured",
         ])
         self.assertEqual(startup_warnings(chains, fqdn="sbc.example.com", transports=("udp", "tls")), [])
+
+
+class CallStartedTests(SynchronousTestCase):
+    def started(self, net: Net, extra: str, user: str = "+4930123456"):
+        from sbc.events.schema import CallStarted
+
+        net.from_pbx(invite(user=user, extra=extra))
+        events = [e for e in net.b2b.agent_events() if isinstance(e, CallStarted)]
+        self.assertEqual(len(events), 1)
+        return events[0]
+
+    def test_event_carries_the_canonical_form(self) -> None:
+        event = self.started(net_with(None), "P-Asserted-Identity: <sip:+49301111@10.0.0.5>\r\n")
+        self.assertEqual((event.caller, event.callee), ("+49301111", "+4930123456"))
+        headers = dict(event.headers)
+        self.assertEqual(headers["X-SBC-Trunk"], "pbx")
+        self.assertEqual(headers["X-SBC-Caller"], "+49301111")
+
+    def test_anonymous_caller_stays_anonymous_in_the_event(self) -> None:
+        event = self.started(net_with(None), "P-Asserted-Identity: <sip:+49301111@10.0.0.5>\r\nPrivacy: id\r\n")
+        self.assertEqual(event.caller, "")
+        self.assertNotIn("49301111", repr(event))

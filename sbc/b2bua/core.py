@@ -973,7 +973,7 @@ class B2bua:
         if inbound is not None:
             headers = inbound.try_headers(self.copy_headers, self.copy_x_headers)
             caller_user, caller_display = inbound.caller(caller_user, caller_display)
-        call.caller = from_.uri.user
+        call.caller = caller_user  # canonical with quirks: +E.164, None for an anonymous caller
         call.callee = user
         call.headers = tuple((name, value.decode("utf-8", "replace")) for name, value in headers)
         self._agent_events.append(CallStarted(
