@@ -33,7 +33,7 @@ HOST = "127.0.0.1"
 
 def port_base(slot: int) -> int:
     """A port range of this process, away from other test runs on the same host."""
-    return 40000 + (os.getpid() % 400) * 50 + slot * 10
+    return 40000 + (os.getpid() % 200) * 100 + slot * 10
 
 
 class Listener:
@@ -147,8 +147,13 @@ class Call:
 
 
 class RelayTests(TestCase):
+    #: The socket backend (None: epoll where available); `PortableRelayTests` runs listenUDP.
+    use_epoll: bool | None = None
+    slot = 0
+
     def setUp(self) -> None:
-        self.relay = RtpRelay(reactor, HOST, HOST, port_base(0), port_base(0) + 9)
+        self.relay = RtpRelay(reactor, HOST, HOST, port_base(self.slot), port_base(self.slot) + 9,
+                              use_epoll=self.use_epoll)
         self.addCleanup(self.relay.close)
 
     @inlineCallbacks
@@ -353,7 +358,8 @@ class RelayTests(TestCase):
 
     @inlineCallbacks
     def test_release_frees_ports(self) -> Any:
-        relay = RtpRelay(reactor, HOST, HOST, port_base(1), port_base(1) + 3)  # two pairs: one call
+        relay = RtpRelay(reactor, HOST, HOST, port_base(self.slot + 1), port_base(self.slot + 1) + 3,
+                         use_epoll=self.use_epoll)  # two pairs: one call
         self.addCleanup(relay.close)
         first = relay.allocate("c1", SideOptions(), SideOptions(), Listener())
         self.assertEqual(relay.stats()["ports_in_use"], 4)
@@ -385,8 +391,8 @@ class RelayTests(TestCase):
         self.assertEqual(relay.stats()["sessions"], 0)
 
     def test_port_in_use_skipped(self) -> None:
-        base = port_base(2)
-        relay = RtpRelay(reactor, HOST, HOST, base, base + 5)  # three pairs
+        base = port_base(self.slot + 2)
+        relay = RtpRelay(reactor, HOST, HOST, base, base + 5, use_epoll=self.use_epoll)  # three pairs
         self.addCleanup(relay.close)
         blocker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         blocker.bind((HOST, base + 1))  # the RTCP port of the first pair
@@ -396,6 +402,13 @@ class RelayTests(TestCase):
         e = self.assertRaises(MediaError, relay.allocate, "d", SideOptions(), SideOptions(), Listener())
         self.assertEqual(e.status, 503)
         session.release()
+
+
+class PortableRelayTests(RelayTests):
+    """The same with one listenUDP DatagramProtocol per socket (the non-Linux backend)."""
+
+    use_epoll = False
+    slot = 5
 
 
 class MediaTimeoutTests(TestCase):
