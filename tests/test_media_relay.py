@@ -26,6 +26,7 @@ from sbc.media.core.rtp import build_rtp
 from sbc.media.core.sdes import SrtpKeying, crypto_value, new_keying, parse_crypto_value
 from sbc.media.relay import RtpRelay
 from sbc.sip.sdp import parse_sdp
+from tests.media_strategies import g711_frames, noise, speech_like, tone
 
 TIMEOUT = 3.0
 HOST = "127.0.0.1"
@@ -297,6 +298,56 @@ class RelayTests(TestCase):
         self.assertEqual(call.listener.keys, [])
 
     @inlineCallbacks
+    def test_vad_while_asked(self) -> Any:
+        call = Call(self, self.relay, a=SideOptions(vad=True))
+        a, _ = call.peers["a"]
+        b, _ = call.peers["b"]
+        frames = g711_frames(noise(100, 30.0)) + g711_frames(speech_like(400))
+        for seq, frame in enumerate(frames):  # VAD off: nothing reported
+            a.send(audio(seq, payload=frame), (HOST, call.to_a[0]))
+        yield b.wait(len(frames))
+        self.assertEqual(call.listener.speech, [])
+        call.session.set_vad(True)
+        for seq, frame in enumerate(frames, 100):
+            a.send(audio(seq, payload=frame), (HOST, call.to_a[0]))
+        received = yield b.wait(2 * len(frames))
+        self.assertEqual(len(call.listener.speech), 1)  # once, and the audio still flows
+        self.assertEqual(received[-1][0], audio(99 + len(frames), payload=frames[-1]))
+        call.session.set_vad(False)
+        for seq, frame in enumerate(frames, 200):
+            a.send(audio(seq, payload=frame), (HOST, call.to_a[0]))
+        yield b.wait(3 * len(frames))
+        self.assertEqual(len(call.listener.speech), 1)
+
+    @inlineCallbacks
+    def test_failing_listener_does_not_stop_media(self) -> Any:
+        call = Call(self, self.relay, a=SideOptions(dtmf=True))
+
+        def broken(call_id: str, key: Keypress) -> None:
+            raise RuntimeError("listener bug")
+
+        call.listener.media_keypress = broken  # type: ignore[method-assign]
+        a, _ = call.peers["a"]
+        b, _ = call.peers["b"]
+        for packet in self._digit(3):
+            a.send(packet, (HOST, call.to_a[0]))
+        a.send(audio(30), (HOST, call.to_a[0]))
+        received = yield b.wait(1)
+        self.assertEqual([d for d, _ in received], [audio(30)])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    @inlineCallbacks
+    def test_inband_dtmf(self) -> Any:
+        call = Call(self, self.relay, a=SideOptions(inband=True))
+        a, _ = call.peers["a"]
+        b, _ = call.peers["b"]
+        frames = g711_frames(tone((852.0, 1209.0), (6000.0, 6000.0), 120)) + g711_frames(noise(60, 20.0))
+        for seq, frame in enumerate(frames):
+            a.send(audio(seq, payload=frame), (HOST, call.to_a[0]))
+        yield b.wait(len(frames))  # in-band tones are audio: forwarded
+        self.assertEqual([(k.digit, k.source) for _, k in call.listener.keys], [("7", "inband")])
+
+    @inlineCallbacks
     def test_srtp_rtp_bridge(self) -> Any:
         a_key = new_keying("AES_CM_128_HMAC_SHA1_80")
         call = Call(self, self.relay, a=SideOptions(srtp="required", dtmf=True), a_key=a_key)
@@ -402,6 +453,46 @@ class RelayTests(TestCase):
         e = self.assertRaises(MediaError, relay.allocate, "d", SideOptions(), SideOptions(), Listener())
         self.assertEqual(e.status, 503)
         session.release()
+
+
+def _has_ipv6() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+class Ipv6Tests(TestCase):
+    if not _has_ipv6():
+        skip = "no IPv6 loopback"
+
+    @inlineCallbacks
+    def test_ipv6_relay(self) -> Any:
+        relay = RtpRelay(reactor, "::1", "::1", port_base(4), port_base(4) + 9)
+        self.addCleanup(relay.close)
+        peers = {}
+        for side in ("a", "b"):
+            peer = Peer()
+            port = reactor.listenUDP(0, peer, interface="::1")
+            self.addCleanup(port.stopListening)
+            peers[side] = peer
+        session = relay.allocate("v6", SideOptions(strict_source=True), SideOptions(), Listener())
+        self.addCleanup(session.release)
+
+        def sdp(port: int) -> bytes:
+            return offer_sdp(port, port + 1).replace(b"IN IP4 127.0.0.1", b"IN IP6 ::1")
+
+        to_b = parse_sdp(session.offer("a", sdp(peers["a"].port)))
+        to_a = parse_sdp(session.answer("b", sdp(peers["b"].port)))
+        self.assertEqual((to_b.connection.addrtype, to_b.connection.address), ("IP6", "::1"))
+        peers["a"].send(audio(1), ("::1", to_a.media[0].port))
+        ((data, _),) = yield peers["b"].wait(1)
+        self.assertEqual(data, audio(1))
+        peers["b"].send(audio(2), ("::1", to_b.media[0].port))
+        ((data, _),) = yield peers["a"].wait(1)
+        self.assertEqual(data, audio(2))
 
 
 class PortableRelayTests(RelayTests):

@@ -360,10 +360,7 @@ class _Leg:
         if self.vad is not None and self.vad.feed(packet.payload, codec, now):
             self.session.speech(now)
         if self.inband is not None:
-            from sbc.media.core import g711
-
-            samples = (g711.ulaw_to_linear if codec == "PCMU" else g711.alaw_to_linear)(packet.payload)
-            key = self.inband.feed(samples, now)
+            key = self.inband.feed_payload(packet.payload, codec, now)
             if key is not None:
                 self.events += 1
                 self.session.keypress(key)
