@@ -1,0 +1,691 @@
+# -*- test-case-name: tests.integration.test_srtp_e2e -*-
+"""
+SRTP <-> RTP bridged calls end to end through the running SBC (issue 5).
+
+A small "PBX" lives in the test process: blocking UDP sockets on 127.0.0.1 with timeouts, one
+for SIP and one for media.  It calls through a real SBC process (`RunningSbc`) to a SIPp UAS
+playing the agent host with ``-rtp_echo`` over plain RTP (``[agent] srtp`` is off by default).
+
+* ``srtp = "required"`` trunk, RTP/SAVP offer with an SDES AES_CM_128_HMAC_SHA1_80 key: the
+  200 OK must carry RTP/SAVP and the SBC's own a=crypto line; ~50 SRTP G.711 packets (20 ms
+  apart) go out, their echoes come back protected with the key the SBC gave, and unprotect
+  (with pylibsrtp directly, not the SBC's wrapper) to exactly what was sent.  The agent saw a
+  plain RTP/AVP offer without crypto (SIPp's message trace) and the echoed payloads prove it
+  got the plain packets; the relay's a_to_b/b_to_a counters grew, no auth failure while the
+  key is right; one packet under a wrong key is dropped and counted.  BYE ends the call (no
+  call, no media session left).
+* ``srtp = "optional"`` trunk, plain RTP/AVP offer: plain answer, audio both ways.
+* ``srtp = "required"`` trunk, plain offer: 488, and nothing reaches the agent host.
+* ``srtp = "off"`` trunk, SRTP offer: 488 as well.
+
+Everything is bounded by timeouts and stays on loopback.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
+
+from sbc.media.core.sdes import SrtpKeying, crypto_value, new_keying, parse_crypto_value
+
+from .harness import RunningSbc, free_port, sipp_path
+
+try:
+    from pylibsrtp import Error as SrtpLibError
+    from pylibsrtp import Policy, Session
+except ImportError:  # pragma: no cover - pylibsrtp is a dependency of the relay
+    Policy = Session = SrtpLibError = None  # type: ignore[assignment,misc]
+
+SUITE = "AES_CM_128_HMAC_SHA1_80"
+PACKETS = 50
+PTIME = 0.020
+
+_COMPACT = {"t": "to", "f": "from", "i": "call-id", "m": "contact", "v": "via", "l": "content-length",
+            "c": "content-type"}
+
+
+# -- a tiny SIP message model (only what the PBX needs) -----------------------------------------
+
+class SipMsg:
+    def __init__(self, data: bytes) -> None:
+        head, _, body = data.partition(b"\r\n\r\n")
+        lines = head.decode("utf-8", "replace").split("\r\n")
+        self.start = lines[0]
+        self.headers: list[tuple[str, str]] = []
+        for line in lines[1:]:
+            name, sep, value = line.partition(":")
+            if sep:
+                key = name.strip().lower()
+                self.headers.append((_COMPACT.get(key, key), value.strip()))
+        self.body = body
+        self.raw = data
+
+    @property
+    def status(self) -> int | None:
+        parts = self.start.split(" ", 2)
+        if parts[0] == "SIP/2.0" and len(parts) > 1 and parts[1].isdigit():
+            return int(parts[1])
+        return None
+
+    @property
+    def method(self) -> str | None:
+        return None if self.status is not None else self.start.split(" ", 1)[0]
+
+    def get(self, name: str) -> str | None:
+        for key, value in self.headers:
+            if key == name.lower():
+                return value
+        return None
+
+    def all(self, name: str) -> list[str]:
+        return [v for k, v in self.headers if k == name.lower()]
+
+    @property
+    def cseq(self) -> tuple[int, str]:
+        number, method = (self.get("cseq") or "0 ?").split()
+        return int(number), method
+
+    def __repr__(self) -> str:
+        return f"<SipMsg {self.start!r}>"
+
+
+def _tag(value: str) -> str | None:
+    for param in value.split(";")[1:]:
+        name, _, tag = param.partition("=")
+        if name.strip().lower() == "tag":
+            return tag.strip()
+    return None
+
+
+def _uri_of(value: str) -> str:
+    """The URI inside a name-addr (``<...>``) or an addr-spec."""
+    if "<" in value:
+        return value[value.index("<") + 1:value.index(">")]
+    return value.split(";", 1)[0].strip()
+
+
+# -- SDP ---------------------------------------------------------------------------------------
+
+def offer_sdp(media_port: int, *, srtp: SrtpKeying | None) -> bytes:
+    proto = "RTP/SAVP" if srtp is not None else "RTP/AVP"
+    lines = [
+        "v=0",
+        "o=pbx 1001 1 IN IP4 127.0.0.1",
+        "s=-",
+        "c=IN IP4 127.0.0.1",
+        "t=0 0",
+        f"m=audio {media_port} {proto} 0 101",
+        "a=rtpmap:0 PCMU/8000",
+        "a=rtpmap:101 telephone-event/8000",
+        "a=fmtp:101 0-15",
+        "a=ptime:20",
+    ]
+    if srtp is not None:
+        lines.append("a=crypto:" + crypto_value(1, srtp).decode("ascii"))
+    lines.append("a=sendrecv")
+    return ("\r\n".join(lines) + "\r\n").encode()
+
+
+class AudioSdp:
+    """The first audio stream of an SDP body: where to send, which profile, which crypto."""
+
+    def __init__(self, body: bytes) -> None:
+        self.address: str | None = None
+        self.port = 0
+        self.proto = ""
+        self.crypto: list[bytes] = []
+        self.lines = body.replace(b"\r\n", b"\n").split(b"\n")
+        session_c: str | None = None
+        media_c: str | None = None
+        in_audio = False
+        seen_audio = False
+        for raw in self.lines:
+            line = raw.decode("ascii", "replace").strip()
+            if line.startswith("m="):
+                in_audio = not seen_audio and line.startswith("m=audio ")
+                if in_audio:
+                    seen_audio = True
+                    fields = line[2:].split()
+                    self.port, self.proto = int(fields[1]), fields[2]
+            elif line.startswith("c="):
+                address = line.split()[-1]
+                if not seen_audio:
+                    session_c = address
+                elif in_audio:
+                    media_c = address
+            elif in_audio and line.startswith("a=crypto:"):
+                self.crypto.append(raw.strip()[len(b"a=crypto:"):])
+        self.address = media_c or session_c
+
+    @property
+    def target(self) -> tuple[str, int]:
+        assert self.address is not None
+        return (self.address, self.port)
+
+
+# -- SRTP with pylibsrtp (the test's own oracle, independent of sbc.media.srtp) -----------------
+
+def _srtp(key: SrtpKeying, inbound: bool) -> Any:
+    policy = Policy(key=key.key, ssrc_type=Policy.SSRC_ANY_INBOUND if inbound else Policy.SSRC_ANY_OUTBOUND,
+                    srtp_profile=Policy.SRTP_PROFILE_AES128_CM_SHA1_80)
+    return Session(policy)
+
+
+def rtp(seq: int, ts: int, ssrc: int, payload: bytes, pt: int = 0) -> bytes:
+    return struct.pack("!BBHII", 0x80, pt, seq & 0xFFFF, ts & 0xFFFFFFFF, ssrc) + payload
+
+
+def g711_frame(seq: int) -> bytes:
+    """160 bytes of µ-law, different for every packet (so a mix-up shows)."""
+    return bytes(((seq * 37 + k * 11) % 0x70) + 0x08 for k in range(160))
+
+
+# -- the PBX -----------------------------------------------------------------------------------
+
+class Pbx:
+    """A UAC over plain blocking UDP sockets: SIP on one, media on another."""
+
+    def __init__(self, sbc_port: int) -> None:
+        self.sbc = ("127.0.0.1", sbc_port)
+        self.sip = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sip.bind(("127.0.0.1", 0))
+        self.sip_port = self.sip.getsockname()[1]
+        self.media = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.media.bind(("127.0.0.1", 0))
+        self.media_port = self.media.getsockname()[1]
+        self.call_id = f"srtp-{os.getpid()}-{time.monotonic_ns()}@pbx.test"
+        self.from_tag = "pbx%d" % (time.monotonic_ns() % 10**9)
+        self.to_tag: str | None = None
+        self.remote_target: str | None = None
+        self.routes: list[str] = []
+        self.seen: list[SipMsg] = []
+        self._branch = 0
+
+    def close(self) -> None:
+        self.sip.close()
+        self.media.close()
+
+    # -- signalling ----------------------------------------------------------------------
+
+    def branch(self) -> str:
+        self._branch += 1
+        return f"z9hG4bK-pbx-{self._branch}-{time.monotonic_ns() % 10**9}"
+
+    def _from(self) -> str:
+        return f'"PBX" <sip:+15551230000@127.0.0.1:{self.sip_port}>;tag={self.from_tag}'
+
+    def _to(self, user: str) -> str:
+        to = f"<sip:{user}@127.0.0.1:{self.sbc[1]}>"
+        return to + (f";tag={self.to_tag}" if self.to_tag else "")
+
+    def build(self, method: str, uri: str, cseq: int, branch: str, *, user: str = "agent",
+              body: bytes = b"", content_type: str | None = None, routes: list[str] | None = None) -> bytes:
+        lines = [
+            f"{method} {uri} SIP/2.0",
+            f"Via: SIP/2.0/UDP 127.0.0.1:{self.sip_port};branch={branch};rport",
+            "Max-Forwards: 70",
+            f"From: {self._from()}",
+            f"To: {self._to(user)}",
+            f"Call-ID: {self.call_id}",
+            f"CSeq: {cseq} {method}",
+        ]
+        lines += [f"Route: {r}" for r in routes or ()]
+        if method == "INVITE":
+            lines.append(f"Contact: <sip:pbx@127.0.0.1:{self.sip_port}>")
+        if content_type:
+            lines.append(f"Content-Type: {content_type}")
+        lines.append(f"Content-Length: {len(body)}")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+    def _answer_request(self, msg: SipMsg) -> None:
+        """Requests from the SBC to the PBX (an OPTIONS ping, say): 200, or 481 out of dialog."""
+        if msg.method == "ACK":
+            return
+        status = "200 OK" if msg.method in ("OPTIONS", "BYE") else "501 Not Implemented"
+        head = [f"SIP/2.0 {status}"] + [f"Via: {v}" for v in msg.all("via")]
+        for name in ("from", "to", "call-id", "cseq"):
+            value = msg.get(name)
+            if value is not None:
+                head.append(f"{name.title()}: {value}")
+        head.append("Content-Length: 0")
+        self.sip.sendto(("\r\n".join(head) + "\r\n\r\n").encode(), self.sbc)
+
+    def receive(self, until: Callable[[SipMsg], bool], timeout: float,
+                resend: tuple[bytes, float] | None = None) -> SipMsg | None:
+        """Read SIP until a message satisfies ``until`` (returned) or ``timeout`` passes (None).
+        ``resend``: (request, interval) retransmitted while waiting, as UDP demands."""
+        deadline = time.monotonic() + timeout
+        next_resend = time.monotonic() + resend[1] if resend else None
+        while True:
+            now = time.monotonic()
+            if now >= deadline:
+                return None
+            wait = deadline - now
+            if next_resend is not None:
+                if now >= next_resend and resend is not None:
+                    self.sip.sendto(resend[0], self.sbc)
+                    next_resend = now + resend[1]
+                wait = min(wait, max(0.001, next_resend - now))
+            self.sip.settimeout(wait)
+            try:
+                data, _ = self.sip.recvfrom(65535)
+            except socket.timeout:
+                continue
+            msg = SipMsg(data)
+            self.seen.append(msg)
+            if msg.method is not None:
+                self._answer_request(msg)
+                continue
+            if until(msg):
+                return msg
+
+    def invite(self, sdp: bytes, timeout: float = 15.0) -> SipMsg | None:
+        """Send the INVITE and return the final response (provisional ones are skipped)."""
+        self.invite_branch = self.branch()
+        self.invite_uri = f"sip:agent@127.0.0.1:{self.sbc[1]}"
+        data = self.build("INVITE", self.invite_uri, 1, self.invite_branch, body=sdp,
+                          content_type="application/sdp")
+        self.sip.sendto(data, self.sbc)
+        # Timer A: retransmit until a provisional response; then only wait.
+        got_provisional = False
+
+        def final(msg: SipMsg) -> bool:
+            nonlocal got_provisional
+            if msg.get("call-id") != self.call_id or msg.cseq != (1, "INVITE"):
+                return False
+            if msg.status is not None and msg.status < 200:
+                got_provisional = True
+                return False
+            return True
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            reply = self.receive(final, min(0.5, deadline - time.monotonic()))
+            if reply is not None:
+                if reply.status is not None and 200 <= reply.status < 300:
+                    self.to_tag = _tag(reply.get("to") or "")
+                    contact = reply.get("contact")
+                    self.remote_target = _uri_of(contact) if contact else self.invite_uri
+                    self.routes = list(reversed(reply.all("record-route")))
+                else:
+                    self.to_tag = _tag(reply.get("to") or "")
+                return reply
+            if not got_provisional:
+                self.sip.sendto(data, self.sbc)
+        return None
+
+    def ack_2xx(self) -> None:
+        assert self.remote_target is not None
+        self.sip.sendto(self.build("ACK", self.remote_target, 1, self.branch(), routes=self.routes), self.sbc)
+
+    def ack_non_2xx(self) -> None:
+        """RFC 3261 §17.1.1.3: same branch and Request-URI as the INVITE, To with the tag."""
+        self.sip.sendto(self.build("ACK", self.invite_uri, 1, self.invite_branch), self.sbc)
+
+    def bye(self, timeout: float = 8.0) -> SipMsg | None:
+        assert self.remote_target is not None
+        data = self.build("BYE", self.remote_target, 2, self.branch(), routes=self.routes)
+        self.sip.sendto(data, self.sbc)
+        return self.receive(
+            lambda m: m.get("call-id") == self.call_id and m.cseq == (2, "BYE") and (m.status or 0) >= 200,
+            timeout, resend=(data, 0.5))
+
+    # -- media ---------------------------------------------------------------------------
+
+    def exchange(self, target: tuple[str, int], count: int, *, ssrc: int,
+                 protect: Callable[[bytes], bytes] = lambda p: p,
+                 unprotect: Callable[[bytes], bytes | None] = lambda p: p,
+                 tail: float = 2.0) -> tuple[dict[int, bytes], dict[int, bytes], list[bytes]]:
+        """Send ``count`` G.711 packets 20 ms apart to ``target`` while reading what comes back.
+
+        Returns (sent payload by sequence number, received payload by sequence number, packets
+        that did not unprotect or parse)."""
+        sent: dict[int, bytes] = {}
+        received: dict[int, bytes] = {}
+        bad: list[bytes] = []
+        seq0, ts0 = 4000, 320000
+        start = time.monotonic()
+        index = 0
+        end = start + count * PTIME + tail
+        while time.monotonic() < end:
+            now = time.monotonic()
+            if index < count and now >= start + index * PTIME:
+                seq = seq0 + index
+                payload = g711_frame(seq)
+                sent[seq] = payload
+                self.media.sendto(protect(rtp(seq, ts0 + 160 * index, ssrc, payload)), target)
+                index += 1
+                continue
+            if index >= count and len(received) >= count:
+                break
+            wait = (start + index * PTIME - now) if index < count else (end - now)
+            self.media.settimeout(max(0.001, wait))
+            try:
+                data, _ = self.media.recvfrom(4096)
+            except socket.timeout:
+                continue
+            clear = unprotect(data)
+            if clear is None or len(clear) < 12:
+                bad.append(data)
+                continue
+            got_seq, got_ssrc = struct.unpack("!H4xI", clear[2:12])
+            if got_ssrc != ssrc:
+                bad.append(clear)
+                continue
+            received[got_seq] = clear[12:]
+        return sent, received, bad
+
+
+# -- the agent host: SIPp UAS with -rtp_echo -------------------------------------------------------
+
+UAS_SDP = """v=0
+o=agent 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 0 101
+a=rtpmap:0 PCMU/8000
+a=rtpmap:101 telephone-event/8000
+a=fmtp:101 0-15
+a=ptime:20
+a=sendrecv
+"""
+
+UAS = f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="agent host (plain RTP, echo)">
+  <recv request="INVITE" crlf="true"/>
+  <send retrans="500">
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:agent@[local_ip]:[local_port]>
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+{UAS_SDP}
+    ]]>
+  </send>
+  <recv request="ACK" crlf="true"/>
+  <recv request="BYE"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+
+    ]]>
+  </send>
+</scenario>
+"""
+
+
+class _Base(SynchronousTestCase):
+    trunk_srtp = "required"
+    uses_sipp = True
+
+    def setUp(self) -> None:
+        if Policy is None:
+            raise SkipTest("pylibsrtp is not installed")
+        self.sipp = sipp_path()
+        if self.uses_sipp and self.sipp is None:
+            raise SkipTest("sipp is not installed (Debian package sip-tester)")
+        self.agent_port = free_port()
+        # extra_toml lands right after the generated `local` trunk's agent_uri line.
+        self.sbc = RunningSbc(f'srtp = "{self.trunk_srtp}"\n',
+                              agent_uri=f"sip:{{user}}@127.0.0.1:{self.agent_port}").start()
+        self.addCleanup(self.sbc.stop)
+        self.pbx = Pbx(self.sbc.sip_port)
+        self.addCleanup(self.pbx.close)
+
+    def start_uas(self) -> tuple[subprocess.Popen[str], Path]:
+        assert self.sipp is not None
+        scenario = self.sbc.dir / "uas.xml"
+        scenario.write_text(UAS)
+        trace = self.sbc.dir / "uas_messages.log"
+        uas = subprocess.Popen(
+            [self.sipp, "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(self.agent_port), "-t", "u1",
+             "-mi", "127.0.0.1", "-mp", str(free_port()), "-rtp_echo", "-m", "1", "-nostdin",
+             "-timeout", "40s", "-timeout_error", "-trace_msg", "-message_file", str(trace)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+            cwd=self.sbc.dir)
+        self.addCleanup(lambda: uas.poll() is None and uas.kill())
+        # SIPp binds its SIP and media sockets at start-up: give it a bounded moment.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not _udp_bound(self.agent_port):
+            if uas.poll() is not None:
+                break
+            time.sleep(0.05)
+        return uas, trace
+
+    def finish_uas(self, uas: subprocess.Popen[str]) -> str:
+        try:
+            out, _ = uas.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            uas.kill()
+            out, _ = uas.communicate()
+        return out
+
+    def media(self) -> dict[str, Any]:
+        return self.sbc.health().get("media", {})
+
+    def detail(self, extra: str = "") -> str:
+        sip = "\n".join(m.raw.decode("utf-8", "replace")[:1500] for m in self.pbx.seen[-6:])
+        return f"{extra}\nPBX saw:\n{sip}\nSBC log:\n{self.sbc.log_text()[-4000:]}"
+
+    def wait_call_gone(self, timeout: float = 10.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        health: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            health = self.sbc.health()
+            if health.get("calls") == 0 and health.get("media", {}).get("sessions") == 0:
+                break
+            time.sleep(0.1)
+        return health
+
+    def agent_invite(self, trace: Path) -> str:
+        """The INVITE the agent host received, from SIPp's message trace."""
+        text = trace.read_text(errors="replace") if trace.exists() else ""
+        start = text.find("INVITE sip:")
+        return text[start:start + 4000] if start >= 0 else ""
+
+
+def _udp_bound(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+class SrtpRequiredToPlainAgent(_Base):
+    """PBX speaks SRTP (trunk requires it), the agent host plain RTP: the SBC bridges."""
+
+    trunk_srtp = "required"
+
+    def test_srtp_pbx_bridged_to_plain_rtp_agent(self) -> None:
+        uas, trace = self.start_uas()
+        ours = new_keying(SUITE)
+        before = self.media()
+        reply = self.pbx.invite(offer_sdp(self.pbx.media_port, srtp=ours))
+        self.assertIsNotNone(reply, self.detail("no final response to the INVITE"))
+        assert reply is not None
+        self.assertEqual(reply.status, 200, self.detail(reply.raw.decode("utf-8", "replace")))
+        self.pbx.ack_2xx()
+
+        # The answer toward the PBX: SRTP with the SBC's own key, same tag and suite.
+        answer = AudioSdp(reply.body)
+        self.assertEqual(answer.proto, "RTP/SAVP", reply.body)
+        self.assertEqual(answer.address, "127.0.0.1", reply.body)
+        self.assertEqual(len(answer.crypto), 1, reply.body)
+        parsed = parse_crypto_value(answer.crypto[0])
+        self.assertIsNotNone(parsed, answer.crypto)
+        assert parsed is not None
+        tag, theirs = parsed
+        self.assertEqual((tag, theirs.suite), (1, SUITE))
+        self.assertNotEqual(theirs.key, ours.key, "the SBC must use its own key toward the PBX")
+        self.assertNotIn(crypto_value(1, ours).split(b"inline:")[1], reply.raw,
+                         "the PBX's key must not be echoed back")
+
+        # Audio: SRTP out, SRTP echoes back under the SBC's key.
+        tx = _srtp(ours, inbound=False)
+        rx = _srtp(theirs, inbound=True)
+
+        def unprotect(data: bytes) -> bytes | None:
+            try:
+                return rx.unprotect(data)  # type: ignore[no-any-return]
+            except SrtpLibError:
+                return None
+
+        sent, received, bad = self.pbx.exchange(answer.target, PACKETS, ssrc=0x5EC0DE01,
+                                                protect=tx.protect, unprotect=unprotect)
+        mid = self.media()
+        self.assertEqual(bad, [], self.detail(f"{len(bad)} echoed packets did not unprotect"))
+        self.assertGreaterEqual(len(received), PACKETS - 2,
+                                self.detail(f"echoed {len(received)}/{PACKETS}; media {before} -> {mid}"))
+        for seq, payload in received.items():
+            self.assertEqual(payload, sent.get(seq), f"echoed payload of packet {seq} differs")
+        # Both directions crossed the relay; the key was right every time.
+        self.assertGreaterEqual(mid["a_to_b"] - before.get("a_to_b", 0), PACKETS - 2, (before, mid))
+        self.assertGreaterEqual(mid["b_to_a"] - before.get("b_to_a", 0), len(received), (before, mid))
+        self.assertEqual(mid["srtp_auth_failures"] - before.get("srtp_auth_failures", 0), 0, (before, mid))
+
+        # One packet under a wrong key: dropped at the relay, counted, never reaches the agent.
+        wrong = _srtp(new_keying(SUITE), inbound=False)
+        self.pbx.media.sendto(wrong.protect(rtp(9000, 999999, 0xBAD0BAD0, g711_frame(1))), answer.target)
+        deadline = time.monotonic() + 5
+        after = mid
+        while time.monotonic() < deadline:
+            after = self.media()
+            if after["srtp_auth_failures"] > mid["srtp_auth_failures"]:
+                break
+            time.sleep(0.05)
+        self.assertEqual(after["srtp_auth_failures"] - mid["srtp_auth_failures"], 1, (mid, after))
+        self.assertEqual(after["a_to_b"], mid["a_to_b"], "a packet under a wrong key was relayed")
+        self.pbx.media.settimeout(0.5)
+        try:
+            echoed = self.pbx.media.recvfrom(4096)[0]
+        except socket.timeout:
+            echoed = None
+        self.assertIsNone(echoed, "something came back for a packet under a wrong key")
+
+        # BYE ends the call on both legs.
+        bye = self.pbx.bye()
+        self.assertIsNotNone(bye, self.detail("no answer to BYE"))
+        assert bye is not None
+        self.assertEqual(bye.status, 200)
+        uas_out = self.finish_uas(uas)
+        self.assertEqual(uas.returncode, 0, self.detail(f"UAS exit {uas.returncode}\n{uas_out[-2000:]}"))
+        health = self.wait_call_gone()
+        self.assertEqual((health.get("calls"), health.get("media", {}).get("sessions")), (0, 0), health)
+
+        # The agent host was offered plain RTP, no key material at all.
+        offered = self.agent_invite(trace)
+        self.assertIn("m=audio ", offered, self.detail(f"SIPp trace:\n{offered}"))
+        m_line = next(line for line in offered.splitlines() if line.startswith("m=audio "))
+        self.assertEqual(m_line.split()[2], "RTP/AVP", offered)
+        self.assertNotIn("a=crypto", offered)
+        self.assertNotIn(theirs_b64(ours), offered)
+
+
+def theirs_b64(key: SrtpKeying) -> str:
+    return crypto_value(1, key).split(b"inline:")[1].decode("ascii")
+
+
+class SrtpOptionalPlainOffer(_Base):
+    """An `optional` trunk that offers plain RTP gets plain RTP, audio both ways."""
+
+    trunk_srtp = "optional"
+
+    def test_plain_offer_plain_answer_audio_both_ways(self) -> None:
+        uas, trace = self.start_uas()
+        before = self.media()
+        reply = self.pbx.invite(offer_sdp(self.pbx.media_port, srtp=None))
+        self.assertIsNotNone(reply, self.detail("no final response to the INVITE"))
+        assert reply is not None
+        self.assertEqual(reply.status, 200, self.detail(reply.raw.decode("utf-8", "replace")))
+        self.pbx.ack_2xx()
+        answer = AudioSdp(reply.body)
+        self.assertEqual(answer.proto, "RTP/AVP", reply.body)
+        self.assertEqual(answer.crypto, [], reply.body)
+
+        sent, received, bad = self.pbx.exchange(answer.target, PACKETS, ssrc=0x0A0B0C0D)
+        mid = self.media()
+        self.assertEqual(bad, [])
+        self.assertGreaterEqual(len(received), PACKETS - 2,
+                                self.detail(f"echoed {len(received)}/{PACKETS}; media {before} -> {mid}"))
+        for seq, payload in received.items():
+            self.assertEqual(payload, sent.get(seq), f"echoed payload of packet {seq} differs")
+        self.assertGreaterEqual(mid["a_to_b"] - before.get("a_to_b", 0), PACKETS - 2, (before, mid))
+        self.assertGreaterEqual(mid["b_to_a"] - before.get("b_to_a", 0), len(received), (before, mid))
+        self.assertEqual(mid["srtp_auth_failures"], before.get("srtp_auth_failures", 0))
+
+        bye = self.pbx.bye()
+        self.assertIsNotNone(bye, self.detail("no answer to BYE"))
+        assert bye is not None
+        self.assertEqual(bye.status, 200)
+        uas_out = self.finish_uas(uas)
+        self.assertEqual(uas.returncode, 0, self.detail(f"UAS exit {uas.returncode}\n{uas_out[-2000:]}"))
+        health = self.wait_call_gone()
+        self.assertEqual((health.get("calls"), health.get("media", {}).get("sessions")), (0, 0), health)
+        offered = self.agent_invite(trace)
+        self.assertIn("RTP/AVP", offered, offered)
+        self.assertNotIn("a=crypto", offered)
+
+
+class _Refused:
+    """An offer the trunk's SRTP policy refuses: 488, and the agent host hears nothing.
+    (A mixin, so that trial runs it only through the concrete classes below.)"""
+
+    uses_sipp = False
+    offer_srtp = False
+
+    def test_refused_with_488(self: Any) -> None:
+        agent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(agent.close)
+        agent.bind(("127.0.0.1", self.agent_port))
+        keying = new_keying(SUITE) if self.offer_srtp else None
+        reply = self.pbx.invite(offer_sdp(self.pbx.media_port, srtp=keying), timeout=10)
+        self.assertIsNotNone(reply, self.detail("no final response to the INVITE"))
+        assert reply is not None
+        self.assertEqual(reply.status, 488, self.detail(reply.raw.decode("utf-8", "replace")))
+        self.pbx.ack_non_2xx()
+        agent.settimeout(0.5)
+        try:
+            leaked = agent.recvfrom(65535)[0]
+        except socket.timeout:
+            leaked = None
+        if leaked is not None and leaked.startswith(b"OPTIONS "):
+            leaked = None  # a ping, not the call
+        self.assertIsNone(leaked, "the refused call reached the agent host")
+        health = self.wait_call_gone()
+        self.assertEqual((health.get("calls"), health.get("media", {}).get("sessions")), (0, 0), health)
+        # The 488 is not retransmitted forever: the ACK matched it (no retransmission after 1.5 s).
+        self.pbx.seen.clear()
+        again = self.pbx.receive(lambda m: m.status == 488, 1.5)
+        self.assertIsNone(again, "the 488 was retransmitted after the ACK")
+
+
+class SrtpRequiredPlainOffer(_Refused, _Base):
+    trunk_srtp = "required"
+    offer_srtp = False
+
+
+class SrtpOffPlainOnlySrtpOffer(_Refused, _Base):
+    trunk_srtp = "off"
+    offer_srtp = True
