@@ -588,7 +588,7 @@ scenario(p("cancel_race_agent.xml"), "Agent: answers although CANCELled", """
 scenario(p("reinvite_no_sdp_pbx.xml"), "PBX: re-INVITE without SDP", """
   Offerless re-INVITE from the PBX (RFC 3261 §14.1: the 200 carries the offer, the ACK the
   answer).  The 200 must carry the agent's new offer (s=agent); the PBX answers in its ACK
-  (s=pbx, version 2), which the agent side checks it receives.
+  (s=pbx), which the agent side checks it receives (the o= line is the SBC's own: media is anchored).
 """, pbx_invite()
     + recv("100", optional=True) + recv("180", optional=True)
     + recv("200", [ereg("s=agent", "body")], extra_attrs=' rrs="true" rtd="true"')
@@ -596,7 +596,7 @@ scenario(p("reinvite_no_sdp_pbx.xml"), "PBX: re-INVITE without SDP", """
     + pause(300)
     + pbx_request("INVITE", 2)
     + recv("100", optional=True)
-    + recv("200", [ereg("CSeq: *2 INVITE"), ereg("s=agent", "body"), ereg("o=agent 1 2 ", "body")])
+    + recv("200", [ereg("CSeq: *2 INVITE"), ereg("s=agent", "body"), ereg("m=audio [0-9]+ RTP/AVP", "body")])
     + pbx_request("ACK", 2, pbx_sdp(ver=2), retrans=False)
     + bye_and_done_pbx(3))
 
@@ -610,7 +610,7 @@ scenario(p("reinvite_no_sdp_agent.xml"), "Agent: re-INVITE without SDP", """
     + recv("INVITE", [ereg("m=audio", inverse=True), ereg("Content-Length: *0[[:space:]]"),
                       ereg("CSeq: *[0-9]+ INVITE")])
     + agent_response(200, "OK", agent_sdp(ver=2), tag="", retrans=True)
-    + recv("ACK", [ereg("s=pbx", "body"), ereg("o=pbx 53655765 2 ", "body"),
+    + recv("ACK", [ereg("s=pbx", "body"), ereg("m=audio [0-9]+ RTP/AVP", "body"),
                    ereg("Content-Type: *application/sdp")], extra_attrs=' crlf="true"')
     + agent_bye_answer())
 
