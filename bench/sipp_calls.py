@@ -26,6 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.integration.harness import RunningSbc, free_port, sipp_path  # noqa: E402
 
+NO_MEDIA = "\n[media]\nenabled = false\n"
+
 
 def _counts(out: str) -> tuple[int, int]:
     ok = re.findall(r"Successful call\s+\|\s+\d+\s+\|\s+(\d+)", out)
@@ -49,7 +51,9 @@ def uac_cmd(sbc_port: int, calls: int, rate: int, transport: str, *extra: str) -
 def rate_sweep(args: argparse.Namespace) -> None:
     for rate in (int(r) for r in args.rates.split(",")):
         agent_port = free_port()
-        sbc = RunningSbc(agent_uri=f"sip:{{user}}@127.0.0.1:{agent_port}").start()
+        # Signalling only: the call benchmarks run without media anchoring (bench/rtp_relay.py
+        # measures the relay).
+        sbc = RunningSbc(agent_uri=f"sip:{{user}}@127.0.0.1:{agent_port}", extra_toml=NO_MEDIA).start()
         try:
             uas = start_uas(agent_port, args.calls, args.transport)
             time.sleep(0.5)
@@ -77,7 +81,7 @@ def rate_sweep(args: argparse.Namespace) -> None:
 def held(args: argparse.Namespace) -> None:
     agent_port = free_port()
     sbc = RunningSbc(agent_uri=f"sip:{{user}}@127.0.0.1:{agent_port}",
-                     extra_toml=f"\n[calls]\nmax_calls = {args.held * 2}\n").start()
+                     extra_toml=f"\n[calls]\nmax_calls = {args.held * 2}\n" + NO_MEDIA).start()
     try:
         time.sleep(1)
         idle = sbc.rss_kib()
