@@ -102,7 +102,11 @@ def serve(port_min: int, port_max: int, dtmf: bool, srtp: bool, portable: bool) 
                 a_opts = SideOptions(dtmf=dtmf, srtp="required" if srtp else "off")
                 out = []
                 for i in range(cmd["n"]):
-                    session = relay.allocate(f"bench-{len(sessions)}", a_opts, SideOptions(), Quiet())
+                    try:
+                        session = relay.allocate(f"bench-{len(sessions)}", a_opts, SideOptions(), Quiet())
+                    except Exception as e:
+                        self.reply({"error": str(e), "allocated": i})
+                        return
                     sessions.append(session)
                     to_b = session.offer("a", sdp(cmd["a_port"], cmd.get("crypto")))
                     to_a = session.answer("b", sdp(cmd["b_port"], None))
@@ -229,6 +233,9 @@ def run_traffic(sock_a: socket.socket, sock_b: socket.socket, targets: list[tupl
     mark = _MARK.pack
     unmark = _MARK.unpack_from
     rtp = _RTP.pack
+    monotonic = time.monotonic
+    to_a = [(HOST, a) for a, _ in targets]
+    to_b = [(HOST, b) for _, b in targets]
     stopped = False
     drain_until = stop_at + 0.5
     started = False
@@ -245,19 +252,19 @@ def run_traffic(sock_a: socket.socket, sock_b: socket.socket, targets: list[tupl
                     at_stop()
             else:
                 measuring = now >= measure_from
-                for i in slots[tick % 20]:
+                batch = slots[tick % 20]
+                for i in batch:
                     s = seq[i] = (seq[i] + 1) & 0xFFFF
-                    t = time.monotonic()
+                    t = monotonic() if measuring else -1.0
                     header = rtp(0x80, 0, s, s * 160, i)
-                    pa = header + mark(i, s, t if measuring else -1.0) + pad
+                    pa = header + mark(i, s, t) + pad
                     if protect is not None:
                         pa = protect(pa)
-                    send_a(pa, ("127.0.0.1", targets[i][0]))
-                    send_b(header + mark(i, 0x80000000 | s, t if measuring else -1.0) + pad,
-                           ("127.0.0.1", targets[i][1]))
-                    if measuring:
-                        sent[0] += 1
-                        sent[1] += 1
+                    send_a(pa, to_a[i])
+                    send_b(header + mark(i, 0x80000000 | s, t) + pad, to_b[i])
+                if measuring:
+                    sent[0] += len(batch)
+                    sent[1] += len(batch)
                 tick += 1
                 next_tick += PTIME / 20
                 if next_tick < now - 0.1:  # fell far behind: do not burst to catch up
@@ -314,6 +321,8 @@ def step(relay: RelayProcess, n: int, duration: float, srtp: bool) -> dict[str, 
             ours = new_keying("AES_CM_128_HMAC_SHA1_80")
             cmd["crypto"] = crypto_value(1, ours).decode()
         calls = relay.call(**cmd)
+        if isinstance(calls, dict):
+            raise SystemExit(f"relay refused call {calls['allocated'] + 1}: {calls['error']}")
         if srtp:
             # Each call has its own relay key toward a: one inbound session per call, found by
             # the SSRC (the generator sends call i with SSRC i, and the relay keeps SSRCs).
@@ -364,14 +373,15 @@ def main() -> None:
     parser.add_argument("--pin", action="store_true", help="relay on CPU 0, generator on CPU 1")
     parser.add_argument("--portable", action="store_true",
                         help="relay with one listenUDP DatagramProtocol per socket instead of epoll")
-    parser.add_argument("--port-min", type=int, default=30000)
+    parser.add_argument("--port-min", type=int, default=16000,
+                        help="first relay port (keep the range below the ephemeral ports)")
     parser.add_argument("--serve", nargs=2, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         serve(args.serve[0], args.serve[1], args.dtmf, args.srtp, args.portable)
         return
     counts = [int(n) for n in args.calls.split(",")]
-    port_max = args.port_min + 4 * max(counts) + 3
+    port_max = args.port_min + 4 * max(counts) + max(64, max(counts) // 5)  # slack: ports in use
     if args.pin:
         os.sched_setaffinity(0, {1})
     relay = RelayProcess(args, args.port_min, port_max)

@@ -376,6 +376,23 @@ class NegotiatorTests(SynchronousTestCase):
         self.assertEqual(n.sides, before)
         self.assertIsNotNone(n.pending)  # the completed exchange, not the refused one
 
+    def test_refused_reoffer_changes_nothing(self) -> None:
+        n = negotiator(a=SideOptions(srtp="optional"))
+        n.offer("a", TEAMS)
+        n.answer("b", AGENT_ANSWER)
+        before = dict(n.sides)
+        # a re-offers a new port and a new key; b refuses it (the B2BUA never calls answer).
+        moved = TEAMS.replace(b"m=audio 50120", b"m=audio 50200").replace(
+            b"nHps3JhzxH8UJfNzmRjXkR0Ts08hHWTvUvgDJ6YP", b"OhVyZeEuBq0Vt62RlN9FXxrSss2zaVEPFgDznlXW"
+        )
+        n.offer("a", moved)
+        self.assertEqual(n.sides, before)
+        # Accepted this time: now it applies.
+        n.answer("b", AGENT_ANSWER)
+        self.assertEqual(n.sides["a"].info.rtp_port, 50200)
+        self.assertNotEqual(n.sides["a"].inbound, before["a"].inbound)
+        self.assertEqual(n.sides["a"].outbound, before["a"].outbound)  # our key stays
+
     def test_answer_without_offer(self) -> None:
         n = negotiator()
         self.assertRaises(MediaError, n.answer, "b", AGENT_ANSWER)
@@ -411,8 +428,9 @@ class NegotiatorTests(SynchronousTestCase):
         self.assertEqual(reoffer.origin.sess_id, first.origin.sess_id)
         self.assertEqual(reoffer.origin.sess_version, first.origin.sess_version + 1)
         self.assertEqual(reoffer.direction(0), Direction.SENDONLY)
-        self.assertTrue(n.on_hold)
+        self.assertFalse(n.on_hold)  # a re-offer applies at its answer
         n.answer("b", AGENT_ANSWER.replace(b"a=sendrecv", b"a=recvonly"))
+        self.assertTrue(n.on_hold)
         resume = n.offer("a", TWILIO)
         self.assertTrue(n.on_hold)  # b still says recvonly until it answers
         n.answer("b", AGENT_ANSWER)

@@ -406,9 +406,10 @@ class Negotiator:
     """The relay's half of RFC 3264 offer/answer for one call, both sides (pure, mutable).
 
     `offer`/`answer` take the SDP a side sent and return the SDP for the other side; `sides`
-    holds what the relay must apply after each step.  The offerer's new address and key take
-    effect at the offer (RFC 3264 §5: the offerer must be ready to receive once it has offered);
-    the answerer's at the answer.  The relay's own keys toward each side stay the same for the
+    holds what the relay must apply after each step.  A first offer takes effect at once (the
+    offerer must be ready to receive once it has offered, RFC 3264 §5, and early media may
+    precede the answer); a re-offer and every answer take effect at the answer, so a refused
+    re-offer needs no rollback.  The relay's own keys toward each side stay the same for the
     call unless the crypto suite changes, so a re-INVITE does not restart SRTP.
 
     Raises only `MediaError` (488).
@@ -429,6 +430,7 @@ class Negotiator:
         }
         self.sides: dict[Side, SideMedia] = {"a": SideMedia(), "b": SideMedia()}
         self.index: int | None = None
+        self._pending_told: tuple[Side, SessionDescription, int | None] | None = None
         self._ours: dict[Side, SrtpKeying | None] = {"a": None, "b": None}
         self._pending: _Pending | None = None
 
@@ -524,10 +526,16 @@ class Negotiator:
         # Commit only once everything above succeeded: a refused offer changes nothing.
         self._pending = _Pending(from_side, index, info, inbound, answer_crypto, offered)
         self.index = index
-        previous = self.sides[from_side]
-        outbound = self._ours[from_side] if inbound is not None else None
-        self.sides[from_side] = attrs.evolve(previous, info=info, inbound=inbound, outbound=outbound)
-        self._told(to_side, out, index)
+        if self.sides[from_side].info is None:
+            # The first offer: the offerer's address is needed at once (early media from the
+            # answerer may arrive before the answer).  A re-offer takes effect at its answer,
+            # so a refused re-offer (488, 491...) leaves the running media as it was.
+            outbound = self._ours[from_side] if inbound is not None else None
+            self.sides[from_side] = attrs.evolve(
+                self.sides[from_side], info=info, inbound=inbound, outbound=outbound
+            )
+            self._told(to_side, out, index)
+        self._pending_told = (to_side, out, index)
         return result
 
     def answer(self, from_side: Side, body: bytes) -> bytes:
@@ -579,6 +587,8 @@ class Negotiator:
             self.sides[to_side], info=offerer, inbound=pending.inbound, outbound=offerer_out
         )
         self._told(to_side, out, index)
+        if self._pending_told is not None:
+            self._told(*self._pending_told)
         return result
 
 
