@@ -22,8 +22,11 @@ load straight to itself (loopback + generator scheduling), percentile by percent
 Each step runs ``--duration`` seconds of traffic after a one-second warm-up, then drains for
 half a second; the whole run is bounded by (duration + 3 s) per step.  The report gives, per N:
 packets sent and lost, relayed packets/s, latency p50/p99 relayed and baseline, relay CPU (%
-of one core, from getrusage of the relay process over the measured window) -- and the highest
-N with zero loss.
+of one core, from getrusage of the relay process over the measured window), generator CPU,
+"bufdrop" (the host's UDP RcvbufErrors over the window: datagrams the kernel dropped on a full
+receive buffer, the relay's or the generator's -- the usual cause of loss when a process is
+descheduled) -- and the highest N with zero loss.  The host's other load matters: run it on
+an otherwise idle machine.
 
 ``--dtmf`` turns RFC 4733 decoding on for side a (the per-packet payload-type check is then on
 the path).  ``--srtp`` makes side a SRTP (AES_CM_128_HMAC_SHA1_80): the generator protects what
@@ -197,6 +200,16 @@ def udp_socket() -> socket.socket:
     return s
 
 
+def udp_rcvbuf_errors() -> int:
+    """Datagrams the kernel dropped host-wide because a receive buffer was full (Linux)."""
+    try:
+        with open("/proc/net/snmp") as f:
+            rows = [line.split() for line in f if line.startswith("Udp:")]
+        return int(rows[1][rows[0].index("RcvbufErrors")])
+    except (OSError, ValueError, IndexError):
+        return -1
+
+
 def percentile(sorted_values: list[float], q: float) -> float:
     if not sorted_values:
         return float("nan")
@@ -347,6 +360,7 @@ def step(relay: RelayProcess, n: int, duration: float, srtp: bool) -> dict[str, 
 
         def mark() -> None:
             marks.append(relay.call(op="stats"))
+            marks[-1]["rcvbuf_errors"] = udp_rcvbuf_errors()
             usage = resource.getrusage(resource.RUSAGE_SELF)
             gen.append(usage.ru_utime + usage.ru_stime)
 
@@ -357,6 +371,7 @@ def step(relay: RelayProcess, n: int, duration: float, srtp: bool) -> dict[str, 
         result["gen_cpu_pct"] = 100.0 * (gen[1] - gen[0]) / wall
         result["relayed_pps"] = (after["packets_relayed"] - before["packets_relayed"]) / wall
         result["relay_dropped"] = after["packets_dropped"] - before["packets_dropped"]
+        result["rcvbuf_errors"] = after["rcvbuf_errors"] - before["rcvbuf_errors"]
         relay.call(op="free")
         return result
     finally:
@@ -392,7 +407,7 @@ def main() -> None:
           + (f" ({mode})" if mode else ""))
     print(f"{'calls':>6} {'sent':>8} {'lost':>6} {'relayed/s':>10} {'relay CPU':>9} "
           f"{'p50 ms':>7} {'p99 ms':>7} {'base p50':>8} {'base p99':>8} {'added p50':>9} {'added p99':>9} "
-          f"{'gen CPU':>7}")
+          f"{'gen CPU':>7} {'bufdrop':>7}")
     try:
         for n in counts:
             base = baseline(n, min(args.duration, 3.0))
@@ -404,7 +419,7 @@ def main() -> None:
                   f"{r['relay_cpu_pct']:>8.1f}% {r['p50_ms']:>7.3f} {r['p99_ms']:>7.3f} "
                   f"{base['p50_ms']:>8.3f} {base['p99_ms']:>8.3f} "
                   f"{r['p50_ms'] - base['p50_ms']:>9.3f} {r['p99_ms'] - base['p99_ms']:>9.3f} "
-                  f"{r['gen_cpu_pct']:>6.1f}%",
+                  f"{r['gen_cpu_pct']:>6.1f}% {r['rcvbuf_errors']:>7}",
                   flush=True)
     finally:
         relay.close()

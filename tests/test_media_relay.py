@@ -198,6 +198,9 @@ class RelayTests(TestCase):
         ((data, _),) = yield natted.wait(1)  # b's audio goes where a really sends from
         self.assertEqual(data, audio(2))
         self.assertEqual(call.peers["a"][0].received, [])
+        # RTCP toward a NAT-ed side goes beside its latched RTP until it sends RTCP itself.
+        leg = call.session.legs["a"]
+        self.assertEqual(leg.rtcp_peer, (HOST, natted.port + 1))
         # A later change of source re-latches.
         a, _ = call.peers["a"]
         a.send(audio(3), (HOST, call.to_a[0]))

@@ -166,6 +166,7 @@ class _Leg:
         self.signalled_rtcp: tuple[str, int] | None = None
         self.peer: tuple[str, int] | None = None
         self.rtcp_peer: tuple[str, int] | None = None
+        self.rtcp_latched = False  # rtcp_peer came from a packet, not from SDP or a guess
         self.mux = False
         self.strict = options.strict_source
         # Per-packet state.
@@ -202,6 +203,7 @@ class _Leg:
             self.signalled = self.peer = signalled
         if signalled_rtcp != self.signalled_rtcp:
             self.signalled_rtcp = self.rtcp_peer = signalled_rtcp
+            self.rtcp_latched = False
         keys = (media.inbound, media.outbound) if media.srtp else None
         if keys != self.keys:
             if keys is None:
@@ -267,6 +269,9 @@ class _Leg:
             if addr != self.peer and not self.strict:
                 self.peer = addr
                 self.latches += 1
+                if not self.rtcp_latched:
+                    # Until the side sends RTCP, guess it comes from beside its RTP (NAT).
+                    self.rtcp_peer = (addr[0], addr[1] + 1)
             self.rx += 1
             if (data[1] & 0x7F) in self.dtmf_pts:
                 if self._telephone_event(data):
@@ -312,8 +317,9 @@ class _Leg:
                 self.dropped += 1
                 return
             data = clear
-        if not self.strict and not muxed and addr != self.rtcp_peer:
+        if not self.strict and not muxed and (addr != self.rtcp_peer or not self.rtcp_latched):
             self.rtcp_peer = addr
+            self.rtcp_latched = True
         self.rtcp_rx += 1
         other = self.other
         if other.mux:
