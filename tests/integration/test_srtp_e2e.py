@@ -113,11 +113,13 @@ def _uri_of(value: str) -> str:
 
 # -- SDP ---------------------------------------------------------------------------------------
 
-def offer_sdp(media_port: int, *, srtp: SrtpKeying | None) -> bytes:
+def offer_sdp(media_port: int, *, srtp: SrtpKeying | None, tag: int = 1, decoys: tuple[str, ...] = (),
+              version: int = 1) -> bytes:
+    """The PBX's SDP.  ``decoys``: a=crypto values listed before ours, which the SBC must skip."""
     proto = "RTP/SAVP" if srtp is not None else "RTP/AVP"
     lines = [
         "v=0",
-        "o=pbx 1001 1 IN IP4 127.0.0.1",
+        f"o=pbx 1001 {version} IN IP4 127.0.0.1",
         "s=-",
         "c=IN IP4 127.0.0.1",
         "t=0 0",
@@ -128,7 +130,8 @@ def offer_sdp(media_port: int, *, srtp: SrtpKeying | None) -> bytes:
         "a=ptime:20",
     ]
     if srtp is not None:
-        lines.append("a=crypto:" + crypto_value(1, srtp).decode("ascii"))
+        lines += [f"a=crypto:{decoy}" for decoy in decoys]
+        lines.append("a=crypto:" + crypto_value(tag, srtp).decode("ascii"))
     lines.append("a=sendrecv")
     return ("\r\n".join(lines) + "\r\n").encode()
 
@@ -173,9 +176,24 @@ class AudioSdp:
 # -- SRTP with pylibsrtp (the test's own oracle, independent of sbc.media.srtp) -----------------
 
 def _srtp(key: SrtpKeying, inbound: bool) -> Any:
+    profile = {
+        "AES_CM_128_HMAC_SHA1_80": Policy.SRTP_PROFILE_AES128_CM_SHA1_80,
+        "AES_CM_128_HMAC_SHA1_32": Policy.SRTP_PROFILE_AES128_CM_SHA1_32,
+        "AEAD_AES_128_GCM": Policy.SRTP_PROFILE_AEAD_AES_128_GCM,
+        "AEAD_AES_256_GCM": Policy.SRTP_PROFILE_AEAD_AES_256_GCM,
+    }[key.suite]
     policy = Policy(key=key.key, ssrc_type=Policy.SSRC_ANY_INBOUND if inbound else Policy.SSRC_ANY_OUTBOUND,
-                    srtp_profile=Policy.SRTP_PROFILE_AES128_CM_SHA1_80)
+                    srtp_profile=profile)
     return Session(policy)
+
+
+def _unprotector(session: Any) -> Callable[[bytes], bytes | None]:
+    def unprotect(data: bytes) -> bytes | None:
+        try:
+            return session.unprotect(data)  # type: ignore[no-any-return]
+        except SrtpLibError:
+            return None
+    return unprotect
 
 
 def rtp(seq: int, ts: int, ssrc: int, payload: bytes, pt: int = 0) -> bytes:
@@ -321,9 +339,22 @@ class Pbx:
                 self.sip.sendto(data, self.sbc)
         return None
 
-    def ack_2xx(self) -> None:
+    def ack_2xx(self, cseq: int = 1) -> None:
         assert self.remote_target is not None
-        self.sip.sendto(self.build("ACK", self.remote_target, 1, self.branch(), routes=self.routes), self.sbc)
+        self.sip.sendto(self.build("ACK", self.remote_target, cseq, self.branch(), routes=self.routes), self.sbc)
+
+    def reinvite(self, sdp: bytes, cseq: int, timeout: float = 15.0) -> SipMsg | None:
+        """A re-INVITE in the dialog; returns its final response (2xx: ACKed here)."""
+        assert self.remote_target is not None
+        data = self.build("INVITE", self.remote_target, cseq, self.branch(), body=sdp,
+                          content_type="application/sdp", routes=self.routes)
+        self.sip.sendto(data, self.sbc)
+        reply = self.receive(
+            lambda m: m.get("call-id") == self.call_id and m.cseq == (cseq, "INVITE") and (m.status or 0) >= 200,
+            timeout, resend=(data, 0.5))
+        if reply is not None and reply.status is not None and 200 <= reply.status < 300:
+            self.ack_2xx(cseq)
+        return reply
 
     def ack_non_2xx(self) -> None:
         """RFC 3261 §17.1.1.3: same branch and Request-URI as the INVITE, To with the tag."""
@@ -331,15 +362,15 @@ class Pbx:
 
     def bye(self, timeout: float = 8.0) -> SipMsg | None:
         assert self.remote_target is not None
-        data = self.build("BYE", self.remote_target, 2, self.branch(), routes=self.routes)
+        data = self.build("BYE", self.remote_target, 9, self.branch(), routes=self.routes)
         self.sip.sendto(data, self.sbc)
         return self.receive(
-            lambda m: m.get("call-id") == self.call_id and m.cseq == (2, "BYE") and (m.status or 0) >= 200,
+            lambda m: m.get("call-id") == self.call_id and m.cseq == (9, "BYE") and (m.status or 0) >= 200,
             timeout, resend=(data, 0.5))
 
     # -- media ---------------------------------------------------------------------------
 
-    def exchange(self, target: tuple[str, int], count: int, *, ssrc: int,
+    def exchange(self, target: tuple[str, int], count: int, *, ssrc: int, first_seq: int = 4000,
                  protect: Callable[[bytes], bytes] = lambda p: p,
                  unprotect: Callable[[bytes], bytes | None] = lambda p: p,
                  tail: float = 2.0) -> tuple[dict[int, bytes], dict[int, bytes], list[bytes]]:
@@ -350,7 +381,7 @@ class Pbx:
         sent: dict[int, bytes] = {}
         received: dict[int, bytes] = {}
         bad: list[bytes] = []
-        seq0, ts0 = 4000, 320000
+        seq0, ts0 = first_seq, 320000 + 160 * first_seq
         start = time.monotonic()
         index = 0
         end = start + count * PTIME + tail
@@ -437,6 +468,7 @@ UAS = f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
 class _Base(SynchronousTestCase):
     trunk_srtp = "required"
     uses_sipp = True
+    uas_scenario = UAS
 
     def setUp(self) -> None:
         if Policy is None:
@@ -455,7 +487,7 @@ class _Base(SynchronousTestCase):
     def start_uas(self) -> tuple[subprocess.Popen[str], Path]:
         assert self.sipp is not None
         scenario = self.sbc.dir / "uas.xml"
-        scenario.write_text(UAS)
+        scenario.write_text(self.uas_scenario)
         trace = self.sbc.dir / "uas_messages.log"
         uas = subprocess.Popen(
             [self.sipp, "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(self.agent_port), "-t", "u1",
@@ -513,61 +545,63 @@ def _udp_bound(port: int) -> bool:
     return False
 
 
-class SrtpRequiredToPlainAgent(_Base):
-    """PBX speaks SRTP (trunk requires it), the agent host plain RTP: the SBC bridges."""
+class _SrtpCall(_Base):
+    """A PBX speaking SRTP (the trunk requires it), the agent host plain RTP: the SBC bridges."""
 
     trunk_srtp = "required"
+    suite = SUITE
+    tag = 1
+    decoys: tuple[str, ...] = ()
 
-    def test_srtp_pbx_bridged_to_plain_rtp_agent(self) -> None:
-        uas, trace = self.start_uas()
-        ours = new_keying(SUITE)
-        before = self.media()
-        reply = self.pbx.invite(offer_sdp(self.pbx.media_port, srtp=ours))
+    def call_up(self, ours: SrtpKeying) -> tuple[SipMsg, AudioSdp, SrtpKeying]:
+        """INVITE with ``ours``; checks the SBC's SRTP answer; returns (200, its audio, its key)."""
+        reply = self.pbx.invite(offer_sdp(self.pbx.media_port, srtp=ours, tag=self.tag, decoys=self.decoys))
         self.assertIsNotNone(reply, self.detail("no final response to the INVITE"))
         assert reply is not None
         self.assertEqual(reply.status, 200, self.detail(reply.raw.decode("utf-8", "replace")))
         self.pbx.ack_2xx()
-
         # The answer toward the PBX: SRTP with the SBC's own key, same tag and suite.
         answer = AudioSdp(reply.body)
         self.assertEqual(answer.proto, "RTP/SAVP", reply.body)
         self.assertEqual(answer.address, "127.0.0.1", reply.body)
-        self.assertEqual(len(answer.crypto), 1, reply.body)
+        theirs = self.sbc_key(answer, ours)
+        return reply, answer, theirs
+
+    def sbc_key(self, answer: AudioSdp, ours: SrtpKeying) -> SrtpKeying:
+        self.assertEqual(len(answer.crypto), 1, answer.lines)
         parsed = parse_crypto_value(answer.crypto[0])
         self.assertIsNotNone(parsed, answer.crypto)
         assert parsed is not None
         tag, theirs = parsed
-        self.assertEqual((tag, theirs.suite), (1, SUITE))
+        self.assertEqual((tag, theirs.suite), (self.tag, self.suite))
         self.assertNotEqual(theirs.key, ours.key, "the SBC must use its own key toward the PBX")
-        self.assertNotIn(crypto_value(1, ours).split(b"inline:")[1], reply.raw,
+        self.assertNotIn(theirs_b64(ours).encode(), b"\n".join(answer.lines),
                          "the PBX's key must not be echoed back")
+        return theirs
 
-        # Audio: SRTP out, SRTP echoes back under the SBC's key.
-        tx = _srtp(ours, inbound=False)
-        rx = _srtp(theirs, inbound=True)
-
-        def unprotect(data: bytes) -> bytes | None:
-            try:
-                return rx.unprotect(data)  # type: ignore[no-any-return]
-            except SrtpLibError:
-                return None
-
-        sent, received, bad = self.pbx.exchange(answer.target, PACKETS, ssrc=0x5EC0DE01,
-                                                protect=tx.protect, unprotect=unprotect)
+    def audio(self, target: tuple[str, int], tx: Any, rx: Any, *, ssrc: int, first_seq: int = 4000,
+              count: int = PACKETS) -> dict[str, Any]:
+        """SRTP out under ``tx``, the echoes back under ``rx``: every echo unprotects to what
+        was sent, and the relay counted both directions without auth failures."""
+        before = self.media()
+        sent, received, bad = self.pbx.exchange(target, count, ssrc=ssrc, first_seq=first_seq,
+                                                protect=tx.protect, unprotect=_unprotector(rx))
         mid = self.media()
         self.assertEqual(bad, [], self.detail(f"{len(bad)} echoed packets did not unprotect"))
-        self.assertGreaterEqual(len(received), PACKETS - 2,
-                                self.detail(f"echoed {len(received)}/{PACKETS}; media {before} -> {mid}"))
+        self.assertGreaterEqual(len(received), count - 2,
+                                self.detail(f"echoed {len(received)}/{count}; media {before} -> {mid}"))
         for seq, payload in received.items():
             self.assertEqual(payload, sent.get(seq), f"echoed payload of packet {seq} differs")
-        # Both directions crossed the relay; the key was right every time.
-        self.assertGreaterEqual(mid["a_to_b"] - before.get("a_to_b", 0), PACKETS - 2, (before, mid))
-        self.assertGreaterEqual(mid["b_to_a"] - before.get("b_to_a", 0), len(received), (before, mid))
-        self.assertEqual(mid["srtp_auth_failures"] - before.get("srtp_auth_failures", 0), 0, (before, mid))
+        self.assertGreaterEqual(mid["a_to_b"] - before["a_to_b"], count - 2, (before, mid))
+        self.assertGreaterEqual(mid["b_to_a"] - before["b_to_a"], len(received), (before, mid))
+        self.assertEqual(mid["srtp_auth_failures"] - before["srtp_auth_failures"], 0, (before, mid))
+        return mid
 
-        # One packet under a wrong key: dropped at the relay, counted, never reaches the agent.
-        wrong = _srtp(new_keying(SUITE), inbound=False)
-        self.pbx.media.sendto(wrong.protect(rtp(9000, 999999, 0xBAD0BAD0, g711_frame(1))), answer.target)
+    def refused_packet(self, target: tuple[str, int], session: Any, seq: int, ssrc: int) -> None:
+        """One packet ``session`` protects is dropped at the relay, counted as an auth failure,
+        and nothing comes back for it."""
+        mid = self.media()
+        self.pbx.media.sendto(session.protect(rtp(seq, 160 * seq, ssrc, g711_frame(seq))), target)
         deadline = time.monotonic() + 5
         after = mid
         while time.monotonic() < deadline:
@@ -579,12 +613,13 @@ class SrtpRequiredToPlainAgent(_Base):
         self.assertEqual(after["a_to_b"], mid["a_to_b"], "a packet under a wrong key was relayed")
         self.pbx.media.settimeout(0.5)
         try:
-            echoed = self.pbx.media.recvfrom(4096)[0]
+            echoed: bytes | None = self.pbx.media.recvfrom(4096)[0]
         except socket.timeout:
             echoed = None
         self.assertIsNone(echoed, "something came back for a packet under a wrong key")
 
-        # BYE ends the call on both legs.
+    def hang_up(self, uas: subprocess.Popen[str]) -> None:
+        """BYE ends the call on both legs: the agent host got its BYE, no call or media left."""
         bye = self.pbx.bye()
         self.assertIsNotNone(bye, self.detail("no answer to BYE"))
         assert bye is not None
@@ -594,13 +629,115 @@ class SrtpRequiredToPlainAgent(_Base):
         health = self.wait_call_gone()
         self.assertEqual((health.get("calls"), health.get("media", {}).get("sessions")), (0, 0), health)
 
-        # The agent host was offered plain RTP, no key material at all.
+    def assertPlainOffer(self, trace: Path, *keys: SrtpKeying) -> None:
+        """The agent host was offered plain RTP, no key material at all."""
         offered = self.agent_invite(trace)
         self.assertIn("m=audio ", offered, self.detail(f"SIPp trace:\n{offered}"))
         m_line = next(line for line in offered.splitlines() if line.startswith("m=audio "))
         self.assertEqual(m_line.split()[2], "RTP/AVP", offered)
         self.assertNotIn("a=crypto", offered)
-        self.assertNotIn(theirs_b64(ours), offered)
+        for key in keys:
+            self.assertNotIn(theirs_b64(key), offered)
+
+
+
+class SrtpRequiredToPlainAgent(_SrtpCall):
+    """SRTP from the PBX, plain RTP to the agent host, audio both ways, a wrong key refused."""
+
+    def test_srtp_pbx_bridged_to_plain_rtp_agent(self) -> None:
+        uas, trace = self.start_uas()
+        ours = new_keying(self.suite)
+        reply, answer, theirs = self.call_up(ours)
+        self.audio(answer.target, _srtp(ours, inbound=False), _srtp(theirs, inbound=True), ssrc=0x5EC0DE01)
+        self.refused_packet(answer.target, _srtp(new_keying(self.suite), inbound=False), 9000, 0xBAD0BAD0)
+        self.hang_up(uas)
+        self.assertPlainOffer(trace, ours, theirs)
+
+
+class Srtp32ToPlainAgent(SrtpRequiredToPlainAgent):
+    """The 32-bit tag suite, offered after a line the SBC cannot use (an MKI): the answer
+    takes the usable line's tag."""
+
+    suite = "AES_CM_128_HMAC_SHA1_32"
+    tag = 7
+    decoys = ("3 AES_CM_128_HMAC_SHA1_80 inline:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwd|2^20|1:4",)
+
+
+class AeadGcm128ToPlainAgent(SrtpRequiredToPlainAgent):
+    suite = "AEAD_AES_128_GCM"
+    tag = 2
+    decoys = ("1 F8_128_HMAC_SHA1_80 inline:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwd",)
+
+
+class AeadGcm256ToPlainAgent(SrtpRequiredToPlainAgent):
+    suite = "AEAD_AES_256_GCM"
+
+
+UAS_REINVITE = UAS.replace(
+    """  <recv request="BYE"/>""",
+    """  <recv request="INVITE" optional="true" next="reinvite"/>
+  <recv request="BYE" next="bye"/>
+  <label id="reinvite"/>
+  <send retrans="500">
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:agent@[local_ip]:[local_port]>
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+""" + UAS_SDP + """
+    ]]>
+  </send>
+  <recv request="ACK" crlf="true"/>
+  <recv request="BYE"/>
+  <label id="bye"/>""")
+
+
+class SrtpReinvite(_SrtpCall):
+    """Re-INVITEs on the SRTP leg: a refresh repeating the PBX's SDP keeps the SBC's key and
+    the media flowing; a new PBX key (RFC 4568 §7.1.4) is used from the answer on, the old
+    one is refused, and the SBC's own key toward the PBX stays (its rollover counter too)."""
+
+    uas_scenario = UAS_REINVITE
+
+    def test_refresh_then_rekey(self) -> None:
+        uas, trace = self.start_uas()
+        ours = new_keying(self.suite)
+        first, answer, theirs = self.call_up(ours)
+        tx, rx = _srtp(ours, inbound=False), _srtp(theirs, inbound=True)
+        self.audio(answer.target, tx, rx, ssrc=0x11112222, count=20)
+
+        # A refresh: the very same SDP again.
+        refresh = self.pbx.reinvite(offer_sdp(self.pbx.media_port, srtp=ours, tag=self.tag), 2)
+        self.assertIsNotNone(refresh, self.detail("no answer to the refresh re-INVITE"))
+        assert refresh is not None
+        self.assertEqual(refresh.status, 200, self.detail(refresh.raw.decode("utf-8", "replace")))
+        again = AudioSdp(refresh.body)
+        self.assertEqual((again.proto, again.target), ("RTP/SAVP", answer.target), refresh.body)
+        self.assertEqual(self.sbc_key(again, ours), theirs, "a refresh must not change the SBC's key")
+        self.audio(answer.target, tx, rx, ssrc=0x11112222, first_seq=4020, count=20)
+
+        # The PBX re-keys (new o= version, new key): the old key is refused from the answer on.
+        new = new_keying(self.suite)
+        rekey = self.pbx.reinvite(offer_sdp(self.pbx.media_port, srtp=new, tag=self.tag, version=2), 3)
+        self.assertIsNotNone(rekey, self.detail("no answer to the re-keying re-INVITE"))
+        assert rekey is not None
+        self.assertEqual(rekey.status, 200, self.detail(rekey.raw.decode("utf-8", "replace")))
+        after = AudioSdp(rekey.body)
+        self.assertEqual((after.proto, after.target), ("RTP/SAVP", answer.target), rekey.body)
+        sbc_key = self.sbc_key(after, new)
+        if sbc_key != theirs:
+            rx = _srtp(sbc_key, inbound=True)  # the SBC may re-key too (RFC 4568 allows it)
+        tx_new = _srtp(new, inbound=False)
+        self.audio(answer.target, tx_new, rx, ssrc=0x11112222, first_seq=4040, count=20)
+        self.refused_packet(answer.target, tx, 4100, 0x11112222)
+        self.hang_up(uas)
+        self.assertPlainOffer(trace, ours, new, theirs)
 
 
 def theirs_b64(key: SrtpKeying) -> str:
@@ -689,3 +826,9 @@ class SrtpRequiredPlainOffer(_Refused, _Base):
 class SrtpOffPlainOnlySrtpOffer(_Refused, _Base):
     trunk_srtp = "off"
     offer_srtp = True
+
+
+class SrtpOptionalSrtpOffer(SrtpRequiredToPlainAgent):
+    """An `optional` trunk follows the PBX: an SDES offer gets SRTP, bridged as above."""
+
+    trunk_srtp = "optional"
