@@ -35,6 +35,7 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from sbc.media.core.sdes import SrtpKeying, crypto_value, new_keying, parse_crypto_value
 
+from . import rtpgen
 from .harness import RunningSbc, free_port, sipp_path
 
 try:
@@ -388,7 +389,7 @@ class Pbx:
         while time.monotonic() < end:
             now = time.monotonic()
             if index < count and now >= start + index * PTIME:
-                seq = seq0 + index
+                seq = (seq0 + index) & 0xFFFF
                 payload = g711_frame(seq)
                 sent[seq] = payload
                 self.media.sendto(protect(rtp(seq, ts0 + 160 * index, ssrc, payload)), target)
@@ -832,3 +833,97 @@ class SrtpOptionalSrtpOffer(SrtpRequiredToPlainAgent):
     """An `optional` trunk follows the PBX: an SDES offer gets SRTP, bridged as above."""
 
     trunk_srtp = "optional"
+
+
+def rtcp_sender_report(ssrc: int) -> bytes:
+    """A minimal RTCP SR (RFC 3550 §6.4.1) with no report blocks."""
+    return struct.pack("!BBHIIIIII", 0x80, 200, 6, ssrc, 0xE1234567, 0x89ABCDEF, 160000, 10, 1600)
+
+
+class SrtpMediaDetails(_SrtpCall):
+    """What an SRTP leg must survive besides a steady stream: the sequence number wrapping
+    (rollover counter), a new SSRC, a replayed packet, SRTCP, and RFC 4733 digits inside SRTP
+    (decoded after unprotect, not passed on to the agent host)."""
+
+    def rtcp_target(self, answer: AudioSdp) -> tuple[str, int]:
+        for raw in answer.lines:
+            line = raw.decode("ascii", "replace").strip()
+            if line.startswith("a=rtcp:"):
+                return (answer.target[0], int(line[len("a=rtcp:"):].split()[0]))
+        return (answer.target[0], answer.port + 1)
+
+    def wait_media(self, before: dict[str, Any], key: str, grown: int, timeout: float = 5.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        now = self.media()
+        while time.monotonic() < deadline and now[key] - before[key] < grown:
+            time.sleep(0.05)
+            now = self.media()
+        return now
+
+    def test_rollover_ssrc_change_replay_srtcp_and_dtmf(self) -> None:
+        uas, trace = self.start_uas()
+        ours = new_keying(self.suite)
+        reply, answer, theirs = self.call_up(ours)
+        tx, rx = _srtp(ours, inbound=False), _srtp(theirs, inbound=True)
+
+        # The 16-bit sequence number wraps in the middle of the burst: both SRTP hops (PBX ->
+        # SBC and SBC -> PBX) must follow the rollover counter.
+        self.audio(answer.target, tx, rx, ssrc=0x2222AAAA, first_seq=65530, count=20)
+        # A second source (a new SSRC, as after a transfer on the PBX) needs no signalling.
+        self.audio(answer.target, tx, rx, ssrc=0x3333BBBB, first_seq=100, count=10)
+
+        # A replayed SRTP packet (RFC 3711 §3.3.2) is dropped and counted.
+        replayed = tx.protect(rtp(200, 32000, 0x4444CCCC, g711_frame(200)))
+        before = self.media()
+        self.pbx.media.sendto(replayed, answer.target)
+        first = self.wait_media(before, "a_to_b", 1)
+        self.assertEqual(first["a_to_b"] - before["a_to_b"], 1, (before, first))
+        self.pbx.media.settimeout(2.0)
+        try:
+            self.pbx.media.recvfrom(4096)  # its echo
+        except socket.timeout:
+            self.fail("no echo for the first copy")
+        self.pbx.media.sendto(replayed, answer.target)
+        second = self.wait_media(first, "srtp_auth_failures", 1)
+        self.assertEqual(second["srtp_auth_failures"] - first["srtp_auth_failures"], 1, (first, second))
+        self.assertEqual(second["a_to_b"], first["a_to_b"], "a replayed SRTP packet was relayed")
+
+        # SRTCP to the RTCP port the SBC signalled: unprotected and relayed toward the agent host;
+        # one under a wrong key is refused.
+        rtcp_target = self.rtcp_target(answer)
+        before = self.media()
+        self.pbx.media.sendto(tx.protect_rtcp(rtcp_sender_report(0x2222AAAA)), rtcp_target)
+        good = self.wait_media(before, "packets_relayed", 1)
+        self.assertEqual(good["packets_received"] - before["packets_received"], 1, (before, good))
+        self.assertEqual(good["packets_relayed"] - before["packets_relayed"], 1, (before, good))
+        self.assertEqual(good["srtp_auth_failures"], before["srtp_auth_failures"], (before, good))
+        wrong = _srtp(new_keying(self.suite), inbound=False)
+        self.pbx.media.sendto(wrong.protect_rtcp(rtcp_sender_report(0x2222AAAA)), rtcp_target)
+        bad = self.wait_media(good, "srtp_auth_failures", 1)
+        self.assertEqual(bad["srtp_auth_failures"] - good["srtp_auth_failures"], 1, (good, bad))
+        self.assertEqual(bad["packets_relayed"], good["packets_relayed"], (good, bad))
+
+        # RFC 4733 digits inside SRTP (payload type 101 from our SDP): decoded once each, and the
+        # telephone-events are kept from the agent host (so nothing of them is echoed back).
+        stream = rtpgen.Stream(ssrc=0x2222AAAA, seq=(65530 + 20) & 0xFFFF, ts=(320000 + 160 * 65550) & 0xFFFFFFFF)
+        rtpgen.dtmf_packets(stream, "1#", 101)
+        before = self.media()
+        start = time.monotonic()
+        for at, packet in stream.packets:
+            delay = start + at - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            self.pbx.media.sendto(tx.protect(packet), answer.target)
+        digits = self.wait_media(before, "dtmf_events", 2)
+        self.assertEqual(digits["dtmf_events"] - before["dtmf_events"], 2, (before, digits))
+        self.assertEqual(digits["srtp_auth_failures"], before["srtp_auth_failures"], (before, digits))
+        self.assertEqual(digits["a_to_b"], before["a_to_b"], "telephone-events were passed to the agent host")
+        self.pbx.media.settimeout(0.5)
+        try:
+            echoed: bytes | None = self.pbx.media.recvfrom(4096)[0]
+        except socket.timeout:
+            echoed = None
+        self.assertIsNone(echoed, "a telephone-event came back from the agent host")
+
+        self.hang_up(uas)
+        self.assertPlainOffer(trace, ours, theirs)
