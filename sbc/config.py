@@ -30,7 +30,7 @@ import os
 import re
 import string as string_module
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -54,6 +54,8 @@ __all__ = [
     "SchemaEntry",
     "SipConfig",
     "TrunkConfig",
+    "VendorOptions",
+    "VendorRange",
     "default_config_path",
     "iter_schema",
     "load_config",
@@ -781,6 +783,154 @@ class DtmfConfig:
     )
 
 
+# --------------------------------------------------------------------------------------
+# Vendor settings of a trunk (issue 6): `vendor:<name>` allow entries, [trunk.vendor_options]
+
+
+@frozen
+class VendorRange:
+    """An ``allow`` entry ``"vendor:<name>"``: the signalling ranges the vendor plugin
+    ``<name>`` publishes.  The configuration only checks the syntax (this module loads no
+    plugin); the service replaces these entries by the plugin's networks at start-up and on
+    reload (:meth:`TrunkConfig.with_vendor_ranges`), so the B2BUA only ever sees networks."""
+
+    name: str
+
+    def __str__(self) -> str:
+        return f"vendor:{self.name}"
+
+
+_VENDOR_NAME_RE = re.compile(r"[a-z0-9-]+")
+
+
+def allow_entry(value: object) -> Network | VendorRange:
+    """A CIDR network, or ``vendor:<name>`` (the vendor plugin's published ranges)."""
+    text = string(value)
+    if text.startswith("vendor:"):
+        name = text[len("vendor:"):]
+        if not _VENDOR_NAME_RE.fullmatch(name):
+            raise Invalid(f"{text!r} is not vendor:<name> with a vendor name of [a-z0-9-]+")
+        return VendorRange(name)
+    return network(text)
+
+
+#: Words that make a vendor option secret: its value never appears in repr() or logs.
+SECRET_WORDS = ("token", "secret", "password")
+
+
+def is_secret_option(key: str) -> bool:
+    return any(word in key.lower() for word in SECRET_WORDS)
+
+
+class SecretStr(str):
+    """A string whose ``repr()`` hides it (vendor options such as ``telnyx_token``).
+
+    It is a ``str`` in every other respect (``==``, formatting, ``str()``, encoding), so a
+    plugin puts it into a header as it would any string; but a mapping or object holding it
+    -- ``dict(options)``, a ``QuirkContext``, a log event formatted with ``repr`` -- shows
+    ``'<secret>'``."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'<secret>'"
+
+
+Scalar = str | int | float | bool
+
+
+def _scalar_type(value: object) -> type:
+    return str if isinstance(value, str) else type(value)
+
+
+class VendorOptions(Mapping[str, Scalar]):
+    """``[trunk.vendor_options]``: an immutable mapping of option names to scalars.
+
+    ``repr()`` shows it as a TOML inline table, with the values of secret keys (names
+    containing ``token``, ``secret`` or ``password``) replaced by ``<secret>``."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Mapping[str, Scalar] | Iterable[tuple[str, Scalar]] = ()) -> None:
+        pairs = items.items() if isinstance(items, Mapping) else items
+        self._items: dict[str, Scalar] = {}
+        for key, value in pairs:
+            if is_secret_option(key) and isinstance(value, str) and not isinstance(value, SecretStr):
+                value = SecretStr(value)
+            self._items[key] = value
+
+    def __getitem__(self, key: str) -> Scalar:
+        return self._items[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def _typed(self) -> dict[str, tuple[type, Scalar]]:
+        return {k: (_scalar_type(v), v) for k, v in self._items.items()}
+
+    def __eq__(self, other: object) -> bool:
+        # Types count: `true` is not `1` to a plugin that checks `is True`.
+        if isinstance(other, VendorOptions):
+            return self._typed() == other._typed()
+        if isinstance(other, Mapping):
+            return self._typed() == {k: (_scalar_type(v), v) for k, v in other.items()}
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted((k, t.__name__, v) for k, (t, v) in self._typed().items())))
+
+    def __repr__(self) -> str:
+        shown = []
+        for key, value in self._items.items():
+            if is_secret_option(key):
+                text = '"<secret>"'
+            elif isinstance(value, bool):
+                text = "true" if value else "false"
+            elif isinstance(value, str):
+                text = json.dumps(value)
+            else:
+                text = repr(value)
+            shown.append(f"{key} = {text}")
+        return "{" + ", ".join(shown) + "}"
+
+
+_OPTION_KEY_RE = re.compile(r"[a-z0-9_]+")
+
+
+def scalar_table(value: object) -> VendorOptions:
+    """A table of scalars (string, integer, float, boolean) with keys ``[a-z0-9_]+``.
+
+    A nested table or an array is an error naming its key.  A secret option (see
+    :data:`SECRET_WORDS`) must be a non-empty printable string, and its errors never show
+    the value."""
+    _expect(value, dict, "a table")
+    assert isinstance(value, dict)
+    out: list[tuple[str, Scalar]] = []
+    for key, item in value.items():
+        shown = key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
+        if not _OPTION_KEY_RE.fullmatch(key):
+            raise Invalid(f"{key!r} is not a vendor option name ([a-z0-9_]+)", shown)
+        if isinstance(item, (dict, list)):
+            raise Invalid(f"expected a string, integer, float or boolean, got {_type_name(item)}", key)
+        if not isinstance(item, (str, int, float, bool)):  # TOML dates and times
+            raise Invalid(f"expected a string, integer, float or boolean, got {_type_name(item)}", key)
+        if is_secret_option(key):
+            try:
+                item = secret_text(item)
+            except Invalid as e:
+                raise Invalid(e.problem, key) from None
+        out.append((key, item))
+    return VendorOptions(out)
+
+
+#: Seconds between OPTIONS pings to a trunk's ``peer_uri`` when neither the trunk nor its
+#: vendor plugin says otherwise.
+DEFAULT_OPTIONS_INTERVAL = 30.0
+
+
 @frozen
 class TrunkConfig:
     """``[[trunk]]``: a PBX or carrier allowed to send calls, and where its calls go."""
@@ -788,10 +938,11 @@ class TrunkConfig:
     name: str = setting(
         matches(_NAME, "a valid name ([a-z0-9-]+)"), type_name="string", doc="Unique name, [a-z0-9-]+ (required)."
     )
-    allow: tuple[Network, ...] = setting(
-        list_of(network, non_empty=True),
+    allow: tuple[Network | VendorRange, ...] = setting(
+        list_of(allow_entry, non_empty=True),
         type_name="array of strings",
-        doc="Source networks admitted, CIDR, IPv4 or IPv6; host bits must be zero (required).",
+        doc="Source networks admitted, CIDR, IPv4 or IPv6; host bits must be zero (required). "
+            "`vendor:<name>` stands for the signalling ranges the vendor plugin publishes.",
     )
     agent_uri: str = setting(
         sip_uri_template,
@@ -823,9 +974,10 @@ class TrunkConfig:
         list_of(regex), default=(), type_name="array of strings",
         doc="Regular expressions on the Request-URI user (`re.fullmatch`): calls from the agent host that match go to this trunk.",
     )
-    options_interval: float = setting(
-        non_negative_float, default=30.0, type_name="float",
-        doc="Seconds between OPTIONS pings to `peer_uri`; 0 turns them off.",
+    options_interval: float | None = setting(
+        non_negative_float, default=None, type_name="float",
+        doc="Seconds between OPTIONS pings to `peer_uri`; 0 turns them off. Not set: the vendor "
+            "plugin's interval (Teams 60), else 30.",
     )
     allow_refer: bool = setting(
         boolean, default=False, type_name="boolean", doc="Relay REFER (transfer) from the agent host to this trunk."
@@ -842,10 +994,65 @@ class TrunkConfig:
         doc="Accept this trunk's RTP only from the address in its SDP (no latching to where it really sends from).",
     )
     dtmf: DtmfConfig = section(DtmfConfig, doc="DTMF to agent events for this trunk's callers.")
+    vendor_options: VendorOptions = setting(
+        scalar_table, default=VendorOptions(), type_name="table of scalars",
+        doc="`[trunk.vendor_options]`: options for the vendor plugins (`x_ms_sbc`, `plus_e164`, "
+            "`country_code` ...); values containing token/secret/password in their name are never shown.",
+    )
 
     def _check_section(self, ctx: _Context) -> None:
         if self.dial and self.peer_uri is None:
             raise Invalid("needs `peer_uri`: calls matched by `dial` are sent there", "dial")
+
+    @property
+    def networks(self) -> tuple[Network, ...]:
+        """The ``allow`` entries that are networks (all of them once vendor ranges are resolved)."""
+        return tuple(n for n in self.allow if not isinstance(n, VendorRange))
+
+    @property
+    def allow_vendors(self) -> tuple[str, ...]:
+        """The vendor names of the ``vendor:<name>`` entries of ``allow`` still to resolve."""
+        return tuple(n.name for n in self.allow if isinstance(n, VendorRange))
+
+    def with_vendor_ranges(self, ranges: Mapping[str, Iterable[str]]) -> "TrunkConfig":
+        """This trunk with every ``vendor:<name>`` entry of ``allow`` replaced by the networks
+        ``ranges[name]`` lists (the plugin's ``VendorDefaults.signalling_ranges``), duplicates
+        dropped, order kept.  ``ranges`` maps every installed plugin's name to its ranges.
+        Raises :class:`Invalid` (key ``allow[i]``) for an unknown vendor, a vendor that
+        publishes no ranges, or a range that is not a network.  Pure: the caller loads the
+        plugins."""
+        if not self.allow_vendors:
+            return self
+        out: list[Network] = []
+        for i, entry in enumerate(self.allow):
+            if not isinstance(entry, VendorRange):
+                out.append(entry)
+                continue
+            where = f"allow[{i}]"
+            if entry.name not in ranges:
+                installed = ", ".join(sorted(ranges)) or "none"
+                raise Invalid(f"no vendor plugin named {entry.name!r} (installed: {installed})", where)
+            published = tuple(ranges[entry.name])
+            if not published:
+                raise Invalid(f"vendor plugin {entry.name!r} publishes no signalling ranges: list the "
+                              "vendor's networks in CIDR instead", where)
+            for text in published:
+                try:
+                    out.append(network(text))
+                except Invalid as e:
+                    raise Invalid(f"vendor plugin {entry.name!r}: {e.problem}", where) from None
+        unique = tuple(dict.fromkeys(out))
+        return attrs.evolve(self, allow=unique)
+
+    def ping_interval(self, vendor_default: float | None = None) -> float:
+        """Seconds between OPTIONS pings to ``peer_uri`` (0: off): ``options_interval`` when
+        the file sets it, else the vendor plugin's interval, else
+        :data:`DEFAULT_OPTIONS_INTERVAL`."""
+        if self.options_interval is not None:
+            return self.options_interval
+        if vendor_default is not None:
+            return float(vendor_default)
+        return DEFAULT_OPTIONS_INTERVAL
 
     def agent_target(self, user: str) -> str:
         """The B-leg request URI for ``user``."""

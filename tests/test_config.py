@@ -695,7 +695,7 @@ class TrunkAdditionsTests(SynchronousTestCase):
         self.assertEqual(
             (trunk.match_tls_names, trunk.match_ruri, trunk.peer_uri, trunk.dial, trunk.options_interval,
              trunk.allow_refer, trunk.register),
-            ((), (), None, (), 30.0, False, None),
+            ((), (), None, (), None, False, None),  # options_interval: the vendor's, else 30
         )
 
     def test_values(self) -> None:
@@ -802,3 +802,170 @@ class TrunkAdditionsTests(SynchronousTestCase):
         except ConfigError as e:
             self.assertNotIn("\n", str(e))
             self.assertTrue(str(e).startswith("f.toml: "))
+
+
+# ---- issue 6: vendor settings of a trunk (vendor: allow entries, [trunk.vendor_options])
+
+from sbc.config import VendorOptions, VendorRange  # noqa: E402
+
+
+VENDOR_OPTIONS = """
+[trunk.vendor_options]
+x_ms_sbc = "Acme/SBC/1.0"
+tls_port = 5062
+ratio = 0.5
+allow_replaces = false
+telnyx_token = "tok-never-shown"
+"""
+
+
+class VendorAllowTests(SynchronousTestCase):
+    def test_vendor_entries_parsed(self) -> None:
+        [t] = load_config_text(trunk(allow=["vendor:teams", "203.0.113.0/24"])).trunks
+        self.assertEqual(t.allow, (VendorRange("teams"), ipaddress.ip_network("203.0.113.0/24")))
+        self.assertEqual(t.allow_vendors, ("teams",))
+        self.assertEqual(t.networks, (ipaddress.ip_network("203.0.113.0/24"),))
+        self.assertEqual(str(t.allow[0]), "vendor:teams")
+
+    def test_vendor_entry_syntax(self) -> None:
+        for bad in ("vendor:", "vendor:Teams", "vendor:te ams", "vendor:teams/24"):
+            self.assertEqual(
+                error_of(trunk(allow=["10.0.0.0/8", bad])),
+                f"etc/sbc.toml: trunk[0].allow[1]: {bad!r} is not vendor:<name> with a vendor name of [a-z0-9-]+",
+            )
+        # Not a vendor reference, not a network.
+        self.assertEqual(
+            error_of(trunk(allow=["vendors:teams"])),
+            "etc/sbc.toml: trunk[0].allow[0]: 'vendors:teams' is not an IPv4 or IPv6 network",
+        )
+
+    def test_only_vendor_entries_is_enough_for_the_file(self) -> None:
+        [t] = load_config_text(trunk(allow=["vendor:teams"])).trunks
+        self.assertEqual(t.networks, ())
+
+    def test_with_vendor_ranges(self) -> None:
+        [t] = load_config_text(trunk(allow=["vendor:teams", "52.112.0.0/14", "10.0.0.0/8"])).trunks
+        resolved = t.with_vendor_ranges({"teams": ("52.112.0.0/14", "52.122.0.0/15"), "generic": ()})
+        self.assertEqual(
+            resolved.allow,
+            tuple(ipaddress.ip_network(n) for n in ("52.112.0.0/14", "52.122.0.0/15", "10.0.0.0/8")),
+        )
+        self.assertEqual(resolved.allow_vendors, ())
+        self.assertEqual(resolved.with_vendor_ranges({}), resolved)  # nothing left to resolve
+        self.assertEqual(attrs.evolve(resolved, allow=t.allow), t)  # only allow changed
+
+    def test_with_vendor_ranges_errors(self) -> None:
+        [t] = load_config_text(trunk(allow=["10.0.0.0/8", "vendor:acme"])).trunks
+        with self.assertRaises(Exception) as e:
+            t.with_vendor_ranges({"teams": ("52.112.0.0/14",), "webex": ()})
+        self.assertEqual((e.exception.key, e.exception.problem),
+                         ("allow[1]", "no vendor plugin named 'acme' (installed: teams, webex)"))
+        with self.assertRaises(Exception) as e:
+            t.with_vendor_ranges({"acme": ()})
+        self.assertEqual(e.exception.key, "allow[1]")
+        self.assertIn("publishes no signalling ranges", e.exception.problem)
+        with self.assertRaises(Exception) as e:
+            t.with_vendor_ranges({"acme": ("10.0.0.1/8",)})
+        self.assertIn("vendor plugin 'acme': '10.0.0.1/8' has host bits set", e.exception.problem)
+
+    def test_ping_interval(self) -> None:
+        [t] = load_config_text(trunk()).trunks
+        self.assertIsNone(t.options_interval)
+        self.assertEqual((t.ping_interval(None), t.ping_interval(60.0)), (30.0, 60.0))
+        [t] = load_config_text(trunk() + "options_interval = 0\n").trunks
+        self.assertEqual(t.ping_interval(60.0), 0.0)
+        [t] = load_config_text(trunk() + "options_interval = 15\n").trunks
+        self.assertEqual(t.ping_interval(60.0), 15.0)
+
+
+class VendorOptionsTests(SynchronousTestCase):
+    def test_default_empty(self) -> None:
+        [t] = load_config_text(trunk()).trunks
+        self.assertEqual(t.vendor_options, {})
+        self.assertEqual(repr(t.vendor_options), "{}")
+
+    def test_scalars_kept_with_their_types(self) -> None:
+        [t] = load_config_text(trunk() + VENDOR_OPTIONS).trunks
+        options = t.vendor_options
+        self.assertEqual(
+            dict(options),
+            {"x_ms_sbc": "Acme/SBC/1.0", "tls_port": 5062, "ratio": 0.5, "allow_replaces": False,
+             "telnyx_token": "tok-never-shown"},
+        )
+        self.assertIs(options["allow_replaces"], False)
+        self.assertIsInstance(options["tls_port"], int)
+        self.assertIsInstance(options["telnyx_token"], str)
+        self.assertEqual(f"{options['telnyx_token']}", "tok-never-shown")  # plugins can use it
+        self.assertEqual(options["telnyx_token"].encode(), b"tok-never-shown")
+
+    def test_secrets_never_shown(self) -> None:
+        config = load_config_text(
+            trunk() + "[trunk.vendor_options]\ntelnyx_token = 'tok-1'\napi_secret = 's-2'\n"
+            "sip_password = 'pw-3'\nx_ms_sbc = 'shown'\n"
+        )
+        [t] = config.trunks
+        for text in (repr(config), repr(t), repr(t.vendor_options), repr(dict(t.vendor_options)),
+                     repr(list(t.vendor_options.values())), str(dict(t.vendor_options))):
+            for secret in ("tok-1", "s-2", "pw-3"):
+                self.assertNotIn(secret, text)
+        self.assertIn('x_ms_sbc = "shown"', repr(t))
+        self.assertIn('telnyx_token = "<secret>"', repr(t))
+
+    def test_errors_name_the_key(self) -> None:
+        base = trunk() + "[trunk.vendor_options]\n"
+        cases = {
+            "nested = { a = 1 }": "etc/sbc.toml: trunk[0].vendor_options.nested: expected a string, integer, float "
+                                  "or boolean, got a table",
+            "codes = [1, 2]": "etc/sbc.toml: trunk[0].vendor_options.codes: expected a string, integer, float or "
+                              "boolean, got an array",
+            "when = 1979-05-27": "etc/sbc.toml: trunk[0].vendor_options.when: expected a string, integer, float or "
+                                 "boolean, got date",
+            "Big = 1": "etc/sbc.toml: trunk[0].vendor_options.Big: 'Big' is not a vendor option name ([a-z0-9_]+)",
+            "x-ms-sbc = 'a'": "etc/sbc.toml: trunk[0].vendor_options.x-ms-sbc: 'x-ms-sbc' is not a vendor option "
+                              "name ([a-z0-9_]+)",
+            '"a b" = 1': "etc/sbc.toml: trunk[0].vendor_options.\"a b\": 'a b' is not a vendor option name "
+                         "([a-z0-9_]+)",
+            "telnyx_token = 12345678": "etc/sbc.toml: trunk[0].vendor_options.telnyx_token: expected a string, "
+                                       "got an integer",
+            "telnyx_token = ''": "etc/sbc.toml: trunk[0].vendor_options.telnyx_token: must be a non-empty string of "
+                                 "printable characters (value not shown)",
+        }
+        for line, expected in cases.items():
+            self.assertEqual(error_of(base + line + "\n"), expected)
+        message = error_of(base + 'my_token = "bad\\ttoken"\n')  # a TAB: not printable
+        self.assertEqual(message, "etc/sbc.toml: trunk[0].vendor_options.my_token: must be a non-empty string "
+                                  "of printable characters (value not shown)")
+        self.assertEqual(error_of(trunk(vendor_options="x")),
+                         "etc/sbc.toml: trunk[0].vendor_options: expected a table, got a string")
+
+    def test_equality_and_hash(self) -> None:
+        a = VendorOptions({"a": 1, "b": "x"})
+        self.assertEqual(a, VendorOptions([("b", "x"), ("a", 1)]))
+        self.assertEqual(hash(a), hash(VendorOptions({"b": "x", "a": 1})))
+        self.assertNotEqual(a, VendorOptions({"a": 1}))
+        self.assertNotEqual(VendorOptions({"a": 1}), VendorOptions({"a": True}))
+        [t1] = load_config_text(trunk() + VENDOR_OPTIONS).trunks
+        [t2] = load_config_text(trunk() + VENDOR_OPTIONS).trunks
+        self.assertEqual((t1, hash(t1)), (t2, hash(t2)))
+
+    @given(st.dictionaries(st.from_regex(r"[a-z0-9_]{1,12}", fullmatch=True),
+                           st.one_of(st.booleans(), st.integers(-2**63, 2**63 - 1),
+                                     st.floats(allow_nan=False, allow_infinity=False),
+                                     st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126),
+                                             min_size=1, max_size=20)),
+                           max_size=6))
+    def test_any_scalar_table_round_trips(self, table: dict[str, object]) -> None:
+        import json as _json
+
+        def toml_value(v: object) -> str:
+            if isinstance(v, bool):
+                return "true" if v else "false"
+            if isinstance(v, str):
+                return _json.dumps(v)
+            return repr(v)
+
+        text = trunk() + "[trunk.vendor_options]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in table.items())
+        [t] = load_config_text(text).trunks
+        self.assertEqual(dict(t.vendor_options), table)
+        for k, v in table.items():
+            self.assertIs(type(t.vendor_options[k]) is bool, type(v) is bool)

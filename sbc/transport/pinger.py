@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterable
 
 from attrs import frozen
 
+from sbc.config import DEFAULT_OPTIONS_INTERVAL
 from sbc.sip.endpoint import Peer
 from sbc.sip.errors import SipError
 from sbc.sip.message import Request, Response
@@ -83,6 +84,8 @@ def ping_targets(trunks: Iterable[Any], agent: Any, resolver: Resolver) -> PingP
                 agent_of[trunk.name] = name
         peer_uri = getattr(trunk, "peer_uri", None)
         interval = getattr(trunk, "options_interval", 0.0)
+        if interval is None:  # not set in the file and not resolved against the vendor (service)
+            interval = DEFAULT_OPTIONS_INTERVAL
         if peer_uri and interval > 0:
             name = f"peer:{trunk.name}"
             target = _target(name, peer_uri, interval, resolver)
@@ -98,6 +101,9 @@ class PingerTU(ClientTU):
 
     :param on_change: called with ``(name, up)`` on every transition (metrics); exceptions
         it raises are logged and swallowed.
+    :param request_hook: ``hook(name, request) -> request``, applied to every OPTIONS before
+        it is sent (the service runs the trunk's vendor plugins on ``peer:<trunk>`` pings);
+        if it raises, the ping goes out unchanged and the failure is logged.
     """
 
     def __init__(
@@ -111,8 +117,10 @@ class PingerTU(ClientTU):
         user_agent: str | None = None,
         on_change: Callable[[str, bool], None] | None = None,
         prefix: str | None = None,
+        request_hook: Callable[[str, Request], Request] | None = None,
     ) -> None:
         super().__init__(timers, prefix or f"opt{os.urandom(3).hex()}")
+        self.request_hook = request_hook
         self.pinger = Pinger(
             fqdn=fqdn,
             via_host=via_host,
@@ -185,6 +193,7 @@ class PingerTU(ClientTU):
             target = self.pinger.target(name)
             assert target is not None
             peer = Peer(target.transport, target.host, target.port, 0)
+            request = self._hooked(name, request)
             try:
                 key = self._start(request, peer, now)
             except SipError:
@@ -193,6 +202,17 @@ class PingerTU(ClientTU):
                 continue
             self._by_key[key] = (name, request)
         self._report()
+
+    def _hooked(self, name: str, request: Request) -> Request:
+        hook = self.request_hook
+        if hook is None:
+            return request
+        try:
+            out = hook(name, request)
+        except Exception:
+            self.log.failure("OPTIONS hook failed for {name}; sending the ping unchanged", name=name)
+            return request
+        return out if isinstance(out, Request) else request
 
     def _final(self, key: TransactionKey, response: Response, now: float) -> None:
         item = self._by_key.get(key)
