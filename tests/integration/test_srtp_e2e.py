@@ -115,9 +115,10 @@ def _uri_of(value: str) -> str:
 # -- SDP ---------------------------------------------------------------------------------------
 
 def offer_sdp(media_port: int, *, srtp: SrtpKeying | None, tag: int = 1, decoys: tuple[str, ...] = (),
-              version: int = 1) -> bytes:
+              version: int = 1, proto: str | None = None) -> bytes:
     """The PBX's SDP.  ``decoys``: a=crypto values listed before ours, which the SBC must skip."""
-    proto = "RTP/SAVP" if srtp is not None else "RTP/AVP"
+    if proto is None:
+        proto = "RTP/SAVP" if srtp is not None or decoys else "RTP/AVP"
     lines = [
         "v=0",
         f"o=pbx 1001 {version} IN IP4 127.0.0.1",
@@ -130,8 +131,8 @@ def offer_sdp(media_port: int, *, srtp: SrtpKeying | None, tag: int = 1, decoys:
         "a=fmtp:101 0-15",
         "a=ptime:20",
     ]
+    lines += [f"a=crypto:{decoy}" for decoy in decoys]
     if srtp is not None:
-        lines += [f"a=crypto:{decoy}" for decoy in decoys]
         lines.append("a=crypto:" + crypto_value(tag, srtp).decode("ascii"))
     lines.append("a=sendrecv")
     return ("\r\n".join(lines) + "\r\n").encode()
@@ -793,12 +794,14 @@ class _Refused:
     uses_sipp = False
     offer_srtp = False
 
+    def offer_body(self: Any) -> bytes:
+        return offer_sdp(self.pbx.media_port, srtp=new_keying(SUITE) if self.offer_srtp else None)
+
     def test_refused_with_488(self: Any) -> None:
         agent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.addCleanup(agent.close)
         agent.bind(("127.0.0.1", self.agent_port))
-        keying = new_keying(SUITE) if self.offer_srtp else None
-        reply = self.pbx.invite(offer_sdp(self.pbx.media_port, srtp=keying), timeout=10)
+        reply = self.pbx.invite(self.offer_body(), timeout=10)
         self.assertIsNotNone(reply, self.detail("no final response to the INVITE"))
         assert reply is not None
         self.assertEqual(reply.status, 488, self.detail(reply.raw.decode("utf-8", "replace")))
@@ -927,3 +930,38 @@ class SrtpMediaDetails(_SrtpCall):
 
         self.hang_up(uas)
         self.assertPlainOffer(trace, ours, theirs)
+
+
+MKI_ONLY = "1 AES_CM_128_HMAC_SHA1_80 inline:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwd|2^20|1:4"
+
+
+class SrtpRequiredNoUsableCrypto(_Refused, _Base):
+    """RTP/SAVP whose only crypto lines the SBC cannot use (MKI, unknown suite): 488."""
+
+    trunk_srtp = "required"
+
+    def offer_body(self) -> bytes:
+        return offer_sdp(self.pbx.media_port, srtp=None,
+                         decoys=(MKI_ONLY, "2 F8_128_HMAC_SHA1_80 inline:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwd"))
+
+
+class SrtpFeedbackProfile(SrtpRequiredToPlainAgent):
+    """The PBX offers RTP/SAVPF (SDES with RTCP feedback); the agent host answers RTP/AVP, as
+    many endpoints do.  RFC 3264 §6: the answer's transport must be the offer's, so the SBC's
+    answer to the PBX must read RTP/SAVPF."""
+
+    def call_up(self, ours: SrtpKeying) -> tuple[SipMsg, AudioSdp, SrtpKeying]:
+        reply = self.pbx.invite(offer_sdp(self.pbx.media_port, srtp=ours, proto="RTP/SAVPF"))
+        self.assertIsNotNone(reply, self.detail("no final response to the INVITE"))
+        assert reply is not None
+        self.assertEqual(reply.status, 200, self.detail(reply.raw.decode("utf-8", "replace")))
+        self.pbx.ack_2xx()
+        answer = AudioSdp(reply.body)
+        self.assertEqual(answer.proto, "RTP/SAVPF", reply.body)
+        return reply, answer, self.sbc_key(answer, ours)
+
+    def assertPlainOffer(self, trace: Path, *keys: SrtpKeying) -> None:
+        offered = self.agent_invite(trace)
+        m_line = next((line for line in offered.splitlines() if line.startswith("m=audio ")), "")
+        self.assertIn(m_line.split()[2:3], (["RTP/AVP"], ["RTP/AVPF"]), offered)
+        self.assertNotIn("a=crypto", offered)

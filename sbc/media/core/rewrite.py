@@ -577,6 +577,9 @@ class Negotiator:
                 sdp, index, self.ports[to_side],
                 crypto=pending.answer_crypto, rtcp_mux=offerer.rtcp_mux,
             )
+            # RFC 3264 §6: the answer carries the offer's transport, whatever the answerer wrote.
+            proto = _target_proto(offerer.proto, pending.answer_crypto is not None)
+            out = out.with_media(index, _with_proto(out.media[index], proto))
             out = self._dtmf_for(to_side, out, index, offerer)
         result = self._stamp(to_side, out)
         self.sides[from_side] = attrs.evolve(
