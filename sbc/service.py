@@ -18,6 +18,12 @@ Lifecycle (:class:`SbcService`):
 * SIGHUP (:meth:`SbcService.reload`): the file is read again; if valid, trunks, ``[calls]``
   limits and ``[agent]`` settings are swapped in (calls in progress are untouched); if
   invalid, the one-line error is logged and the old configuration stays.
+* Vendor plugins (issue 6, :func:`vendor_setup`): at start-up and on every reload the
+  plugins are discovered, each trunk's ``vendor:<name>`` allow entries become the plugin's
+  signalling ranges and an unset ``options_interval`` the plugin's interval, and one quirk
+  chain per trunk goes to the B2BUA (``quirks=``) and to the OPTIONS pings toward each
+  trunk's ``peer_uri``.  A plugin that cannot be loaded or a trunk naming an unknown vendor
+  stops start-up with one line (:class:`~sbc.tap.ConfigExit`), or fails the reload.
 * ``stopService`` (SIGTERM): new calls get 503, calls in progress get up to
   ``calls.drain_timeout`` seconds to end, the rest are ended on both legs, the trunks we
   registered with are de-registered, and only then the listeners close.
@@ -27,8 +33,9 @@ from __future__ import annotations
 
 import signal
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
+import attrs
 from twisted.application.internet import StreamServerEndpointService, UDPServer
 from twisted.application.service import MultiService, Service
 from twisted.internet.endpoints import (
@@ -42,7 +49,7 @@ from twisted.logger import Logger
 
 from sbc.observe import attach_observability
 from sbc.sip.endpoint import Endpoint
-from sbc.config import ConfigError, load_config
+from sbc.config import ConfigError, Invalid, load_config
 from sbc.sip.message import Response
 from sbc.sip.endpoint import Peer
 from sbc.transport.driver import SipDriver
@@ -52,7 +59,7 @@ from sbc.transport.stream import SipStreamFactory
 from sbc.transport.tls import server_tls_options
 from sbc.transport.udp import MAX_DATAGRAM, SipDatagramProtocol
 
-__all__ = ["DnsResolver", "LookupPump", "build_service", "ResponseDispatcher", "SbcService"]
+__all__ = ["DnsResolver", "LookupPump", "build_service", "ResponseDispatcher", "SbcService", "vendor_setup"]
 
 #: While draining or waiting for de-registrations, how often to look again (seconds).
 POLL_INTERVAL = 0.1
@@ -296,6 +303,8 @@ class SbcService(MultiService):
         self.registrations: RegistrationTU | None = None
         self.pinger: PingerTU | None = None
         self.dispatcher: ResponseDispatcher | None = None
+        #: Trunk name -> :class:`~sbc.quirks.chain.QuirkChain` (see :func:`vendor_setup`).
+        self.quirks: dict[str, Any] = {}
         self.draining = False
         self._previous_hup: Any = None
         self._installed_hup: Any = None
@@ -380,6 +389,10 @@ class SbcService(MultiService):
             return False
         try:
             self.apply_config(new)
+        except ConfigError as e:  # vendor plugins or vendor: ranges; nothing was changed
+            self.log.error("configuration reload failed, keeping the running configuration: {error}",
+                           error=str(e))
+            return False
         except Exception:
             self.log.failure("applying the reloaded configuration failed")
             return False
@@ -387,7 +400,13 @@ class SbcService(MultiService):
 
     def apply_config(self, new: Any) -> None:
         """Swap in what can change at run time: trunks (B2BUA, registrations, pings),
-        ``[calls]`` limits and ``[agent]`` settings.  Calls in progress are not touched."""
+        ``[calls]`` limits and ``[agent]`` settings.  Calls in progress are not touched.
+        The vendor plugins are discovered again and the quirk chains rebuilt; a
+        :class:`~sbc.config.ConfigError` from that (see :func:`vendor_setup`) leaves
+        everything as it was."""
+        new, chains, warnings = vendor_setup(new)
+        for warning in warnings:
+            self.log.warn("vendor settings: {problem}", problem=warning)
         old = self.config
         fixed = [name for name in ("listen", "sbc", "sip", "admin")
                  if getattr(old, name, None) != getattr(new, name, None)]
@@ -403,6 +422,8 @@ class SbcService(MultiService):
                 self.b2bua.trunks = tuple(new.trunks)
             _apply_calls(self.b2bua, new.calls)
             _apply_agent(self.b2bua, new.agent)
+            self.b2bua.quirks = self._chains_for_reload(chains)
+        self.quirks = dict(chains)
         if self.registrations is not None:
             self.registrations.set_trunks(new.trunks, now)
         if self.pinger is not None:
@@ -418,6 +439,35 @@ class SbcService(MultiService):
         self.log.info("configuration reloaded from {path}: {trunks} trunk(s): {names}",
                       path=str(new.path), trunks=len(new.trunks),
                       names=", ".join(t.name for t in new.trunks) or "none")
+
+    def _chains_for_reload(self, chains: Mapping[str, Any]) -> dict[str, Any]:
+        """The new chains, plus the old chain of a trunk that is gone but still has calls
+        in progress (they keep the vendor handling they started with)."""
+        merged = dict(chains)
+        old = getattr(self.b2bua, "quirks", None) or {}
+        for call in list(getattr(self.b2bua, "calls", {}).values()):
+            name = getattr(call, "trunk", None)
+            if name is not None and name not in merged and name in old:
+                merged[name] = old[name]
+        return merged
+
+    def ping_request(self, name: str, request: Any) -> Any:
+        """The pinger's hook: an OPTIONS toward ``peer:<trunk>`` goes through that trunk's
+        ``request_to_pbx`` hooks (Teams: X-MS-SBC, Contact with our FQDN); hook failures
+        are logged as ``quirk-error`` and leave the ping as it was."""
+        if not name.startswith("peer:"):
+            return request
+        chains = self.b2bua.quirks if self.b2bua is not None and self.b2bua.quirks is not None else self.quirks
+        chain = chains.get(name[len("peer:"):])
+        if chain is None:
+            return request
+        call_id = request.get("Call-ID")
+        ctx = chain.context("outbound", call_id.decode("latin-1") if call_id else "")
+        out = chain.request_to_pbx(request, ctx)
+        for n in chain.notices():
+            self.log.warn("quirk-error: vendor plugin {quirk} failed in {hook} on the OPTIONS to {name} "
+                          "(sent unmodified): {error}", quirk=n.quirk, hook=n.hook, name=name, error=n.error)
+        return out
 
     def dns_answered(self) -> None:
         """A background DNS lookup completed: retry what waited for it (on a later turn)."""
@@ -592,9 +642,68 @@ def _local_hosts(listeners: Any) -> dict[str, Any]:
     return {"local_hosts": hosts} if hosts else {}
 
 
+def vendor_setup(config: Any, plugins: Mapping[str, Any] | None = None) -> tuple[Any, dict[str, Any], list[str]]:
+    """Apply the vendor plugins to a loaded configuration: ``(config, chains, warnings)``.
+
+    ``config`` comes back with every trunk's ``vendor:<name>`` allow entries replaced by
+    the plugin's published signalling ranges (the B2BUA sees only networks) and its
+    ``options_interval`` resolved (the file's value, else the plugin's, else 30 s);
+    ``chains`` maps each trunk to its :class:`~sbc.quirks.chain.QuirkChain`; ``warnings``
+    are :func:`sbc.quirks.host.startup_warnings` sentences to log.  ``plugins``: ``{name:
+    plugin}`` (default: :func:`sbc.quirks.loader.registry`, the installed plugins).
+
+    Raises :class:`~sbc.config.ConfigError` (one line: file, key, problem) when a plugin
+    cannot be loaded, a trunk names a vendor no plugin provides, or a ``vendor:`` entry
+    names an unknown vendor or one that publishes no ranges.  Calling it again on its own
+    result changes nothing."""
+    from sbc.quirks.chain import UnknownVendor, build_chains
+    from sbc.quirks.host import startup_warnings
+    from sbc.quirks.loader import PluginError, registry
+
+    where = getattr(config, "path", "<config>")
+    if plugins is None:
+        try:
+            plugins = registry()
+        except PluginError as e:
+            raise ConfigError(where, None, f"vendor plugins: {e}") from None
+    installed = ", ".join(sorted(plugins)) or "none"
+    ranges = {name: tuple(q.defaults.signalling_ranges) for name, q in plugins.items()}
+    trunks = []
+    for i, trunk in enumerate(config.trunks):
+        quirk = plugins.get(trunk.vendor)
+        if quirk is None:
+            raise ConfigError(where, f"trunk[{i}].vendor",
+                              f"no vendor plugin named {trunk.vendor!r} (installed: {installed})")
+        try:
+            resolved = trunk.with_vendor_ranges(ranges)
+        except Invalid as e:
+            raise ConfigError(where, f"trunk[{i}].{e.key}" if e.key else f"trunk[{i}]", e.problem) from None
+        interval = resolved.ping_interval(quirk.defaults.options_interval)
+        if interval != resolved.options_interval:
+            resolved = attrs.evolve(resolved, options_interval=interval)
+        trunks.append(resolved)
+    config = attrs.evolve(config, trunks=tuple(trunks))
+    try:
+        chains = build_chains(config.trunks, plugins, config.sbc.fqdn)
+    except UnknownVendor as e:  # pragma: no cover - every vendor was checked above
+        raise ConfigError(where, None, str(e)) from None
+    warnings = startup_warnings(chains, fqdn=config.sbc.fqdn, transports=[l.transport for l in config.listen])
+    return config, chains, warnings
+
+
 def build_service(config: Any, reactor: Any, *, install_signals: bool = True, dns: Any = None) -> SbcService:
     """Build the whole tree.  ``install_signals=False``: no SIGHUP handler (tests); ``dns``:
-    the ``IResolver`` for RFC 3263 location (default: the system's, bound to ``reactor``)."""
+    the ``IResolver`` for RFC 3263 location (default: the system's, bound to ``reactor``).
+
+    A vendor plugin that cannot be loaded or a bad vendor reference in the trunks (see
+    :func:`vendor_setup`) raises :class:`~sbc.tap.ConfigExit`: the process stops with the
+    one-line error and no traceback, as for a bad configuration file."""
+    try:
+        config, chains, warnings = vendor_setup(config)
+    except ConfigError as e:
+        from sbc.tap import ConfigExit
+
+        raise ConfigExit(e) from None
     sip = config.sip
     endpoint_ref: list[SipDriver] = []
     endpoint = Endpoint(
@@ -618,6 +727,9 @@ def build_service(config: Any, reactor: Any, *, install_signals: bool = True, dn
     )
     endpoint_ref.append(driver)
     top = SbcService(config, driver, reactor, install_signals=install_signals)
+    top.quirks = dict(chains)
+    for warning in warnings:
+        top.log.warn("vendor settings: {problem}", problem=warning)
 
     # The B2BUA: calls from a trunk's PBX to its agent host.  Its own requests leave from the
     # first UDP listener's address (Via and Contact), the socket the agent host answers to.
@@ -653,6 +765,7 @@ def build_service(config: Any, reactor: Any, *, install_signals: bool = True, dn
             local_ports=ports,
             resolver=resolver,
             events_sip_info=config.events.sip_info,
+            quirks=chains,
             **_local_hosts(config.listen),
         )
         b2bua.agent_srtp = config.agent.srtp
@@ -702,7 +815,8 @@ def build_service(config: Any, reactor: Any, *, install_signals: bool = True, dn
 
         pinger = PingerTU(
             timers=sip, fqdn=config.sbc.fqdn, via_host=via_host, via_port=first.port,
-            down_after=config.agent.down_after, user_agent=config.sbc.user_agent)
+            down_after=config.agent.down_after, user_agent=config.sbc.user_agent,
+            request_hook=top.ping_request)
         pinger.set_plan(ping_targets(config.trunks, config.agent, b2bua.resolver), reactor.seconds())
         dispatcher.add(pinger)
         driver.add_tu(pinger)

@@ -1,0 +1,298 @@
+# -*- test-case-name: tests.test_quirks_service -*-
+"""The vendor plugins wired into the service (issue 6): quirk chains built at start-up and
+on reload, ``vendor:<name>`` allow entries resolved to the plugin's ranges, the vendor's
+OPTIONS interval, OPTIONS pings toward a trunk's peer through its ``request_to_pbx`` hooks,
+and one-line start-up errors.  No sockets: the memory reactor of tests.test_service."""
+
+from __future__ import annotations
+
+import ipaddress
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from twisted.internet.testing import EventLoggingObserver
+from twisted.logger import globalLogPublisher
+from twisted.trial.unittest import SynchronousTestCase
+
+import sbc.quirks.loader as loader
+from sbc.config import load_config, load_config_text
+from sbc.quirks.interface import QuirkBase, VendorDefaults
+from sbc.quirks.loader import PluginError
+from sbc.service import build_service, vendor_setup
+from sbc.sip.message import Request, make_response
+from sbc.tap import ConfigExit
+
+from .test_service import FakeReactor, pump, requests_to, sent
+
+BASE = """
+[sbc]
+fqdn = "sbc.example.com"
+[[listen]]
+transport = "udp"
+address = "127.0.0.1"
+port = 5060
+[admin]
+enabled = false
+[media]
+enabled = false
+[agent]
+options_interval = 0
+"""
+
+TEAMS = """
+[[trunk]]
+name = "teams"
+vendor = "teams"
+allow = ["vendor:teams", "203.0.113.0/24"]
+agent_uri = "sip:{user}@127.0.0.1:5090"
+peer_uri = "sip:192.0.2.10:5060"
+[trunk.vendor_options]
+x_ms_sbc = "Acme/SBC/2.0"
+"""
+
+TEAMS_NETWORKS = tuple(ipaddress.ip_network(n) for n in ("52.112.0.0/14", "52.122.0.0/15", "203.0.113.0/24"))
+
+
+def build(text: str, reactor: FakeReactor | None = None) -> tuple[Any, FakeReactor]:
+    reactor = reactor or FakeReactor()
+    top = build_service(load_config_text(text), reactor, install_signals=False)
+    top.startService()
+    return top, reactor
+
+
+def exit_of(text: str) -> ConfigExit:
+    try:
+        build_service(load_config_text(text, "etc/sbc.toml"), FakeReactor(), install_signals=False)
+    except ConfigExit as e:
+        assert "\n" not in str(e), str(e)
+        return e
+    raise AssertionError("build_service did not stop")
+
+
+def invite_from(host: str, call_id: str = "q-1@pbx") -> bytes:
+    return (
+        "INVITE sip:+15550100@127.0.0.1:5060 SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP {host}:5060;branch=z9hG4bK-q-1\r\n"
+        "Max-Forwards: 70\r\n"
+        f"From: <sip:+15550199@{host};user=phone>;tag=f1\r\n"
+        "To: <sip:+15550100@127.0.0.1;user=phone>\r\n"
+        f"Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\n"
+        f"Contact: <sip:pbx@{host}:5060>\r\n"
+        "User-Agent: Microsoft.PSTNHub.SIPProxy v.2024.1.1.1 i.EUWE.0\r\n"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
+
+
+def first_sends(requests: list[Request]) -> list[Request]:
+    """One per transaction (UDP retransmissions left out)."""
+    return list({r.top_via.branch: r for r in reversed(requests)}.values())[::-1]
+
+
+def peer_pings(reactor: FakeReactor) -> list[Request]:
+    return first_sends([m for m, addr in sent(reactor)
+                        if isinstance(m, Request) and m.method == "OPTIONS" and addr == ("192.0.2.10", 5060)])
+
+
+class StartupTests(SynchronousTestCase):
+    def test_chains_built_and_given_to_the_b2bua(self) -> None:
+        top, _ = build(BASE + TEAMS + '[[trunk]]\nname = "plain"\nallow = ["198.51.100.0/24"]\n'
+                       'agent_uri = "sip:{user}@127.0.0.1:5091"\n')
+        self.addCleanup(top.stopService)
+        self.assertEqual(set(top.b2bua.quirks), {"teams", "plain"})
+        self.assertIs(top.b2bua.quirks["teams"], top.quirks["teams"])
+        self.assertEqual((top.quirks["teams"].vendor, top.quirks["teams"].primary.name), ("teams", "teams"))
+        self.assertEqual(top.quirks["plain"].vendor, "generic")
+        self.assertEqual(top.quirks["teams"].options["x_ms_sbc"], "Acme/SBC/2.0")
+        self.assertEqual(top.quirks["teams"].sbc_fqdn, "sbc.example.com")
+
+    def test_vendor_allow_resolved_into_networks(self) -> None:
+        top, _ = build(BASE + TEAMS)
+        self.addCleanup(top.stopService)
+        [trunk] = top.b2bua.trunks
+        self.assertEqual(trunk.allow, TEAMS_NETWORKS)
+        self.assertEqual(top.config.trunks, top.b2bua.trunks)
+
+    def test_inbound_invite_from_a_vendor_range_is_canonicalised(self) -> None:
+        top, reactor = build(BASE + TEAMS)
+        self.addCleanup(top.stopService)
+        reactor.udp_ports[0].protocol.datagramReceived(invite_from("52.113.4.5"), ("52.113.4.5", 5060))
+        [invite] = requests_to(reactor, "INVITE", 5090)
+        self.assertEqual(invite.get("X-SBC-Trunk"), b"teams")
+        self.assertEqual(invite.get("X-SBC-Vendor"), b"teams")
+        self.assertEqual(invite.get("X-SBC-Original-Call-ID"), b"q-1@pbx")
+        self.assertEqual(invite.get("X-SBC-Callee"), b"+15550100")
+        # The PBX got a 100 Trying with Microsoft's X-MS-SBC (response_to_pbx ran).
+        trying = [m for m, addr in sent(reactor) if not isinstance(m, Request) and addr == ("52.113.4.5", 5060)]
+        self.assertEqual([r.status for r in trying], [100])
+        self.assertEqual(trying[0].get("X-MS-SBC"), b"Acme/SBC/2.0")
+
+    def test_source_outside_every_range_is_refused(self) -> None:
+        top, reactor = build(BASE + TEAMS)
+        self.addCleanup(top.stopService)
+        reactor.udp_ports[0].protocol.datagramReceived(invite_from("52.120.1.1"), ("52.120.1.1", 5060))
+        self.assertEqual(requests_to(reactor, "INVITE", 5090), [])
+        self.assertEqual([m.status for m, addr in sent(reactor) if addr == ("52.120.1.1", 5060)], [403])
+
+    def test_startup_warnings_logged(self) -> None:
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        top, _ = build(BASE.replace('fqdn = "sbc.example.com"', 'fqdn = "192.0.2.1"') + TEAMS)
+        self.addCleanup(top.stopService)
+        warnings = [e["problem"] for e in events if "vendor settings" in str(e.get("log_format"))]
+        self.assertEqual(len(warnings), 2, warnings)
+        self.assertIn("[sbc] fqdn is '192.0.2.1'", warnings[0])
+        self.assertIn("no tls listener", warnings[1])
+
+    def test_unknown_vendor_in_allow_stops_startup(self) -> None:
+        e = exit_of(BASE + TEAMS.replace("vendor:teams", "vendor:acme"))
+        self.assertTrue(str(e).startswith(
+            "etc/sbc.toml: trunk[0].allow[0]: no vendor plugin named 'acme' (installed: "), str(e))
+        self.assertIn("teams", str(e))
+        self.assertEqual(e.error.key, "trunk[0].allow[0]")
+
+    def test_vendor_without_ranges_stops_startup(self) -> None:
+        e = exit_of(BASE + TEAMS.replace('allow = ["vendor:teams", "203.0.113.0/24"]',
+                                         'allow = ["203.0.113.0/24", "vendor:webex"]'))
+        self.assertEqual(str(e), "etc/sbc.toml: trunk[0].allow[1]: vendor plugin 'webex' publishes no "
+                                 "signalling ranges: list the vendor's networks in CIDR instead")
+
+    def test_unknown_trunk_vendor_stops_startup(self) -> None:
+        e = exit_of(BASE + TEAMS.replace('vendor = "teams"', 'vendor = "acme"'))
+        self.assertTrue(str(e).startswith("etc/sbc.toml: trunk[0].vendor: no vendor plugin named 'acme' "
+                                          "(installed: "), str(e))
+
+    def test_plugin_error_stops_startup(self) -> None:
+        def broken(package: Any = None) -> dict[str, Any]:
+            raise PluginError("vendor plugin module plugins.acme (/x/acme.py) failed to import: ImportError: nope")
+
+        self.patch(loader, "registry", broken)
+        e = exit_of(BASE + TEAMS)
+        self.assertEqual(str(e), "etc/sbc.toml: vendor plugins: vendor plugin module plugins.acme (/x/acme.py) "
+                                 "failed to import: ImportError: nope")
+
+    def test_vendor_setup_is_idempotent(self) -> None:
+        config, chains, _ = vendor_setup(load_config_text(BASE + TEAMS))
+        again, chains2, _ = vendor_setup(config)
+        self.assertEqual(again, config)
+        self.assertEqual(set(chains2), set(chains))
+        self.assertEqual(config.trunks[0].options_interval, 60.0)
+
+
+class PingTests(SynchronousTestCase):
+    def test_teams_peer_pinged_every_60s_with_its_headers(self) -> None:
+        top, reactor = build(BASE + TEAMS)
+        self.addCleanup(top.stopService)
+        pump(reactor, 59.0, step=0.5)
+        self.assertEqual(peer_pings(reactor), [])
+        pump(reactor, 1.5, step=0.5)
+        [ping] = peer_pings(reactor)
+        self.assertEqual(ping.get("X-MS-SBC"), b"Acme/SBC/2.0")
+        self.assertEqual(ping.get("Contact"), b"<sip:sbc.example.com:5061;transport=tls>")
+        # The transaction still matches its answer (the hook may not touch Via/CSeq/Call-ID).
+        reactor.udp_ports[0].protocol.datagramReceived(make_response(ping, 200, to_tag="t").to_bytes(),
+                                                       ("192.0.2.10", 5060))
+        self.assertEqual(top.pinger.peer_details()["peer:teams"]["last_status"], 200)
+
+    def test_explicit_interval_wins(self) -> None:
+        top, reactor = build(BASE + TEAMS.replace('peer_uri = "sip:192.0.2.10:5060"',
+                                                  'peer_uri = "sip:192.0.2.10:5060"\noptions_interval = 20'))
+        self.addCleanup(top.stopService)
+        pump(reactor, 20.5, step=0.5)
+        self.assertEqual(len(peer_pings(reactor)), 1)
+
+    def test_vendor_without_interval_pings_every_30s(self) -> None:
+        twilio = TEAMS.replace('vendor = "teams"', 'vendor = "twilio"').replace("vendor:teams", "vendor:twilio")
+        top, reactor = build(BASE + twilio)
+        self.addCleanup(top.stopService)
+        self.assertEqual(top.config.trunks[0].options_interval, 30.0)
+        pump(reactor, 30.5, step=0.5)
+        [ping] = peer_pings(reactor)
+        self.assertIsNone(ping.get("X-MS-SBC"))
+
+    def test_agent_pings_are_not_vendor_hooked(self) -> None:
+        top, reactor = build(BASE.replace("options_interval = 0", "options_interval = 30") + TEAMS)
+        self.addCleanup(top.stopService)
+        pump(reactor, 30.5, step=0.5)
+        [agent] = first_sends(requests_to(reactor, "OPTIONS", 5090))
+        self.assertIsNone(agent.get("X-MS-SBC"))
+        self.assertEqual(agent.get("Contact"), b"<sip:sbc.example.com:5060>")
+
+    def test_failing_plugin_hook_leaves_the_ping_unchanged(self) -> None:
+        class Boom(QuirkBase):
+            name = "teams"
+            title = "broken"
+            defaults = VendorDefaults(options_interval=10.0)
+
+            def request_to_pbx(self, message: Any, ctx: Any) -> None:
+                message.set("X-Half", "done")
+                raise RuntimeError("boom")
+
+        self.patch(loader, "registry", lambda package=None: {"teams": Boom(), "generic": QuirkBase()})
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        top, reactor = build(BASE + TEAMS.replace("vendor:teams", "198.51.100.0/24"))
+        self.addCleanup(top.stopService)
+        pump(reactor, 10.5, step=0.5)
+        [ping] = peer_pings(reactor)
+        self.assertIsNone(ping.get("X-Half"))
+        errors = [e for e in events if "quirk-error" in str(e.get("log_format"))]
+        self.assertEqual([(e["quirk"], e["hook"], e["error"]) for e in errors],
+                         [("teams", "request_to_pbx", "RuntimeError: boom")])
+
+    def test_raising_request_hook_sends_the_ping_anyway(self) -> None:
+        top, reactor = build(BASE + TEAMS)
+        self.addCleanup(top.stopService)
+
+        def hook(name: str, request: Request) -> Request:
+            raise ValueError("hook bug")
+
+        top.pinger.request_hook = hook
+        pump(reactor, 60.5, step=0.5)
+        [ping] = peer_pings(reactor)
+        self.assertIsNone(ping.get("X-MS-SBC"))
+        self.flushLoggedErrors(ValueError)
+
+
+class ReloadTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.dir = Path(tempfile.mkdtemp())
+        self.path = self.dir / "sbc.toml"
+        self.path.write_text(BASE + TEAMS)
+        self.reactor = FakeReactor()
+        self.top = build_service(load_config(self.path), self.reactor, install_signals=False)
+        self.top.startService()
+        self.addCleanup(self.top.stopService)
+        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+
+    def test_reload_rebuilds_chains_and_ranges(self) -> None:
+        twilio = TEAMS.replace('vendor = "teams"', 'vendor = "twilio"').replace("vendor:teams", "vendor:twilio")
+        self.path.write_text(BASE + twilio)
+        self.assertTrue(self.top.reload())
+        self.assertEqual(self.top.b2bua.quirks["teams"].vendor, "twilio")
+        [trunk] = self.top.b2bua.trunks
+        self.assertIn(ipaddress.ip_network("54.172.60.0/30"), trunk.allow)
+        self.assertNotIn(ipaddress.ip_network("52.112.0.0/14"), trunk.allow)
+        self.assertEqual(trunk.options_interval, 30.0)
+        self.assertEqual(self.top.config.trunks, self.top.b2bua.trunks)
+
+    def test_reload_with_unknown_vendor_keeps_everything(self) -> None:
+        old_config, old_chains, old_trunks = self.top.config, self.top.b2bua.quirks, self.top.b2bua.trunks
+        self.path.write_text(BASE + TEAMS.replace("vendor:teams", "vendor:acme"))
+        self.assertFalse(self.top.reload())
+        self.assertIs(self.top.config, old_config)
+        self.assertIs(self.top.b2bua.quirks, old_chains)
+        self.assertIs(self.top.b2bua.trunks, old_trunks)
+        [error] = [e["error"] for e in self.events if "reload failed" in str(e.get("log_format"))]
+        self.assertTrue(error.startswith(f"{self.path}: trunk[0].allow[0]: no vendor plugin named 'acme'"), error)
+
+    def test_calls_of_a_removed_trunk_keep_their_chain(self) -> None:
+        class FakeCall:
+            trunk = "teams"
+
+        teams_chain = self.top.b2bua.quirks["teams"]
+        self.top.b2bua.calls["in-progress"] = FakeCall()
+        self.path.write_text(BASE + '[[trunk]]\nname = "other"\nallow = ["198.51.100.0/24"]\n'
+                                    'agent_uri = "sip:{user}@127.0.0.1:5091"\n')
+        self.assertTrue(self.top.reload())
+        del self.top.b2bua.calls["in-progress"]
+        self.assertIs(self.top.b2bua.quirks["teams"], teams_chain)
+        self.assertEqual(set(self.top.quirks), {"other"})
