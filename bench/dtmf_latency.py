@@ -37,14 +37,19 @@ yielded no event (missing), more than one (duplicate) or an event for a key neve
 
 The latency is measured end to end from this process: it includes the loopback hop in, the
 SBC's packet handling, DTMF decoding, the event hub, the WebSocket frame and this reactor's
-own turn to read it.  The whole run is bounded (``--deadline``, 55 s by default).
+own turn to read it.  The whole run is bounded (``--deadline``, 45 s by default, plus a few
+seconds to stop the processes).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
+import resource
+import signal
+import subprocess
 import statistics
 import sys
 import time
@@ -70,6 +75,7 @@ SILENCE = b"\xff" * 160
 PTIME = 0.020
 #: How long one key's packets take: 5 packets 20 ms apart, then the 3 end packets.
 KEY_SPAN = 0.100
+LAG_PROBE = 0.005
 DIGITS = "0123456789*#"  # '#' also makes the SBC submit the buffered digits: more events, as in real use
 
 
@@ -81,11 +87,12 @@ class DemoAgentProcess(TwistProcess):
 
     name = "demo agent"
 
-    def __init__(self) -> None:
+    def __init__(self, calls: int) -> None:
         super().__init__("sbc-bench-agent-", "agent.log")
         self.port = free_port()
-        low = random.randrange(30000, 39000, 200)
-        self.rtp_ports = (low, low + 199)
+        size = 2 * calls + 20  # the echo takes one port per call (even ones first)
+        low = random.randrange(30000, 40000 - size, 2)
+        self.rtp_ports = (low, low + size - 1)
 
     def start(self, timeout: float = 20.0) -> "DemoAgentProcess":
         self.spawn(["sbc-demo-agent", "--listen", f"{HOST}:{self.port}",
@@ -164,8 +171,9 @@ class Call:
         self.remote_target: str | None = None
         self.route: list[str] = []
         self.cseq = 1
-        self.state = "new"  # new, inviting, up, ending, ended, failed
+        self.state = "new"  # new, inviting, proceeding, up, ending, ended, failed
         self.invite_branch = ""
+        self.bye_branch = ""
         self.rtp: Any = None  # the listening UDP port
         self.rtp_port = 0
         self.media: tuple[str, int] | None = None
@@ -187,7 +195,7 @@ class Call:
     def _request(self, method: str, uri: str, branch: str, cseq: int, body: bytes = b"",
                  extra: str = "") -> bytes:
         to = self.to_header or f"<sip:agent@{HOST}:{self.uac.sbc_port}>"
-        route = "".join(f"Route: {r}\r\n" for r in self.route) if method != "INVITE" or self.to_header else ""
+        route = "".join(f"Route: {r}\r\n" for r in self.route)  # empty until the 2xx
         head = (
             f"{method} {uri} SIP/2.0\r\n"
             f"Via: SIP/2.0/UDP {HOST}:{self.uac.port};branch={branch};rport\r\n"
@@ -448,14 +456,26 @@ def match(calls: list[Call], collector: Collector) -> dict[str, Any]:
         if call is None:
             unexpected += 1
             continue
-        seen.setdefault(call.sbc_call_id or "", []).append((at, str(event.get("event"))))
+        seen.setdefault(call.sbc_call_id or "", []).append(
+            (at, str(event.get("event")), event.get("received_at")))
     latencies: list[float] = []
-    missing = duplicate = 0
+    rows: list[tuple[int, int, str, float, float]] = []
+    origin = min((c.sent_at[0] for c in calls if c.sent_at), default=0.0)
+    missing = duplicate = clock_off = 0
+
+    def matched(call: Call, k: int, at: float, received_at: Any) -> None:
+        nonlocal clock_off
+        latencies.append(at - call.sent_at[k])
+        rows.append((call.index, k, call.keys[k], call.sent_at[k] - origin, at - call.sent_at[k]))
+        # received_at is the SBC's wall clock in whole seconds: the second of the send or the next
+        if not (isinstance(received_at, int) and 0 <= received_at - int(call.sent_wall[k]) <= 1):
+            clock_off += 1
+
     for call in calls:
         nxt = 0
-        for at, digit in seen.get(call.sbc_call_id or "", []):
+        for at, digit, received_at in seen.get(call.sbc_call_id or "", []):
             if nxt < len(call.keys) and digit == call.keys[nxt]:
-                latencies.append(at - call.sent_at[nxt])
+                matched(call, nxt, at, received_at)
                 nxt += 1
                 continue
             if nxt > 0 and digit == call.keys[nxt - 1]:
@@ -465,12 +485,13 @@ def match(calls: list[Call], collector: Collector) -> dict[str, Any]:
             if later:  # the keys in between were lost
                 missing += later[0] - nxt
                 nxt = later[0]
-                latencies.append(at - call.sent_at[nxt])
+                matched(call, nxt, at, received_at)
                 nxt += 1
                 continue
             unexpected += 1
         missing += len(call.keys) - nxt
-    return {"latencies": latencies, "missing": missing, "duplicate": duplicate, "unexpected": unexpected}
+    return {"latencies": latencies, "missing": missing, "duplicate": duplicate, "unexpected": unexpected,
+            "received_at_off": clock_off, "rows": sorted(rows, key=lambda r: r[3])}
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -523,7 +544,22 @@ async def run(reactor: Any, args: argparse.Namespace, sbc: RunningSbc) -> dict[s
     for call in up:
         call.sbc_call_id = collector.by_caller.get(call.user)
 
+    # This process's own reactor lag (how late a 5 ms timer fires) while keying: a stall here
+    # delays the reading of events, and shows as latency that is not the SBC's.
+    lags: list[float] = []
+    lag_state = {"on": True, "due": 0.0}
+
+    def lag_tick() -> None:
+        now = time.perf_counter()
+        lags.append(now - lag_state["due"])
+        if lag_state["on"]:
+            lag_state["due"] = now + LAG_PROBE
+            reactor.callLater(LAG_PROBE, lag_tick)
+
     start = time.perf_counter()
+    lag_state["due"] = start + LAG_PROBE
+    reactor.callLater(LAG_PROBE, lag_tick)
+    cpu_start = (cpu_seconds(sbc.proc.pid) if sbc.proc else None, own_cpu_seconds())
     for call in up:
         call.ts_origin = start
 
@@ -576,6 +612,10 @@ async def run(reactor: Any, args: argparse.Namespace, sbc: RunningSbc) -> dict[s
     await until(lambda: audits() >= expected, 2.0)
     await sleep(args.settle)  # duplicates would come now
     keys_seconds = time.perf_counter() - start
+    lag_state["on"] = False
+    sbc_cpu_end = cpu_seconds(sbc.proc.pid) if sbc.proc else None
+    sbc_cpu = None if sbc_cpu_end is None or cpu_start[0] is None else sbc_cpu_end - cpu_start[0]
+    bench_cpu = own_cpu_seconds() - cpu_start[1]
     for loop in audio_loops:
         if loop.running:
             loop.stop()
@@ -595,6 +635,9 @@ async def run(reactor: Any, args: argparse.Namespace, sbc: RunningSbc) -> dict[s
         calls=len(calls), calls_up=len(up), calls_failed=[f"{c.user}: {c.failure or c.state}" for c in calls
                                                           if c.state != "ended" or c.failure],
         keys_sent=expected, setup_seconds=setup_seconds, keys_seconds=keys_seconds,
+        sbc_cpu_pct=None if sbc_cpu is None else 100 * sbc_cpu / keys_seconds,
+        bench_cpu_pct=100 * bench_cpu / keys_seconds,
+        lag_p99_ms=1000 * percentile(lags, 99) if lags else None, lag_max_ms=1000 * max(lags) if lags else None,
         rtp_echoed=sum(c.rtp_in for c in up), bad_frames=collector.bad_frames,
         unexpected_requests=uac.unexpected_requests, ws_closed_early=collector.closed,
         texts=sum(1 for _, e in collector.events if e.get("type") == "conversation.item.create"),
@@ -603,18 +646,25 @@ async def run(reactor: Any, args: argparse.Namespace, sbc: RunningSbc) -> dict[s
     return result
 
 
-def report(result: dict[str, Any], args: argparse.Namespace, sbc_cpu: float | None) -> int:
+def report(result: dict[str, Any], args: argparse.Namespace) -> int:
     lat = [x * 1000 for x in result["latencies"]]
     failed = bool(result["missing"] or result["duplicate"] or result["unexpected"] or result["calls_failed"]
+                  or result["received_at_off"]
                   or result["calls_up"] != result["calls"] or not lat)
     summary: dict[str, Any] = {
         "calls": result["calls"], "calls_up": result["calls_up"], "keys_per_call": args.keys,
         "spacing_ms": args.spacing * 1000, "audio": args.audio,
         "keys_sent": result["keys_sent"], "events_matched": len(lat),
         "missing": result["missing"], "duplicate": result["duplicate"], "unexpected": result["unexpected"],
+        "received_at_off": result["received_at_off"],
         "text_events": result["texts"], "telephone_event_pt": result["te_pts"],
-        "rtp_packets_echoed_back": result["rtp_echoed"], "sbc_cpu_seconds": sbc_cpu,
+        "rtp_packets_echoed_back": result["rtp_echoed"],
+        "sbc_cpu_pct": None if result["sbc_cpu_pct"] is None else round(result["sbc_cpu_pct"], 1),
+        "bench_cpu_pct": round(result["bench_cpu_pct"], 1),
         "setup_seconds": round(result["setup_seconds"], 3), "keys_seconds": round(result["keys_seconds"], 3),
+        "loadavg_1min": load_average(),
+        "bench_reactor_lag_p99_ms": round(result["lag_p99_ms"], 3) if result["lag_p99_ms"] is not None else None,
+        "bench_reactor_lag_max_ms": round(result["lag_max_ms"], 3) if result["lag_max_ms"] is not None else None,
     }
     if lat:
         summary.update({
@@ -630,6 +680,11 @@ def report(result: dict[str, Any], args: argparse.Namespace, sbc_cpu: float | No
     if result["unexpected_requests"]:
         summary["unexpected_requests"] = result["unexpected_requests"][:10]
     summary["result"] = "FAIL" if failed else "PASS"
+    if args.dump:
+        with open(args.dump, "w", encoding="utf-8") as out:
+            out.write("call\tkey\tdigit\tsent_s\tlatency_ms\n")
+            for index, k, digit, sent, latency in result["rows"]:
+                out.write(f"{index}\t{k}\t{digit}\t{sent:.6f}\t{latency * 1000:.3f}\n")
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -641,9 +696,13 @@ def report(result: dict[str, Any], args: argparse.Namespace, sbc_cpu: float | No
                   f"p95 {summary['p95_ms']:.3f} ms  p99 {summary['p99_ms']:.3f} ms  max {summary['max_ms']:.3f} ms  "
                   f"(min {summary['min_ms']:.3f}, mean {summary['mean_ms']:.3f})")
         print(f"  missing {summary['missing']}  duplicate {summary['duplicate']}  unexpected {summary['unexpected']}"
-              f"  text events {summary['text_events']}  RTP echoed back {summary['rtp_packets_echoed_back']}")
-        print(f"  call setup {summary['setup_seconds']:.2f} s, keys {summary['keys_seconds']:.2f} s, "
-              f"SBC CPU {sbc_cpu if sbc_cpu is None else round(sbc_cpu, 2)} s")
+              f"  received_at off {summary['received_at_off']}  text events {summary['text_events']}"
+              f"  RTP echoed back {summary['rtp_packets_echoed_back']}")
+        print(f"  call setup {summary['setup_seconds']:.2f} s, keys {summary['keys_seconds']:.2f} s; CPU while "
+              f"keying: SBC {summary['sbc_cpu_pct']}%, this process {summary['bench_cpu_pct']}% of a core; "
+              f"load average {summary['loadavg_1min']} on {os.cpu_count()} CPUs")
+        print(f"  this process's reactor lag while keying (a {LAG_PROBE * 1000:.0f} ms timer): "
+              f"p99 {summary['bench_reactor_lag_p99_ms']} ms, max {summary['bench_reactor_lag_max_ms']} ms")
         for line in summary.get("calls_failed", []):
             print(f"  failed call: {line}")
         for line in summary.get("unexpected_requests", []):
@@ -653,10 +712,24 @@ def report(result: dict[str, Any], args: argparse.Namespace, sbc_cpu: float | No
 
 
 def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of process ``pid`` so far (Linux /proc)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / float(__import__("os").sysconf("SC_CLK_TCK"))
+        return (int(fields[11]) + int(fields[12])) / float(os.sysconf("SC_CLK_TCK"))
     except (OSError, IndexError, ValueError):
+        return None
+
+
+def own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def load_average() -> float | None:
+    """The 1-minute load average: other work on the machine shows in the tail."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
         return None
 
 
@@ -670,26 +743,35 @@ def main() -> int:
     parser.add_argument("--settle", type=float, default=0.5,
                         help="seconds to wait after the last event for late duplicates (default 0.5)")
     parser.add_argument("--max-p99", type=float, default=None, help="fail when p99 exceeds this many ms")
-    parser.add_argument("--deadline", type=float, default=55.0, help="abort the run after this many seconds")
+    parser.add_argument("--deadline", type=float, default=45.0,
+                        help="abort the run after this many seconds (default 45; stopping the processes "
+                        "takes at most a few more)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument("--dump", metavar="FILE", help="write every matched key (call, key, digit, send time, "
+                        "latency) as tab-separated lines")
     parser.add_argument("--keep-logs", action="store_true", help="print the SBC's and agent's log tails")
     args = parser.parse_args()
     if not (1 <= args.calls <= 500 and 1 <= args.keys <= 1000 and args.spacing >= KEY_SPAN + 0.05):
         parser.error("need 1 <= --calls <= 500, 1 <= --keys and --spacing >= 0.15")
-    if 0.2 + args.spacing * args.keys + 15 > args.deadline:
-        parser.error("--keys x --spacing does not fit in --deadline")
+    if 0.2 + args.spacing * args.keys + args.settle + 15 > args.deadline:
+        parser.error("--keys x --spacing + --settle does not fit in --deadline")
     started = time.monotonic()
 
-    agent = DemoAgentProcess().start()
+    agent = DemoAgentProcess(args.calls).start()
     sbc: RunningSbc | None = None
     try:
+        # The SBC's own RTP block: an RTP/RTCP pair on each side per call, and some spare.
+        size = 4 * args.calls + 40
+        low = random.randrange(40000, 65000 - size, 2)
         sbc = RunningSbc(agent_uri=f"sip:{{user}}@{HOST}:{agent.port}",
-                         extra_toml=f"\n[calls]\nmax_calls = {max(100, args.calls * 2)}\n").start()
+                         extra_toml=(f"\n[calls]\nmax_calls = {max(100, args.calls * 2)}\n"
+                                     # stop at once when told to (calls left up get their BYEs)
+                                     "drain_timeout = 0\n\n"
+                                     f"[media]\nport_min = {low}\nport_max = {low + size - 1}\n")).start()
         from twisted.internet import reactor
         from twisted.internet.defer import Deferred
 
         outcome: dict[str, Any] = {}
-        cpu_before = cpu_seconds(sbc.proc.pid) if sbc.proc else None
 
         def done(result: Any) -> None:
             outcome["result"] = result
@@ -711,22 +793,34 @@ def main() -> int:
         reactor.callWhenRunning(
             lambda: Deferred.fromCoroutine(run(reactor, args, sbc)).addCallbacks(done, failed))
         reactor.run()
-        cpu_after = cpu_seconds(sbc.proc.pid) if sbc.proc else None
-        sbc_cpu = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
         if "result" not in outcome:
             print(f"dtmf_latency: {outcome.get('error')}", file=sys.stderr)
             print("SBC log tail:\n" + sbc.log_text()[-3000:], file=sys.stderr)
             return 1
-        code = report(outcome["result"], args, sbc_cpu)
+        code = report(outcome["result"], args)
         if args.keep_logs or code:
             print("SBC log tail:\n" + sbc.log_text()[-2000:], file=sys.stderr)
             print("agent log tail:\n" + agent.log_text()[-1500:], file=sys.stderr)
-        print(f"  wall {time.monotonic() - started:.1f} s")
+        if not args.json:
+            print(f"  wall {time.monotonic() - started:.1f} s")
         return code
     finally:
         if sbc is not None:
-            sbc.stop()
-        agent.stop()
+            stop(sbc)
+        stop(agent)
+
+
+def stop(process: TwistProcess, grace: float = 4.0) -> None:
+    """SIGTERM the process we started (by its pid), SIGKILL after ``grace`` seconds."""
+    proc = process.proc
+    if proc is None or proc.poll() is not None:
+        return
+    os.kill(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(5)
 
 
 if __name__ == "__main__":
