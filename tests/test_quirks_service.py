@@ -296,3 +296,96 @@ class ReloadTests(SynchronousTestCase):
         del self.top.b2bua.calls["in-progress"]
         self.assertIs(self.top.b2bua.quirks["teams"], teams_chain)
         self.assertEqual(set(self.top.quirks), {"other"})
+
+
+class CommandTests(SynchronousTestCase):
+    """``sbc normalize`` / ``python -m sbc normalize`` (sbc/__main__.py, setup.cfg)."""
+
+    def run_main(self, *args: str) -> tuple[int, str, str]:
+        import io
+
+        from sbc.__main__ import main
+
+        out, err = io.StringIO(), io.StringIO()
+        return main(list(args), out=out, err=err), out.getvalue(), err.getvalue()
+
+    def teams_invite(self) -> str:
+        here = Path(__file__).resolve().parent / "vendor_messages"
+        return str(here / "teams-INVITE-in-1.txt")
+
+    def test_normalize_dispatched(self) -> None:
+        status, out, err = self.run_main("normalize", "--vendor", "teams", self.teams_invite())
+        self.assertEqual(status, 0, err)
+        self.assertIn("X-SBC-Vendor: teams", out)
+        self.assertIn("# vendor: teams (Microsoft Teams Direct Routing)", out)
+
+    def test_normalize_list(self) -> None:
+        status, out, _ = self.run_main("normalize", "--list")
+        self.assertEqual(status, 0)
+        self.assertEqual(len([line for line in out.splitlines() if line.split()[:1] == ["teams"]]), 1)
+
+    def test_usage_and_unknown_command(self) -> None:
+        status, out, err = self.run_main()
+        self.assertEqual((status, out), (2, ""))
+        self.assertIn("normalize", err)
+        status, out, _ = self.run_main("--help")
+        self.assertEqual(status, 0)
+        self.assertTrue(out.startswith("usage: sbc COMMAND"))
+        status, _, err = self.run_main("frobnicate")
+        self.assertEqual(status, 2)
+        self.assertTrue(err.startswith("sbc: unknown command 'frobnicate'"))
+
+    def test_python_dash_m_sbc(self) -> None:
+        import subprocess
+        import sys
+
+        repo = Path(__file__).resolve().parent.parent
+        result = subprocess.run([sys.executable, "-m", "sbc", "normalize", "--vendor", "teams", self.teams_invite()],
+                                cwd=repo, capture_output=True, text=True, timeout=60)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn("X-SBC-Trunk: teams", result.stdout)
+
+    def test_console_script_declared(self) -> None:
+        import configparser
+
+        cfg = configparser.ConfigParser()
+        cfg.read(Path(__file__).resolve().parent.parent / "setup.cfg")
+        scripts = [line.strip() for line in cfg["options.entry_points"]["console_scripts"].splitlines() if line.strip()]
+        self.assertEqual(scripts, ["sbc = sbc.__main__:main"])
+
+    def test_installed_console_script(self) -> None:
+        import subprocess
+        import sys
+
+        script = Path(sys.executable).parent / "sbc"
+        if not script.exists():
+            raise self.skipTest(f"{script} not installed (pip install -e . again)")
+        result = subprocess.run([str(script), "normalize", "--list"], capture_output=True, text=True, timeout=60,
+                                cwd=tempfile.mkdtemp())
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn("teams", result.stdout)
+
+
+class TwistdTests(SynchronousTestCase):
+    def test_bad_vendor_range_stops_twistd_with_one_line(self) -> None:
+        import os
+        import subprocess
+        import sys
+
+        twistd = Path(sys.executable).parent / "twistd"
+        if not twistd.exists():
+            raise self.skipTest(f"{twistd} not found")
+        cwd = Path(tempfile.mkdtemp())
+        config = cwd / "sbc.toml"
+        config.write_text("[admin]\nenabled = false\n[media]\nenabled = false\n"
+                          "[[listen]]\ntransport = \"udp\"\naddress = \"127.0.0.1\"\nport = 1\n"
+                          + TEAMS.replace("vendor:teams", "vendor:acme"))
+        env = dict(os.environ)
+        env.pop("PYTHONPATH", None)
+        result = subprocess.run([str(twistd), "-n", "--pidfile=", "sbc", "--config", str(config)], cwd=cwd, env=env,
+                                stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+        output = (result.stdout + result.stderr).strip()
+        self.assertNotEqual(result.returncode, 0, output)
+        self.assertNotIn("Traceback", output)
+        [line] = output.splitlines()
+        self.assertTrue(line.startswith(f"{config}: trunk[0].allow[0]: no vendor plugin named 'acme'"), line)
