@@ -41,86 +41,20 @@ AES_CM_128_HMAC_SHA1_80); codecs beyond G.711; the required OPTIONS interval; se
 
 from __future__ import annotations
 
-import ipaddress
-import re
-
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
 from sbc.quirks import CanonicalCall, IVendorQuirk, QuirkBase, QuirkContext, SipMessage, VendorDefaults
-from sbc.quirks.message import encode
-from sbc.sip.errors import SipParseError
-from sbc.sip.message import parse_name_addr, parse_via
-from sbc.sip.uri import parse_uri
+from sbc.quirks.helpers import (address_hosts, agent_matches, flag, has_header, networks, pass_headers,
+                                plus_numbers, plus_request_numbers, respell, via_in)
 
 _SPELLINGS = ("X-VoiceConnector-ID", "X-Amzn-TargetArn", "X-SMA-Max-Forwards")
-_HOST_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*\.[A-Za-z]{2,}")
-_ADDRESS_HEADERS = ("Via", "From", "Contact", "Record-Route")
-
-
-def _respell(message: SipMessage, spellings: tuple[str, ...]) -> None:
-    """Give vendor headers their documented spelling, keeping every header's position (names
-    are case-insensitive, but the agent host gets one spelling whatever the PBX sent)."""
-    wanted = {s.lower(): s for s in spellings}
-    headers = message.headers()
-    if all(wanted.get(n.lower(), n) == n for n, _ in headers):
-        return
-    for name in {n for n, _ in headers}:
-        message.remove(name)
-    for name, value in headers:
-        message.add(wanted.get(name.lower(), name), value)
-
-
-def _plus(number: str | None) -> str | None:
-    if number and number.isdigit() and 9 <= len(number) <= 15 and number[0] != "0":
-        return "+" + number
-    return number
 
 
 def is_connect(message: SipMessage) -> bool:
     """True for a request Amazon Connect placed through a Voice Connector."""
-    for name, value in message.headers():
-        lname = name.lower()
-        if lname.startswith("x-amzn-connect"):
-            return True
-        if lname == "x-amzn-sourcearn" and ":connect:" in value:
-            return True
-    return False
-
-
-def _plus_user(value: str) -> str:
-    """The name-addr ``value`` with a ``+`` before a digits-only user of 9 to 15 digits."""
-    try:
-        addr = parse_name_addr(encode(value))
-    except (SipParseError, ValueError):
-        return value
-    user = addr.uri.user
-    fixed = _plus(user)
-    if fixed == user or not addr.uri.is_sip:
-        return value
-    return addr.with_uri(addr.uri.with_user(fixed)).to_bytes().decode("utf-8", "surrogateescape")
-
-
-def _via_addresses(message: SipMessage) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
-    """The IP addresses in the Via headers (sent-by and received=)."""
-    out = []
-    for value in message.get_all("Via"):
-        try:
-            via = parse_via(encode(value))
-        except (SipParseError, ValueError):
-            continue
-        for host in (via.host, via.received):
-            if host:
-                try:
-                    out.append(ipaddress.ip_address(host.strip("[]")))
-                except ValueError:
-                    pass
-    return out
-
-
-def _from_ranges(message: SipMessage, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> bool:
-    return any(address in net for address in _via_addresses(message) for net in networks
-               if address.version == net.version)
+    return (has_header(message, ("X-Amzn-Connect*",))
+            or any(":connect:" in value for value in message.get_all("X-Amzn-SourceArn")))
 
 
 @implementer(IPlugin, IVendorQuirk)
@@ -155,62 +89,35 @@ class ChimeQuirk(QuirkBase):
     def recognise(self, message: SipMessage) -> bool:
         if is_connect(message):
             return False
-        if _from_ranges(message, _RANGES):
+        if via_in(message, _RANGES):
             return True
-        if any(name.lower().startswith("x-sma-") for name, _ in message.headers()):
+        if has_header(message, ("X-SMA-*",)):
             return True
         if message.has("X-VoiceConnector-ID"):
             return True
         target = message.get("X-Amzn-TargetArn")
         if target is not None and ":chime:" in target:
             return True
-        for header in ("User-Agent", "Server"):
-            value = message.get(header)
-            if value is not None and value.strip().startswith("VineProx"):
-                return True
-        for header in _ADDRESS_HEADERS:
-            for value in message.get_all(header):
-                if any(h.lower().endswith(".voiceconnector.chime.aws") for h in _HOST_RE.findall(value)):
-                    return True
-        return False
+        if agent_matches(message, lambda value: value.strip().startswith("VineProx")):
+            return True
+        return any(h.lower().endswith(".voiceconnector.chime.aws") for h in address_hosts(message))
 
     def request_from_pbx(self, message: SipMessage, ctx: QuirkContext) -> None:
-        _respell(message, _SPELLINGS)
+        respell(message, _SPELLINGS)
 
     def canonical(self, call: CanonicalCall, message: SipMessage, ctx: QuirkContext) -> None:
         super().canonical(call, message, ctx)
-        if ctx.option("pass_app_headers", True) is not False:
-            for name, value in message.headers():
-                lname = name.lower()
-                if lname.startswith("x-") and not lname.startswith("x-sma-"):
-                    call.pass_through(name, value)
-        if ctx.option("plus_e164", True) is not False:
-            call.callee = _plus(call.callee)
-            call.caller = _plus(call.caller)
-            call.redirecting = _plus(call.redirecting)
+        if flag(ctx, "pass_app_headers", True):
+            pass_headers(call, message, ("X-*",), exclude=("X-SMA-*",))
+        if flag(ctx, "plus_e164", True):
+            plus_numbers(call)
 
     def request_to_pbx(self, message: SipMessage, ctx: QuirkContext) -> None:
-        if ctx.option("plus_e164", True) is False:
-            return
-        if message.uri:
-            try:
-                uri = parse_uri(message.uri)
-            except SipParseError:
-                uri = None
-            if uri is not None and uri.is_sip:
-                fixed = _plus(uri.user)
-                if fixed != uri.user:
-                    message.uri = str(uri.with_user(fixed))
-        # From and To are the dialog's (the host refuses changes to them): only the
-        # asserted identity is fixed here.
-        values = message.get_all("P-Asserted-Identity")
-        if values:
-            fixed_values = [_plus_user(v) for v in values]
-            if fixed_values != values:
-                message.set("P-Asserted-Identity", ", ".join(fixed_values))
+        if flag(ctx, "plus_e164", True):
+            plus_request_numbers(message)  # Request-URI and P-Asserted-Identity; From/To are the dialog's
 
 
 #: Networks whose Via addresses mark a request as this vendor's.
-_RANGES = tuple(ipaddress.ip_network(n) for n in ChimeQuirk.defaults.signalling_ranges)
+_RANGES = networks(ChimeQuirk.defaults.signalling_ranges)
 
 chime = ChimeQuirk()

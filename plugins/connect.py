@@ -32,47 +32,13 @@ from twisted.plugin import IPlugin
 from zope.interface import implementer
 
 from sbc.quirks import CanonicalCall, IVendorQuirk, QuirkBase, QuirkContext, SipMessage, VendorDefaults
-from sbc.quirks.message import encode
-from sbc.sip.errors import SipParseError
-from sbc.sip.message import parse_name_addr
-from sbc.sip.uri import parse_uri
+from sbc.quirks.helpers import flag, has_header, pass_headers, plus_numbers, plus_request_numbers, respell
 
 _SPELLINGS = (
     "X-Amzn-ConnectContactId", "X-Amzn-ConnectInitialContactId", "X-Amzn-SourceAccount",
     "X-Amzn-SourceArn", "X-Amzn-TargetArn", "X-VoiceConnector-ID", "X-SMA-Max-Forwards",
 )
 _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-]{0,127}\Z")
-
-
-def _respell(message: SipMessage, spellings: tuple[str, ...]) -> None:
-    """Give vendor headers their documented spelling, keeping every header's position (names
-    are case-insensitive, but the agent host gets one spelling whatever the PBX sent)."""
-    wanted = {s.lower(): s for s in spellings}
-    headers = message.headers()
-    if all(wanted.get(n.lower(), n) == n for n, _ in headers):
-        return
-    for name in {n for n, _ in headers}:
-        message.remove(name)
-    for name, value in headers:
-        message.add(wanted.get(name.lower(), name), value)
-
-
-def _plus(number: str | None) -> str | None:
-    if number and number.isdigit() and 9 <= len(number) <= 15 and number[0] != "0":
-        return "+" + number
-    return number
-
-
-def _plus_user(value: str) -> str:
-    try:
-        addr = parse_name_addr(encode(value))
-    except (SipParseError, ValueError):
-        return value
-    user = addr.uri.user
-    fixed = _plus(user)
-    if fixed == user or not addr.uri.is_sip:
-        return value
-    return addr.with_uri(addr.uri.with_user(fixed)).to_bytes().decode("utf-8", "surrogateescape")
 
 
 def uui_json(text: str | None) -> dict[str, object] | None:
@@ -115,54 +81,28 @@ class ConnectQuirk(QuirkBase):
     )
 
     def recognise(self, message: SipMessage) -> bool:
-        for name, value in message.headers():
-            lname = name.lower()
-            if lname.startswith("x-amzn-connect"):
-                return True
-            if lname == "x-amzn-sourcearn" and ":connect:" in value:
-                return True
-        return False
+        return (has_header(message, ("X-Amzn-Connect*",))
+                or any(":connect:" in value for value in message.get_all("X-Amzn-SourceArn")))
 
     def request_from_pbx(self, message: SipMessage, ctx: QuirkContext) -> None:
-        _respell(message, _SPELLINGS)
+        respell(message, _SPELLINGS)
 
     def canonical(self, call: CanonicalCall, message: SipMessage, ctx: QuirkContext) -> None:
         super().canonical(call, message, ctx)
-        if ctx.option("pass_app_headers", True) is not False:
-            for name, value in message.headers():
-                lname = name.lower()
-                if lname.startswith("x-") and not lname.startswith("x-sma-"):
-                    call.pass_through(name, value)
+        if flag(ctx, "pass_app_headers", True):
+            pass_headers(call, message, ("X-*",), exclude=("X-SMA-*",))
         data = uui_json(call.uui)
         if data is not None:
             call.uui = json.dumps(data, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
             contact = data.get("contactId")
             if call.vendor_call_id is None and isinstance(contact, str) and _ID_RE.match(contact):
                 call.vendor_call_id = contact
-        if ctx.option("plus_e164", True) is not False:
-            call.callee = _plus(call.callee)
-            call.caller = _plus(call.caller)
-            call.redirecting = _plus(call.redirecting)
+        if flag(ctx, "plus_e164", True):
+            plus_numbers(call)
 
     def request_to_pbx(self, message: SipMessage, ctx: QuirkContext) -> None:
-        if ctx.option("plus_e164", True) is False:
-            return
-        if message.uri:
-            try:
-                uri = parse_uri(message.uri)
-            except SipParseError:
-                uri = None
-            if uri is not None and uri.is_sip:
-                fixed = _plus(uri.user)
-                if fixed != uri.user:
-                    message.uri = str(uri.with_user(fixed))
-        # From and To are the dialog's (the host refuses changes to them): only the
-        # asserted identity is fixed here.
-        values = message.get_all("P-Asserted-Identity")
-        if values:
-            fixed_values = [_plus_user(v) for v in values]
-            if fixed_values != values:
-                message.set("P-Asserted-Identity", ", ".join(fixed_values))
+        if flag(ctx, "plus_e164", True):
+            plus_request_numbers(message)  # Request-URI and P-Asserted-Identity; From/To are the dialog's
 
 
 connect = ConnectQuirk()

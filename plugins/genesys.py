@@ -35,16 +35,9 @@ from twisted.plugin import IPlugin
 from zope.interface import implementer
 
 from sbc.quirks import CanonicalCall, IVendorQuirk, QuirkBase, QuirkContext, SipMessage, VendorDefaults
+from sbc.quirks.helpers import address_hosts, flag, has_header, plus_numbers
 
-_HOST_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*\.[A-Za-z]{2,}")
 _GENESYS_HOST_RE = re.compile(r"(?:^|\.)(?:pure\.cloud|mypurecloud\.[a-z.]+)\Z", re.I)
-_ADDRESS_HEADERS = ("Via", "From", "Contact", "Record-Route")
-
-
-def _plus(number: str | None) -> str | None:
-    if number and number.isdigit() and 9 <= len(number) <= 15 and number[0] != "0":
-        return "+" + number
-    return number
 
 
 @implementer(IPlugin, IVendorQuirk)
@@ -75,22 +68,14 @@ class GenesysQuirk(QuirkBase):
     )
 
     def recognise(self, message: SipMessage) -> bool:
-        for name, _ in message.headers():
-            lname = name.lower()
-            if lname.startswith("x-inin-") or lname.startswith("x-genesys-"):
-                return True
-        for header in _ADDRESS_HEADERS:
-            for value in message.get_all(header):
-                if any(_GENESYS_HOST_RE.search(h) for h in _HOST_RE.findall(value)):
-                    return True
-        return False
+        if has_header(message, ("x-inin-*", "X-Genesys-*")):
+            return True
+        return any(_GENESYS_HOST_RE.search(h) for h in address_hosts(message))
 
     def canonical(self, call: CanonicalCall, message: SipMessage, ctx: QuirkContext) -> None:
         super().canonical(call, message, ctx)
-        if ctx.option("plus_e164", True) is not False:
-            call.callee = _plus(call.callee)
-            call.caller = _plus(call.caller)
-            call.redirecting = _plus(call.redirecting)
+        if flag(ctx, "plus_e164", True):
+            plus_numbers(call)
 
 
 genesys = GenesysQuirk()

@@ -24,17 +24,10 @@ from twisted.plugin import IPlugin
 from zope.interface import implementer
 
 from sbc.quirks import CanonicalCall, IVendorQuirk, QuirkBase, QuirkContext, SipMessage, VendorDefaults
+from sbc.quirks.helpers import address_hosts, agent_matches, flag, plus_numbers
 
-_HOST_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*\.[A-Za-z]{2,}")
 _NICE_HOST_RE = re.compile(r"(?:^|\.)(?:niceincontact\.com|nice-incontact\.com|incontact\.com|cxone\.cloud)\Z", re.I)
 _NICE_AGENT_RE = re.compile(r"\b(?:cxone|incontact)\b|\bnice\b", re.I)
-_ADDRESS_HEADERS = ("Via", "From", "Contact", "Record-Route")
-
-
-def _plus(number: str | None) -> str | None:
-    if number and number.isdigit() and 9 <= len(number) <= 15 and number[0] != "0":
-        return "+" + number
-    return number
 
 
 @implementer(IPlugin, IVendorQuirk)
@@ -62,22 +55,14 @@ class NiceQuirk(QuirkBase):
     )
 
     def recognise(self, message: SipMessage) -> bool:
-        for header in ("User-Agent", "Server"):
-            value = message.get(header)
-            if value is not None and _NICE_AGENT_RE.search(value):
-                return True
-        for header in _ADDRESS_HEADERS:
-            for value in message.get_all(header):
-                if any(_NICE_HOST_RE.search(h) for h in _HOST_RE.findall(value)):
-                    return True
-        return False
+        if agent_matches(message, lambda value: _NICE_AGENT_RE.search(value) is not None):
+            return True
+        return any(_NICE_HOST_RE.search(h) for h in address_hosts(message))
 
     def canonical(self, call: CanonicalCall, message: SipMessage, ctx: QuirkContext) -> None:
         super().canonical(call, message, ctx)
-        if ctx.option("plus_e164", True) is not False:
-            call.callee = _plus(call.callee)
-            call.caller = _plus(call.caller)
-            call.redirecting = _plus(call.redirecting)
+        if flag(ctx, "plus_e164", True):
+            plus_numbers(call)
 
 
 nice = NiceQuirk()

@@ -17,21 +17,12 @@ no mutual TLS, SRTP optional (SDES AES_CM_128_HMAC_SHA1_80 expected), RFC 4733 D
 
 from __future__ import annotations
 
-import re
-
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
 from sbc.quirks import CanonicalCall, IVendorQuirk, QuirkBase, QuirkContext, SipMessage, VendorDefaults
+from sbc.quirks.helpers import address_hosts, agent_matches, flag, in_domain, plus_numbers
 
-_HOST_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*\.[A-Za-z]{2,}")
-_ADDRESS_HEADERS = ("Via", "From", "Contact", "Record-Route")
-
-
-def _plus(number: str | None) -> str | None:
-    if number and number.isdigit() and 9 <= len(number) <= 15 and number[0] != "0":
-        return "+" + number
-    return number
 
 
 @implementer(IPlugin, IVendorQuirk)
@@ -60,23 +51,14 @@ class RingCentralQuirk(QuirkBase):
     )
 
     def recognise(self, message: SipMessage) -> bool:
-        for header in ("User-Agent", "Server"):
-            value = message.get(header)
-            if value is not None and "ringcentral" in value.lower():
-                return True
-        for header in _ADDRESS_HEADERS:
-            for value in message.get_all(header):
-                if any(h.lower() == "ringcentral.com" or h.lower().endswith(".ringcentral.com")
-                       for h in _HOST_RE.findall(value)):
-                    return True
-        return False
+        if agent_matches(message, lambda value: "ringcentral" in value.lower()):
+            return True
+        return any(in_domain(h, "ringcentral.com") for h in address_hosts(message))
 
     def canonical(self, call: CanonicalCall, message: SipMessage, ctx: QuirkContext) -> None:
         super().canonical(call, message, ctx)
-        if ctx.option("plus_e164", True) is not False:
-            call.callee = _plus(call.callee)
-            call.caller = _plus(call.caller)
-            call.redirecting = _plus(call.redirecting)
+        if flag(ctx, "plus_e164", True):
+            plus_numbers(call)
 
 
 ringcentral = RingCentralQuirk()

@@ -34,81 +34,30 @@ certificate, SIP INFO DTMF.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
 from sbc.quirks import CanonicalCall, IVendorQuirk, QuirkBase, QuirkContext, SipMessage, VendorDefaults
+from sbc.quirks.helpers import (address_hosts, agent_matches, flag, is_ip, networks, plus_numbers, respell,
+                                text_option, via_in)
 from sbc.quirks.message import encode
 from sbc.sip.errors import SipParseError
-from sbc.sip.message import parse_name_addr, parse_via
+from sbc.sip.message import parse_name_addr
 from sbc.sip.uri import parse_uri
 
 #: Default X-MS-SBC value (Vendor/Model/Version); trunk option ``x_ms_sbc`` overrides it.
 X_MS_SBC = "sbc-project/sbc/0.1"
 
 _SPELLINGS = ("X-MS-SBC", "X-MS-UserLocation", "X-MS-MediaPath", "X-MS-UserSite", "X-MS-OrganizationId")
-_HOST_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*\.[A-Za-z]{2,}")
 _MS_HOST_RE = re.compile(r"(?:^|\.)pstnhub\.(?:[a-z0-9-]+\.)*(?:microsoft\.com|teams\.microsoft\.us)\Z", re.I)
-_ADDRESS_HEADERS = ("Via", "From", "Contact", "Record-Route")
-
-
-def _respell(message: SipMessage, spellings: tuple[str, ...]) -> None:
-    """Give vendor headers their documented spelling, keeping every header's position (names
-    are case-insensitive, but the agent host gets one spelling whatever the PBX sent)."""
-    wanted = {s.lower(): s for s in spellings}
-    headers = message.headers()
-    if all(wanted.get(n.lower(), n) == n for n, _ in headers):
-        return
-    for name in {n for n, _ in headers}:
-        message.remove(name)
-    for name, value in headers:
-        message.add(wanted.get(name.lower(), name), value)
-
-
-def _plus(number: str | None) -> str | None:
-    """``+digits`` for a digits-only international number written without its plus."""
-    if number and number.isdigit() and 9 <= len(number) <= 15 and number[0] != "0":
-        return "+" + number
-    return number
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    return True
 
 
 def _port(value: object) -> int:
     if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 65536:
         return value
     return 5061
-
-
-def _via_addresses(message: SipMessage) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
-    """The IP addresses in the Via headers (sent-by and received=)."""
-    out = []
-    for value in message.get_all("Via"):
-        try:
-            via = parse_via(encode(value))
-        except (SipParseError, ValueError):
-            continue
-        for host in (via.host, via.received):
-            if host:
-                try:
-                    out.append(ipaddress.ip_address(host.strip("[]")))
-                except ValueError:
-                    pass
-    return out
-
-
-def _from_ranges(message: SipMessage, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> bool:
-    return any(address in net for address in _via_addresses(message) for net in networks
-               if address.version == net.version)
 
 
 @implementer(IPlugin, IVendorQuirk)
@@ -143,34 +92,26 @@ class TeamsQuirk(QuirkBase):
     )
 
     def recognise(self, message: SipMessage) -> bool:
-        if _from_ranges(message, _RANGES):
+        if via_in(message, _RANGES):
             return True
-        for header in ("User-Agent", "Server"):
-            value = message.get(header)
-            if value is not None and value.strip().startswith("Microsoft.PSTNHub"):
-                return True
+        if agent_matches(message, lambda value: value.strip().startswith("Microsoft.PSTNHub")):
+            return True
         if message.has("X-MS-UserLocation") or message.has("X-MS-MediaPath"):
             return True
-        for header in _ADDRESS_HEADERS:
-            for value in message.get_all(header):
-                if any(_MS_HOST_RE.search(h) for h in _HOST_RE.findall(value)):
-                    return True
-        return False
+        return any(_MS_HOST_RE.search(h) for h in address_hosts(message))
 
     def request_from_pbx(self, message: SipMessage, ctx: QuirkContext) -> None:
-        _respell(message, _SPELLINGS)
+        respell(message, _SPELLINGS)
 
     def canonical(self, call: CanonicalCall, message: SipMessage, ctx: QuirkContext) -> None:
         super().canonical(call, message, ctx)
-        if ctx.option("plus_e164", True) is not False:
-            call.callee = _plus(call.callee)
-            call.caller = _plus(call.caller)
-            call.redirecting = _plus(call.redirecting)
+        if flag(ctx, "plus_e164", True):
+            plus_numbers(call)
 
     def request_to_pbx(self, message: SipMessage, ctx: QuirkContext) -> None:
         self._contact(message, ctx, add_missing=message.method == "OPTIONS")
         self._x_ms_sbc(message, ctx)
-        if ctx.option("allow_replaces", False) is not True:
+        if not flag(ctx, "allow_replaces", False):
             message.remove("Replaces")
             require = message.get_all("Require")
             if require:
@@ -198,14 +139,12 @@ class TeamsQuirk(QuirkBase):
 
     def _x_ms_sbc(self, message: SipMessage, ctx: QuirkContext) -> None:
         if not message.has("X-MS-SBC"):
-            value = ctx.option("x_ms_sbc", X_MS_SBC)
-            if not (isinstance(value, str) and value and value.isprintable()):
-                value = X_MS_SBC  # a bad option value: the default, not no header
-            message.set("X-MS-SBC", value)
+            # a missing or bad option value: the default, not no header
+            message.set("X-MS-SBC", text_option(ctx, "x_ms_sbc", X_MS_SBC) or X_MS_SBC)
 
     def _contact(self, message: SipMessage, ctx: QuirkContext, add_missing: bool) -> None:
         fqdn = ctx.sbc_fqdn
-        if not fqdn or _is_ip(fqdn):
+        if not fqdn or is_ip(fqdn):
             return  # nothing we can do: the operator must give [sbc] fqdn a DNS name
         values = message.get_all("Contact")
         if not values:
@@ -234,6 +173,6 @@ class TeamsQuirk(QuirkBase):
 
 
 #: Networks whose Via addresses mark a request as this vendor's.
-_RANGES = tuple(ipaddress.ip_network(n) for n in ("52.112.0.0/14", "52.120.0.0/14", "52.122.0.0/15"))
+_RANGES = networks(("52.112.0.0/14", "52.120.0.0/14", "52.122.0.0/15"))
 
 teams = TeamsQuirk()

@@ -28,63 +28,18 @@ the User-Agent string.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
 from sbc.quirks import CanonicalCall, IVendorQuirk, QuirkBase, QuirkContext, SipMessage, VendorDefaults
-from sbc.quirks.message import encode
-from sbc.sip.errors import SipParseError
-from sbc.sip.message import parse_via
+from sbc.quirks.helpers import (address_hosts, agent_matches, flag, has_header, networks, plus_numbers, respell,
+                                text_option, via_in)
 
 _SPELLINGS = ("X-call_leg_id", "X-call_session_id", "X-Telnyx-Token")
-_HOST_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*\.[A-Za-z]{2,}")
 _TELNYX_HOST_RE = re.compile(r"(?:^|\.)telnyx\.(?:com|eu|com\.au|ca|asia)\Z", re.I)
-_ADDRESS_HEADERS = ("Via", "From", "Contact", "Record-Route")
 _E164_RE = re.compile(r"\+[1-9][0-9]{6,14}\Z")
-
-
-def _respell(message: SipMessage, spellings: tuple[str, ...]) -> None:
-    """Give vendor headers their documented spelling, keeping every header's position (names
-    are case-insensitive, but the agent host gets one spelling whatever the PBX sent)."""
-    wanted = {s.lower(): s for s in spellings}
-    headers = message.headers()
-    if all(wanted.get(n.lower(), n) == n for n, _ in headers):
-        return
-    for name in {n for n, _ in headers}:
-        message.remove(name)
-    for name, value in headers:
-        message.add(wanted.get(name.lower(), name), value)
-
-
-def _plus(number: str | None) -> str | None:
-    if number and number.isdigit() and 9 <= len(number) <= 15 and number[0] != "0":
-        return "+" + number
-    return number
-
-
-def _via_addresses(message: SipMessage) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
-    """The IP addresses in the Via headers (sent-by and received=)."""
-    out = []
-    for value in message.get_all("Via"):
-        try:
-            via = parse_via(encode(value))
-        except (SipParseError, ValueError):
-            continue
-        for host in (via.host, via.received):
-            if host:
-                try:
-                    out.append(ipaddress.ip_address(host.strip("[]")))
-                except ValueError:
-                    pass
-    return out
-
-
-def _from_ranges(message: SipMessage, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> bool:
-    return any(address in net for address in _via_addresses(message) for net in networks
-               if address.version == net.version)
 
 
 @implementer(IPlugin, IVendorQuirk)
@@ -119,37 +74,27 @@ class TelnyxQuirk(QuirkBase):
     )
 
     def recognise(self, message: SipMessage) -> bool:
-        if _from_ranges(message, _RANGES):
+        if via_in(message, _RANGES):
             return True
-        for name, _ in message.headers():
-            lname = name.lower()
-            if lname.startswith("x-telnyx-") or lname in ("x-call_leg_id", "x-call_session_id"):
-                return True
-        for header in ("User-Agent", "Server"):
-            value = message.get(header)
-            if value is not None and value.strip().lower().startswith("telnyx"):
-                return True
-        for header in _ADDRESS_HEADERS:
-            for value in message.get_all(header):
-                if any(_TELNYX_HOST_RE.search(h) for h in _HOST_RE.findall(value)):
-                    return True
-        return False
+        if has_header(message, ("X-Telnyx-*", "X-call_leg_id", "X-call_session_id")):
+            return True
+        if agent_matches(message, lambda value: value.strip().lower().startswith("telnyx")):
+            return True
+        return any(_TELNYX_HOST_RE.search(h) for h in address_hosts(message))
 
     def request_from_pbx(self, message: SipMessage, ctx: QuirkContext) -> None:
-        _respell(message, _SPELLINGS)
+        respell(message, _SPELLINGS)
 
     def canonical(self, call: CanonicalCall, message: SipMessage, ctx: QuirkContext) -> None:
         super().canonical(call, message, ctx)
-        if ctx.option("plus_e164", True) is not False:
-            call.callee = _plus(call.callee)
-            call.caller = _plus(call.caller)
-            call.redirecting = _plus(call.redirecting)
+        if flag(ctx, "plus_e164", True):
+            plus_numbers(call)
 
     def request_to_pbx(self, message: SipMessage, ctx: QuirkContext) -> None:
         if message.method != "INVITE":
             return
-        token = ctx.option("telnyx_token")
-        if isinstance(token, str) and token and token.isprintable():
+        token = text_option(ctx, "telnyx_token")
+        if token:
             message.set("X-Telnyx-Token", token)
         number = ctx.option("p_charge_info")
         if isinstance(number, str) and _E164_RE.match(number):
@@ -157,6 +102,6 @@ class TelnyxQuirk(QuirkBase):
 
 
 #: Networks whose Via addresses mark a request as this vendor's.
-_RANGES = tuple(ipaddress.ip_network(n) for n in TelnyxQuirk.defaults.signalling_ranges)
+_RANGES = networks(TelnyxQuirk.defaults.signalling_ranges)
 
 telnyx = TelnyxQuirk()

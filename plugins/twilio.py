@@ -32,22 +32,16 @@ in one public PBX configuration.
 
 from __future__ import annotations
 
-import ipaddress
-import re
-
 from attrs import evolve
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
 from sbc.quirks import CanonicalCall, IVendorQuirk, QuirkBase, QuirkContext, SipMessage, VendorDefaults
-from sbc.quirks.message import encode
+from sbc.quirks.helpers import address_hosts, agent_matches, flag, has_header, networks, plus_numbers, respell, via_in
 from sbc.sip.errors import SipParseError
-from sbc.sip.message import parse_via
 from sbc.sip.uri import parse_uri
 
 _SPELLINGS = ("X-Twilio-AccountSid", "X-Twilio-CallSid", "X-Twilio-VerStat", "X-Twilio-Error", "X-Twilio-ApiVersion")
-_HOST_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*\.[A-Za-z]{2,}")
-_ADDRESS_HEADERS = ("Via", "From", "Contact", "Record-Route")
 
 #: Non-``x-`` custom headers Twilio accepts (2024-06-03 changelog).
 ALLOWED_CUSTOM = ("User-to-User", "Remote-Party-ID", "P-Preferred-Identity", "P-Called-Party-ID")
@@ -65,51 +59,10 @@ STANDARD = frozenset(h.lower() for h in (
 ))
 
 
-def _respell(message: SipMessage, spellings: tuple[str, ...]) -> None:
-    """Give vendor headers their documented spelling, keeping every header's position (names
-    are case-insensitive, but the agent host gets one spelling whatever the PBX sent)."""
-    wanted = {s.lower(): s for s in spellings}
-    headers = message.headers()
-    if all(wanted.get(n.lower(), n) == n for n, _ in headers):
-        return
-    for name in {n for n, _ in headers}:
-        message.remove(name)
-    for name, value in headers:
-        message.add(wanted.get(name.lower(), name), value)
-
-
-def _plus(number: str | None) -> str | None:
-    if number and number.isdigit() and 9 <= len(number) <= 15 and number[0] != "0":
-        return "+" + number
-    return number
-
-
 def allowed_custom(name: str) -> bool:
     """True when Twilio accepts ``name`` as a header (standard, ``x-`` or one of the four)."""
     lname = name.lower()
     return lname.startswith("x-") or lname in STANDARD or lname in {h.lower() for h in ALLOWED_CUSTOM}
-
-
-def _via_addresses(message: SipMessage) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
-    """The IP addresses in the Via headers (sent-by and received=)."""
-    out = []
-    for value in message.get_all("Via"):
-        try:
-            via = parse_via(encode(value))
-        except (SipParseError, ValueError):
-            continue
-        for host in (via.host, via.received):
-            if host:
-                try:
-                    out.append(ipaddress.ip_address(host.strip("[]")))
-                except ValueError:
-                    pass
-    return out
-
-
-def _from_ranges(message: SipMessage, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> bool:
-    return any(address in net for address in _via_addresses(message) for net in networks
-               if address.version == net.version)
 
 
 @implementer(IPlugin, IVendorQuirk)
@@ -150,32 +103,24 @@ class TwilioQuirk(QuirkBase):
     )
 
     def recognise(self, message: SipMessage) -> bool:
-        if _from_ranges(message, _RANGES):
+        if via_in(message, _RANGES):
             return True
-        if any(n.lower().startswith("x-twilio-") for n, _ in message.headers()):
+        if has_header(message, ("X-Twilio-*",)):
             return True
-        for header in ("User-Agent", "Server"):
-            value = message.get(header)
-            if value is not None and value.strip().lower().startswith("twilio"):
-                return True
-        for header in _ADDRESS_HEADERS:
-            for value in message.get_all(header):
-                if any(h.lower().endswith(".twilio.com") for h in _HOST_RE.findall(value)):
-                    return True
-        return False
+        if agent_matches(message, lambda value: value.strip().lower().startswith("twilio")):
+            return True
+        return any(h.lower().endswith(".twilio.com") for h in address_hosts(message))
 
     def request_from_pbx(self, message: SipMessage, ctx: QuirkContext) -> None:
-        _respell(message, _SPELLINGS)
+        respell(message, _SPELLINGS)
 
     def response_from_pbx(self, message: SipMessage, ctx: QuirkContext) -> None:
-        _respell(message, _SPELLINGS)
+        respell(message, _SPELLINGS)
 
     def canonical(self, call: CanonicalCall, message: SipMessage, ctx: QuirkContext) -> None:
         super().canonical(call, message, ctx)
-        if ctx.option("plus_e164", True) is not False:
-            call.callee = _plus(call.callee)
-            call.caller = _plus(call.caller)
-            call.redirecting = _plus(call.redirecting)
+        if flag(ctx, "plus_e164", True):
+            plus_numbers(call)
 
     def request_to_pbx(self, message: SipMessage, ctx: QuirkContext) -> None:
         if message.uri:
@@ -187,13 +132,13 @@ class TwilioQuirk(QuirkBase):
                 kept = tuple((n, v) for n, v in uri.headers if allowed_custom(n))
                 if kept != uri.headers:
                     message.uri = str(evolve(uri, headers=kept))
-        if ctx.option("strict_headers", True) is not False:
+        if flag(ctx, "strict_headers", True):
             for name in {n for n, _ in message.headers()}:
                 if not allowed_custom(name):
                     message.remove(name)
 
 
 #: Networks whose Via addresses mark a request as this vendor's.
-_RANGES = tuple(ipaddress.ip_network(n) for n in TwilioQuirk.defaults.signalling_ranges)
+_RANGES = networks(TwilioQuirk.defaults.signalling_ranges)
 
 twilio = TwilioQuirk()

@@ -27,21 +27,12 @@ identity headers CUBE emits by default, Webex Calling address ranges.
 
 from __future__ import annotations
 
-import re
-
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
 from sbc.quirks import CanonicalCall, IVendorQuirk, QuirkBase, QuirkContext, SipMessage, VendorDefaults
+from sbc.quirks.helpers import address_hosts, agent_matches, flag, plus_numbers
 
-_HOST_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*\.[A-Za-z]{2,}")
-_ADDRESS_HEADERS = ("Via", "From", "Contact", "Record-Route")
-
-
-def _plus(number: str | None) -> str | None:
-    if number and number.isdigit() and 9 <= len(number) <= 15 and number[0] != "0":
-        return "+" + number
-    return number
 
 
 @implementer(IPlugin, IVendorQuirk)
@@ -73,24 +64,16 @@ class WebexQuirk(QuirkBase):
     )
 
     def recognise(self, message: SipMessage) -> bool:
-        for header in ("User-Agent", "Server"):
-            value = message.get(header)
-            if value is not None and value.strip().lower().startswith("cisco-sipgateway"):
-                return True
+        if agent_matches(message, lambda value: value.strip().lower().startswith("cisco-sipgateway")):
+            return True
         if message.has("Cisco-Guid"):
             return True
-        for header in _ADDRESS_HEADERS:
-            for value in message.get_all(header):
-                if any(h.lower().endswith(".webex.com") for h in _HOST_RE.findall(value)):
-                    return True
-        return False
+        return any(h.lower().endswith(".webex.com") for h in address_hosts(message))
 
     def canonical(self, call: CanonicalCall, message: SipMessage, ctx: QuirkContext) -> None:
         super().canonical(call, message, ctx)
-        if ctx.option("plus_e164", False) is True:
-            call.callee = _plus(call.callee)
-            call.caller = _plus(call.caller)
-            call.redirecting = _plus(call.redirecting)
+        if flag(ctx, "plus_e164", False):  # off by default: CUBE sends what its rules make
+            plus_numbers(call)
 
 
 webex = WebexQuirk()

@@ -26,35 +26,13 @@ Unconfirmed: Zoom's OPTIONS interval (the SBC must answer them), proxy host name
 
 from __future__ import annotations
 
-import re
-
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
 from sbc.quirks import CanonicalCall, IVendorQuirk, QuirkBase, QuirkContext, SipMessage, VendorDefaults
+from sbc.quirks.helpers import address_hosts, agent_matches, flag, in_domain, plus_numbers, respell
 
 _SPELLINGS = ("X-Trace-ID",)
-_HOST_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*\.[A-Za-z]{2,}")
-_ADDRESS_HEADERS = ("Via", "From", "Contact", "Record-Route")
-
-
-def _respell(message: SipMessage, spellings: tuple[str, ...]) -> None:
-    """Give vendor headers their documented spelling, keeping every header's position (names
-    are case-insensitive, but the agent host gets one spelling whatever the PBX sent)."""
-    wanted = {s.lower(): s for s in spellings}
-    headers = message.headers()
-    if all(wanted.get(n.lower(), n) == n for n, _ in headers):
-        return
-    for name in {n for n, _ in headers}:
-        message.remove(name)
-    for name, value in headers:
-        message.add(wanted.get(name.lower(), name), value)
-
-
-def _plus(number: str | None) -> str | None:
-    if number and number.isdigit() and 9 <= len(number) <= 15 and number[0] != "0":
-        return "+" + number
-    return number
 
 
 @implementer(IPlugin, IVendorQuirk)
@@ -84,25 +62,17 @@ class ZoomQuirk(QuirkBase):
     def recognise(self, message: SipMessage) -> bool:
         if message.has("X-Trace-ID"):
             return True
-        for header in ("User-Agent", "Server"):
-            value = message.get(header)
-            if value is not None and "zoom" in value.lower():
-                return True
-        for header in _ADDRESS_HEADERS:
-            for value in message.get_all(header):
-                if any(h.lower() == "zoom.us" or h.lower().endswith(".zoom.us") for h in _HOST_RE.findall(value)):
-                    return True
-        return False
+        if agent_matches(message, lambda value: "zoom" in value.lower()):
+            return True
+        return any(in_domain(h, "zoom.us") for h in address_hosts(message))
 
     def request_from_pbx(self, message: SipMessage, ctx: QuirkContext) -> None:
-        _respell(message, _SPELLINGS)
+        respell(message, _SPELLINGS)
 
     def canonical(self, call: CanonicalCall, message: SipMessage, ctx: QuirkContext) -> None:
         super().canonical(call, message, ctx)
-        if ctx.option("plus_e164", True) is not False:
-            call.callee = _plus(call.callee)
-            call.caller = _plus(call.caller)
-            call.redirecting = _plus(call.redirecting)
+        if flag(ctx, "plus_e164", True):
+            plus_numbers(call)
 
 
 zoom = ZoomQuirk()
