@@ -25,7 +25,8 @@ packets sent and lost, relayed packets/s, latency p50/p99 relayed and baseline, 
 of one core, from getrusage of the relay process over the measured window), generator CPU,
 "bufdrop" (the host's UDP RcvbufErrors over the window: datagrams the kernel dropped on a full
 receive buffer, the relay's or the generator's -- the usual cause of loss when a process is
-descheduled) -- and the highest N with zero loss.  The host's other load matters: run it on
+descheduled), "others" (CPU the rest of the host used meanwhile, % of one core: above a few
+percent the figures are disturbed) -- and the highest N with zero loss.  The host's other load matters: run it on
 an otherwise idle machine.
 
 ``--dtmf`` turns RFC 4733 decoding on for side a (the per-packet payload-type check is then on
@@ -210,6 +211,17 @@ def udp_rcvbuf_errors() -> int:
         return -1
 
 
+def host_busy_seconds() -> float:
+    """CPU seconds all cores spent busy since boot (Linux /proc/stat), or -1."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return -1.0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(sorted_values: list[float], q: float) -> float:
     if not sorted_values:
         return float("nan")
@@ -361,6 +373,7 @@ def step(relay: RelayProcess, n: int, duration: float, srtp: bool) -> dict[str, 
         def mark() -> None:
             marks.append(relay.call(op="stats"))
             marks[-1]["rcvbuf_errors"] = udp_rcvbuf_errors()
+            marks[-1]["host_busy"] = host_busy_seconds()
             usage = resource.getrusage(resource.RUSAGE_SELF)
             gen.append(usage.ru_utime + usage.ru_stime)
 
@@ -369,6 +382,8 @@ def step(relay: RelayProcess, n: int, duration: float, srtp: bool) -> dict[str, 
         wall = after["wall"] - before["wall"]
         result["relay_cpu_pct"] = 100.0 * (after["cpu"] - before["cpu"]) / wall
         result["gen_cpu_pct"] = 100.0 * (gen[1] - gen[0]) / wall
+        host = 100.0 * (after["host_busy"] - before["host_busy"]) / wall
+        result["other_cpu_pct"] = host - result["gen_cpu_pct"] - result["relay_cpu_pct"]
         result["relayed_pps"] = (after["packets_relayed"] - before["packets_relayed"]) / wall
         result["relay_dropped"] = after["packets_dropped"] - before["packets_dropped"]
         result["rcvbuf_errors"] = after["rcvbuf_errors"] - before["rcvbuf_errors"]
@@ -407,7 +422,7 @@ def main() -> None:
           + (f" ({mode})" if mode else ""))
     print(f"{'calls':>6} {'sent':>8} {'lost':>6} {'relayed/s':>10} {'relay CPU':>9} "
           f"{'p50 ms':>7} {'p99 ms':>7} {'base p50':>8} {'base p99':>8} {'added p50':>9} {'added p99':>9} "
-          f"{'gen CPU':>7} {'bufdrop':>7}")
+          f"{'gen CPU':>7} {'bufdrop':>7} {'others':>7}")
     try:
         for n in counts:
             base = baseline(n, min(args.duration, 3.0))
@@ -419,7 +434,7 @@ def main() -> None:
                   f"{r['relay_cpu_pct']:>8.1f}% {r['p50_ms']:>7.3f} {r['p99_ms']:>7.3f} "
                   f"{base['p50_ms']:>8.3f} {base['p99_ms']:>8.3f} "
                   f"{r['p50_ms'] - base['p50_ms']:>9.3f} {r['p99_ms'] - base['p99_ms']:>9.3f} "
-                  f"{r['gen_cpu_pct']:>6.1f}% {r['rcvbuf_errors']:>7}",
+                  f"{r['gen_cpu_pct']:>6.1f}% {r['rcvbuf_errors']:>7} {r['other_cpu_pct']:>6.0f}%",
                   flush=True)
     finally:
         relay.close()
