@@ -115,7 +115,10 @@ class RunningSbc(TwistProcess):
     name = "SBC"
 
     def __init__(self, extra_toml: str = "", *, tls: tuple[Path, Path] | None = None,
-                 agent_uri: str = "sip:{user}@127.0.0.1:5090") -> None:
+                 agent_uri: str = "sip:{user}@127.0.0.1:5090", trunk_toml: str | None = None) -> None:
+        """``trunk_toml``: the whole ``[[trunk]]`` text instead of the default trunk "local"
+        (which allows 127.0.0.1 and ::1 and sends calls to ``agent_uri``); ``extra_toml``
+        follows it."""
         super().__init__("sbc-it-", "sbc.log")
         self.sip_port = free_port()
         self.admin_port = free_port(socket.SOCK_STREAM)
@@ -147,8 +150,10 @@ class RunningSbc(TwistProcess):
             # not fight over the default 10000-19999.
             + ("" if "[media]" in extra_toml else
                f"[media]\nport_min = {self.media_ports[0]}\nport_max = {self.media_ports[1]}\n\n")
-            + '[[trunk]]\nname = "local"\nallow = ["127.0.0.1/32", "::1/128"]\n'
-            f'agent_uri = "{agent_uri}"\n' + extra_toml
+            + (trunk_toml if trunk_toml is not None else
+               '[[trunk]]\nname = "local"\nallow = ["127.0.0.1/32", "::1/128"]\n'
+               f'agent_uri = "{agent_uri}"\n')
+            + extra_toml
         )
 
     def start(self, timeout: float = 20.0) -> "RunningSbc":
