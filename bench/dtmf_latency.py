@@ -2,7 +2,7 @@
 """Keypress-to-event latency: RFC 4733 telephone-events in, WebSocket audit events out.
 
 Run:  .venv/bin/python bench/dtmf_latency.py [--calls 20] [--keys 10] [--spacing 0.3]
-                                             [--no-audio] [--max-p99 MS] [--json]
+                                             [--no-audio] [--max-p99 MS] [--json] [--dump FILE]
 
 Processes (all on loopback, all started here and stopped by their own pid):
 
@@ -32,8 +32,14 @@ on the WebSocket is timestamped the same way.  Events are matched by call (the S
 ``call_id``, learnt from ``call.started``, whose ``caller`` is this call's unique From user) and
 by digit order.  The report gives the count, p50/p95/p99/max latency in ms, and the keys that
 yielded no event (missing), more than one (duplicate) or an event for a key never sent
-(unexpected).  Any missing, duplicate or unexpected event, a call that failed, or (with
-``--max-p99``) a p99 over the limit is a failure: exit status 1.
+(unexpected).  Each event's ``received_at`` (the SBC's unix seconds) must be the second of
+the send or the next.  Any missing, duplicate or unexpected event, a wrong ``received_at``, a
+call that failed, or (with ``--max-p99``) a p99 over the limit is a failure: exit status 1.
+``--dump FILE`` writes every matched key with its latency, for plots.
+
+For context the report also gives the SBC's and this process's CPU while keying (percent of
+one core) and this process's reactor lag (how late a 5 ms timer fires): on a shared machine,
+a tail that comes with a large lag here is CPU contention, not the SBC.
 
 The latency is measured end to end from this process: it includes the loopback hop in, the
 SBC's packet handling, DTMF decoding, the event hub, the WebSocket frame and this reactor's
@@ -447,7 +453,7 @@ def build_ws_factory(collector: Collector, reactor: Any) -> Any:
 def match(calls: list[Call], collector: Collector) -> dict[str, Any]:
     """Pair each call's audit events with its keys in order; count what does not pair."""
     by_sbc_id = {c.sbc_call_id: c for c in calls if c.sbc_call_id}
-    seen: dict[str, list[tuple[float, str]]] = {}
+    seen: dict[str, list[tuple[float, str, Any]]] = {}
     unexpected = 0
     for at, event in collector.events:
         if event.get("type") != "input_audio_buffer.dtmf_event_received":
