@@ -127,6 +127,17 @@ class StartupTests(SynchronousTestCase):
         self.assertEqual([r.status for r in trying], [100])
         self.assertEqual(trying[0].get("X-MS-SBC"), b"Acme/SBC/2.0")
 
+    def test_vendor_options_reach_the_canonical_form(self) -> None:
+        top, reactor = build(BASE + '[[trunk]]\nname = "pbx"\nallow = ["192.0.2.0/24"]\n'
+                             'agent_uri = "sip:{user}@127.0.0.1:5090"\n[trunk.vendor_options]\ncountry_code = 44\n')
+        self.addCleanup(top.stopService)
+        raw = invite_from("192.0.2.9").replace(b"sip:+15550100@127.0.0.1:5060", b"sip:02079460000@127.0.0.1:5060")
+        raw = raw.replace(b"<sip:+15550100@127.0.0.1;user=phone>", b"<sip:02079460000@127.0.0.1>")
+        reactor.udp_ports[0].protocol.datagramReceived(raw, ("192.0.2.9", 5060))
+        [invite] = requests_to(reactor, "INVITE", 5090)
+        self.assertEqual(invite.uri, b"sip:+442079460000@127.0.0.1:5090")
+        self.assertEqual((invite.get("X-SBC-Callee"), invite.get("X-SBC-Vendor")), (b"+442079460000", b"generic"))
+
     def test_source_outside_every_range_is_refused(self) -> None:
         top, reactor = build(BASE + TEAMS)
         self.addCleanup(top.stopService)
