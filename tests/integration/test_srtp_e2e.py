@@ -306,28 +306,29 @@ class Pbx:
             if until(msg):
                 return msg
 
-    def invite(self, sdp: bytes, timeout: float = 15.0) -> SipMsg | None:
-        """Send the INVITE and return the final response (provisional ones are skipped)."""
+    def invite(self, sdp: bytes, timeout: float = 15.0, *, early: bool = False) -> SipMsg | None:
+        """Send the INVITE and return the final response (provisional ones are skipped), or
+        with ``early`` the first provisional response with a body (then `wait_final`)."""
         self.invite_branch = self.branch()
         self.invite_uri = f"sip:agent@127.0.0.1:{self.sbc[1]}"
-        data = self.build("INVITE", self.invite_uri, 1, self.invite_branch, body=sdp,
-                          content_type="application/sdp")
-        self.sip.sendto(data, self.sbc)
-        # Timer A: retransmit until a provisional response; then only wait.
-        got_provisional = False
+        self.invite_data = self.build("INVITE", self.invite_uri, 1, self.invite_branch, body=sdp,
+                                      content_type="application/sdp")
+        self.sip.sendto(self.invite_data, self.sbc)
+        self.got_provisional = False
+        return self.wait_final(timeout, early=early)
 
-        def final(msg: SipMsg) -> bool:
-            nonlocal got_provisional
+    def wait_final(self, timeout: float = 15.0, *, early: bool = False) -> SipMsg | None:
+        def wanted(msg: SipMsg) -> bool:
             if msg.get("call-id") != self.call_id or msg.cseq != (1, "INVITE"):
                 return False
             if msg.status is not None and msg.status < 200:
-                got_provisional = True
-                return False
+                self.got_provisional = True
+                return early and msg.status > 100 and bool(msg.body.strip())
             return True
 
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            reply = self.receive(final, min(0.5, deadline - time.monotonic()))
+            reply = self.receive(wanted, min(0.5, deadline - time.monotonic()))
             if reply is not None:
                 if reply.status is not None and 200 <= reply.status < 300:
                     self.to_tag = _tag(reply.get("to") or "")
@@ -337,8 +338,9 @@ class Pbx:
                 else:
                     self.to_tag = _tag(reply.get("to") or "")
                 return reply
-            if not got_provisional:
-                self.sip.sendto(data, self.sbc)
+            # Timer A: retransmit until a provisional response; then only wait.
+            if not self.got_provisional:
+                self.sip.sendto(self.invite_data, self.sbc)
         return None
 
     def ack_2xx(self, cseq: int = 1) -> None:
@@ -487,24 +489,45 @@ class _Base(SynchronousTestCase):
         self.addCleanup(self.pbx.close)
 
     def start_uas(self) -> tuple[subprocess.Popen[str], Path]:
+        """SIPp as the agent host, listening on the port the SBC's agent_uri names.  Parallel
+        test runs may take its media port between `free_port` and SIPp's bind: a SIPp that
+        exits at start-up is started again on another media port (bounded)."""
         assert self.sipp is not None
         scenario = self.sbc.dir / "uas.xml"
         scenario.write_text(self.uas_scenario)
         trace = self.sbc.dir / "uas_messages.log"
-        uas = subprocess.Popen(
-            [self.sipp, "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(self.agent_port), "-t", "u1",
-             "-mi", "127.0.0.1", "-mp", str(free_port()), "-rtp_echo", "-m", "1", "-nostdin",
-             "-timeout", "40s", "-timeout_error", "-trace_msg", "-message_file", str(trace)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
-            cwd=self.sbc.dir)
-        self.addCleanup(lambda: uas.poll() is None and uas.kill())
-        # SIPp binds its SIP and media sockets at start-up: give it a bounded moment.
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not _udp_bound(self.agent_port):
-            if uas.poll() is not None:
-                break
-            time.sleep(0.05)
-        return uas, trace
+        output = ""
+        for _ in range(3):
+            uas = subprocess.Popen(
+                [self.sipp, "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(self.agent_port), "-t", "u1",
+                 "-mi", "127.0.0.1", "-mp", str(free_port()), "-rtp_echo", "-m", "1", "-nostdin",
+                 "-timeout", "40s", "-timeout_error", "-trace_msg", "-message_file", str(trace)],
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+                cwd=self.sbc.dir)
+            self.addCleanup(lambda uas=uas: uas.poll() is None and uas.kill())
+            # SIPp binds its SIP and media sockets at start-up: give it a bounded moment.
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and uas.poll() is None and not _udp_bound(self.agent_port):
+                time.sleep(0.05)
+            time.sleep(0.2)  # an early exit (a media port taken) shows by now
+            if uas.poll() is None:
+                self.uas = uas
+                return uas, trace
+            output = uas.communicate()[0]
+        self.fail(f"SIPp (the agent host) would not start:\n{output[-3000:]}")
+
+    def require(self, msg: SipMsg | None, what: str) -> SipMsg:
+        """``msg``, or fail with everything known: the PBX's last messages, SIPp's output
+        (SIPp is stopped for that) and the SBC's log."""
+        if msg is not None:
+            return msg
+        uas = getattr(self, "uas", None)
+        out = ""
+        if uas is not None:
+            if uas.poll() is None:
+                uas.kill()
+            out = uas.communicate()[0] or ""
+        self.fail(self.detail(f"{what}\nSIPp (agent host) exit {uas.returncode if uas else None}:\n{out[-3000:]}"))
 
     def finish_uas(self, uas: subprocess.Popen[str]) -> str:
         try:
@@ -558,7 +581,7 @@ class _SrtpCall(_Base):
     def call_up(self, ours: SrtpKeying) -> tuple[SipMsg, AudioSdp, SrtpKeying]:
         """INVITE with ``ours``; checks the SBC's SRTP answer; returns (200, its audio, its key)."""
         reply = self.pbx.invite(offer_sdp(self.pbx.media_port, srtp=ours, tag=self.tag, decoys=self.decoys))
-        self.assertIsNotNone(reply, self.detail("no final response to the INVITE"))
+        self.require(reply, "no final response to the INVITE")
         assert reply is not None
         self.assertEqual(reply.status, 200, self.detail(reply.raw.decode("utf-8", "replace")))
         self.pbx.ack_2xx()
@@ -623,7 +646,7 @@ class _SrtpCall(_Base):
     def hang_up(self, uas: subprocess.Popen[str]) -> None:
         """BYE ends the call on both legs: the agent host got its BYE, no call or media left."""
         bye = self.pbx.bye()
-        self.assertIsNotNone(bye, self.detail("no answer to BYE"))
+        self.require(bye, "no answer to BYE")
         assert bye is not None
         self.assertEqual(bye.status, 200)
         uas_out = self.finish_uas(uas)
@@ -716,7 +739,7 @@ class SrtpReinvite(_SrtpCall):
 
         # A refresh: the very same SDP again.
         refresh = self.pbx.reinvite(offer_sdp(self.pbx.media_port, srtp=ours, tag=self.tag), 2)
-        self.assertIsNotNone(refresh, self.detail("no answer to the refresh re-INVITE"))
+        self.require(refresh, "no answer to the refresh re-INVITE")
         assert refresh is not None
         self.assertEqual(refresh.status, 200, self.detail(refresh.raw.decode("utf-8", "replace")))
         again = AudioSdp(refresh.body)
@@ -727,7 +750,7 @@ class SrtpReinvite(_SrtpCall):
         # The PBX re-keys (new o= version, new key): the old key is refused from the answer on.
         new = new_keying(self.suite)
         rekey = self.pbx.reinvite(offer_sdp(self.pbx.media_port, srtp=new, tag=self.tag, version=2), 3)
-        self.assertIsNotNone(rekey, self.detail("no answer to the re-keying re-INVITE"))
+        self.require(rekey, "no answer to the re-keying re-INVITE")
         assert rekey is not None
         self.assertEqual(rekey.status, 200, self.detail(rekey.raw.decode("utf-8", "replace")))
         after = AudioSdp(rekey.body)
@@ -755,7 +778,7 @@ class SrtpOptionalPlainOffer(_Base):
         uas, trace = self.start_uas()
         before = self.media()
         reply = self.pbx.invite(offer_sdp(self.pbx.media_port, srtp=None))
-        self.assertIsNotNone(reply, self.detail("no final response to the INVITE"))
+        self.require(reply, "no final response to the INVITE")
         assert reply is not None
         self.assertEqual(reply.status, 200, self.detail(reply.raw.decode("utf-8", "replace")))
         self.pbx.ack_2xx()
@@ -775,7 +798,7 @@ class SrtpOptionalPlainOffer(_Base):
         self.assertEqual(mid["srtp_auth_failures"], before.get("srtp_auth_failures", 0))
 
         bye = self.pbx.bye()
-        self.assertIsNotNone(bye, self.detail("no answer to BYE"))
+        self.require(bye, "no answer to BYE")
         assert bye is not None
         self.assertEqual(bye.status, 200)
         uas_out = self.finish_uas(uas)
@@ -802,7 +825,7 @@ class _Refused:
         self.addCleanup(agent.close)
         agent.bind(("127.0.0.1", self.agent_port))
         reply = self.pbx.invite(self.offer_body(), timeout=10)
-        self.assertIsNotNone(reply, self.detail("no final response to the INVITE"))
+        self.require(reply, "no final response to the INVITE")
         assert reply is not None
         self.assertEqual(reply.status, 488, self.detail(reply.raw.decode("utf-8", "replace")))
         self.pbx.ack_non_2xx()
@@ -952,7 +975,7 @@ class SrtpFeedbackProfile(SrtpRequiredToPlainAgent):
 
     def call_up(self, ours: SrtpKeying) -> tuple[SipMsg, AudioSdp, SrtpKeying]:
         reply = self.pbx.invite(offer_sdp(self.pbx.media_port, srtp=ours, proto="RTP/SAVPF"))
-        self.assertIsNotNone(reply, self.detail("no final response to the INVITE"))
+        self.require(reply, "no final response to the INVITE")
         assert reply is not None
         self.assertEqual(reply.status, 200, self.detail(reply.raw.decode("utf-8", "replace")))
         self.pbx.ack_2xx()
@@ -965,3 +988,57 @@ class SrtpFeedbackProfile(SrtpRequiredToPlainAgent):
         m_line = next((line for line in offered.splitlines() if line.startswith("m=audio ")), "")
         self.assertIn(m_line.split()[2:3], (["RTP/AVP"], ["RTP/AVPF"]), offered)
         self.assertNotIn("a=crypto", offered)
+
+
+UAS_EARLY = UAS.replace(
+    """  <send retrans="500">""",
+    """  <send>
+    <![CDATA[
+      SIP/2.0 183 Session Progress
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:agent@[local_ip]:[local_port]>
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+""" + UAS_SDP + """
+    ]]>
+  </send>
+  <pause milliseconds="2500"/>
+  <send retrans="500">""", 1)
+
+
+class SrtpEarlyMedia(_SrtpCall):
+    """Early media: the agent host answers in a 183, then in the 200.  The PBX gets SRTP with
+    the SBC's key in the 183, audio flows both ways before the answer, and the 200 repeats the
+    same key (a new one would break the SRTP context the PBX already uses)."""
+
+    uas_scenario = UAS_EARLY
+
+    def test_183_then_200_same_key_audio_before_answer(self) -> None:
+        uas, trace = self.start_uas()
+        ours = new_keying(self.suite)
+        early = self.pbx.invite(offer_sdp(self.pbx.media_port, srtp=ours), early=True)
+        self.require(early, "no 183 with SDP")
+        assert early is not None
+        self.assertEqual(early.status, 183, self.detail(early.raw.decode("utf-8", "replace")))
+        early_sdp = AudioSdp(early.body)
+        self.assertEqual(early_sdp.proto, "RTP/SAVP", early.body)
+        theirs = self.sbc_key(early_sdp, ours)
+        tx, rx = _srtp(ours, inbound=False), _srtp(theirs, inbound=True)
+        self.audio(early_sdp.target, tx, rx, ssrc=0x6666EEEE, count=25)
+
+        final = self.pbx.wait_final(15)
+        self.require(final, "no final response after the 183")
+        assert final is not None
+        self.assertEqual(final.status, 200, self.detail(final.raw.decode("utf-8", "replace")))
+        self.pbx.ack_2xx()
+        answer = AudioSdp(final.body)
+        self.assertEqual((answer.proto, answer.target), ("RTP/SAVP", early_sdp.target), final.body)
+        self.assertEqual(self.sbc_key(answer, ours), theirs, "the 200 changed the SBC's key of the 183")
+        self.audio(answer.target, tx, rx, ssrc=0x6666EEEE, first_seq=4025, count=25)
+        self.hang_up(uas)
+        self.assertPlainOffer(trace, ours, theirs)
