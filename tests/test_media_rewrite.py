@@ -504,3 +504,20 @@ class NegotiatorTests(SynchronousTestCase):
                 self.assertEqual(reparsed.connection_for(i).address, "10.0.0.5")
             else:
                 self.assertEqual(section.port, 0)
+
+
+class EngineValuesTests(SynchronousTestCase):
+    def test_side_options_validated(self) -> None:
+        self.assertEqual(SideOptions().srtp, "off")
+        self.assertRaises(ValueError, SideOptions, srtp="sometimes")
+        self.assertRaises(ValueError, SideOptions, vad_sensitivity=1.5)
+        self.assertEqual(SideOptions(srtp="required", vad_sensitivity=1.0).vad_sensitivity, 1.0)
+
+    def test_media_error(self) -> None:
+        e = MediaError(503, "no media ports left")
+        self.assertEqual((e.status, e.reason, str(e)), (503, "no media ports left", "503 no media ports left"))
+
+    def test_other_side(self) -> None:
+        from sbc.media.core.engine import other_side
+
+        self.assertEqual((other_side("a"), other_side("b")), ("b", "a"))

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_media_relay -*-
+# -*- test-case-name: tests.test_media_rewrite,tests.test_media_relay -*-
 """The media-engine interface: what the B2BUA asks of whatever anchors a call's media.
 
 The built-in engine is `sbc.media.relay.RtpRelay` (Twisted, one process).  An external engine
