@@ -24,9 +24,11 @@ Everything is bounded by timeouts and stays on loopback.
 from __future__ import annotations
 
 import os
+import select
 import socket
 import struct
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -544,6 +546,14 @@ class _Base(SynchronousTestCase):
         sip = "\n".join(m.raw.decode("utf-8", "replace")[:1500] for m in self.pbx.seen[-6:])
         return f"{extra}\nPBX saw:\n{sip}\nSBC log:\n{self.sbc.log_text()[-4000:]}"
 
+    def assertNoKeysLogged(self, *keys: SrtpKeying) -> None:
+        """SDES keys never appear in the SBC's log (issue 5), whoever made them."""
+        log = self.sbc.log_text()
+        self.assertIn("Starting reactor", log)  # the log is the real one
+        for key in keys:
+            self.assertNotIn(theirs_b64(key), log)
+            self.assertNotIn(key.key.hex(), log)
+
     def wait_call_gone(self, timeout: float = 10.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         health: dict[str, Any] = {}
@@ -677,6 +687,7 @@ class SrtpRequiredToPlainAgent(_SrtpCall):
         self.refused_packet(answer.target, _srtp(new_keying(self.suite), inbound=False), 9000, 0xBAD0BAD0)
         self.hang_up(uas)
         self.assertPlainOffer(trace, ours, theirs)
+        self.assertNoKeysLogged(ours, theirs)
 
 
 class Srtp32ToPlainAgent(SrtpRequiredToPlainAgent):
@@ -1042,3 +1053,166 @@ class SrtpEarlyMedia(_SrtpCall):
         self.audio(answer.target, tx, rx, ssrc=0x6666EEEE, first_seq=4025, count=25)
         self.hang_up(uas)
         self.assertPlainOffer(trace, ours, theirs)
+
+
+class SrtpAgent(threading.Thread):
+    """The agent host in Python, speaking SRTP: answers the SBC's INVITE with its own SDES key
+    (the tag and suite the SBC offered), then echoes every SRTP packet back re-protected under
+    that key, recording the clear payloads it saw.  Bounded: it stops at ``stop`` or after
+    ``lifetime`` seconds."""
+
+    def __init__(self, port: int, lifetime: float = 30.0) -> None:
+        super().__init__(daemon=True)
+        self.sip = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sip.bind(("127.0.0.1", port))
+        self.media = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.media.bind(("127.0.0.1", 0))
+        self.key = new_keying(SUITE)
+        self.invite: SipMsg | None = None
+        self.offered: SrtpKeying | None = None
+        self.got_ack = False
+        self.got_bye = False
+        self.clear: dict[int, bytes] = {}
+        self.failures = 0
+        self.errors: list[str] = []
+        self.stop = threading.Event()
+        self.lifetime = lifetime
+        self._rx: Any = None
+        self._tx = _srtp(self.key, inbound=False)
+
+    def close(self) -> None:
+        self.stop.set()
+        if self.is_alive():
+            self.join(5)
+        self.sip.close()
+        self.media.close()
+
+    def _reply(self, msg: SipMsg, status: str, to_tag: str | None, body: bytes = b"") -> bytes:
+        head = [f"SIP/2.0 {status}"] + [f"Via: {v}" for v in msg.all("via")]
+        head += [f"From: {msg.get('from')}", f"To: {msg.get('to')}" + (f";tag={to_tag}" if to_tag else ""),
+                 f"Call-ID: {msg.get('call-id')}", f"CSeq: {msg.get('cseq')}",
+                 f"Contact: <sip:agent@127.0.0.1:{self.sip.getsockname()[1]}>"]
+        if body:
+            head.append("Content-Type: application/sdp")
+        head.append(f"Content-Length: {len(body)}")
+        return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+    def _answer_sdp(self, tag: int) -> bytes:
+        port = self.media.getsockname()[1]
+        return ("v=0\r\no=agent 7 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+                f"m=audio {port} RTP/SAVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n"
+                "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n"
+                f"a=crypto:{crypto_value(tag, self.key).decode()}\r\na=sendrecv\r\n").encode()
+
+    def run(self) -> None:
+        deadline = time.monotonic() + self.lifetime
+        ok: bytes | None = None
+        while not self.stop.is_set() and time.monotonic() < deadline:
+            ready, _, _ = select.select([self.sip, self.media], [], [], 0.05)
+            for sock in ready:
+                try:
+                    data, addr = sock.recvfrom(65535)
+                except OSError:
+                    continue
+                if sock is self.media:
+                    self._echo(data, addr)
+                    continue
+                msg = SipMsg(data)
+                if msg.method == "INVITE" and self.invite is None:
+                    self.invite = msg
+                    offer = AudioSdp(msg.body)
+                    chosen = next((p for p in map(parse_crypto_value, offer.crypto) if p is not None), None)
+                    if chosen is None:
+                        self.errors.append("the SBC offered no usable crypto line")
+                        sock.sendto(self._reply(msg, "488 Not Acceptable Here", "agent1"), addr)
+                        continue
+                    tag, self.offered = chosen
+                    self._rx = _srtp(self.offered, inbound=True)
+                    ok = self._reply(msg, "200 OK", "agent1", self._answer_sdp(tag))
+                    sock.sendto(ok, addr)
+                elif msg.method == "INVITE" and ok is not None:
+                    sock.sendto(ok, addr)  # a retransmission
+                elif msg.method == "ACK":
+                    self.got_ack = True
+                elif msg.method == "BYE":
+                    self.got_bye = True
+                    sock.sendto(self._reply(msg, "200 OK", None), addr)
+                elif msg.method is not None:
+                    sock.sendto(self._reply(msg, "200 OK", None), addr)
+
+    def _echo(self, data: bytes, addr: Any) -> None:
+        if self._rx is None:
+            self.failures += 1
+            return
+        try:
+            clear = self._rx.unprotect(data)
+        except SrtpLibError:
+            self.failures += 1
+            return
+        self.clear[struct.unpack("!H", clear[2:4])[0]] = clear[12:]
+        self.media.sendto(self._tx.protect(clear), addr)
+
+
+class PlainPbxToSrtpAgent(_Base):
+    """The other way round: a plain RTP PBX (``srtp = "off"``) and an agent host that requires
+    SRTP (``[agent] srtp = "required"``).  The agent is offered RTP/SAVP with the SBC's key,
+    answers with its own; the PBX's RTP is protected toward the agent and the agent's SRTP
+    unprotected toward the PBX."""
+
+    trunk_srtp = "off"
+    uses_sipp = False
+
+    def setUp(self) -> None:
+        if Policy is None:
+            raise SkipTest("pylibsrtp is not installed")
+        self.agent_port = free_port()
+        self.agent = SrtpAgent(self.agent_port)
+        self.addCleanup(self.agent.close)
+        extra = '[agent]\noptions_interval = 0\nsrtp = "required"\n'
+        self.sbc = RunningSbc(f'srtp = "{self.trunk_srtp}"\n\n' + extra,
+                              agent_uri=f"sip:{{user}}@127.0.0.1:{self.agent_port}").start()
+        self.addCleanup(self.sbc.stop)
+        self.pbx = Pbx(self.sbc.sip_port)
+        self.addCleanup(self.pbx.close)
+        self.agent.start()
+
+    def test_plain_pbx_bridged_to_srtp_agent(self) -> None:
+        before = self.media()
+        reply = self.require(self.pbx.invite(offer_sdp(self.pbx.media_port, srtp=None)),
+                             "no final response to the INVITE")
+        self.assertEqual(reply.status, 200, self.detail(reply.raw.decode("utf-8", "replace") + str(self.agent.errors)))
+        self.pbx.ack_2xx()
+        answer = AudioSdp(reply.body)
+        self.assertEqual((answer.proto, answer.crypto), ("RTP/AVP", []), reply.body)
+
+        # What the agent host was offered: RTP/SAVP with exactly the SBC's key.
+        invite = self.agent.invite
+        assert invite is not None
+        offered = AudioSdp(invite.body)
+        self.assertEqual(offered.proto, "RTP/SAVP", invite.body)
+        self.assertEqual(len(offered.crypto), 1, invite.body)
+        self.assertNotIn(theirs_b64(self.agent.key).encode(), reply.raw, "the agent's key leaked to the PBX")
+
+        sent, received, bad = self.pbx.exchange(answer.target, PACKETS, ssrc=0x7777FFFF)
+        mid = self.media()
+        self.assertEqual(bad, [])
+        self.assertEqual(self.agent.failures, 0, "the agent could not unprotect what the SBC sent")
+        self.assertGreaterEqual(len(self.agent.clear), PACKETS - 2, (before, mid))
+        for seq, payload in self.agent.clear.items():
+            self.assertEqual(payload, sent.get(seq), f"the agent got packet {seq} wrong")
+        self.assertGreaterEqual(len(received), PACKETS - 2, (before, mid))
+        for seq, payload in received.items():
+            self.assertEqual(payload, sent.get(seq), f"echoed payload of packet {seq} differs")
+        self.assertEqual(mid["srtp_auth_failures"], before["srtp_auth_failures"], (before, mid))
+
+        bye = self.require(self.pbx.bye(), "no answer to BYE")
+        self.assertEqual(bye.status, 200)
+        self.assertTrue(self.agent.got_ack, "the agent host never got its ACK")
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not self.agent.got_bye:
+            time.sleep(0.05)
+        self.assertTrue(self.agent.got_bye, "the agent host never got its BYE")
+        health = self.wait_call_gone()
+        self.assertEqual((health.get("calls"), health.get("media", {}).get("sessions")), (0, 0), health)
+        assert self.agent.offered is not None
+        self.assertNoKeysLogged(self.agent.key, self.agent.offered)
