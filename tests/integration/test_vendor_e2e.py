@@ -32,24 +32,27 @@ custom-header rule.  SIPp's logs go to a work directory named in the failure mes
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Callable
-from xml.sax.saxutils import quoteattr
+from xml.sax.saxutils import escape
 
-from attrs import Factory, frozen
+from attrs import Factory, evolve, frozen
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from .harness import FQDN, REPO, RunningSbc, free_port, sipp_path
 
 MESSAGES = REPO / "tests" / "vendor_messages"
+WS_LISTEN = Path(__file__).parent / "ws_listen.py"
 HOST = "127.0.0.1"
 
 #: Line boundary in SIPp's POSIX extended regular expressions (no REG_NEWLINE there: ``^``
@@ -85,7 +88,9 @@ class Check:
 
     def xml(self) -> str:
         kind = "check_it_inverse" if self.absent else "check_it"
-        return (f'      <ereg regexp={quoteattr(self.regexp)} search_in="{self.search_in}" '
+        # double quotes only: SIPp's own XML parser does not read single-quoted attributes
+        regexp = escape(self.regexp, {'"': "&quot;"})
+        return (f'      <ereg regexp="{regexp}" search_in="{self.search_in}" '
                 f'{kind}="true" assign_to="chk"/>')
 
 
@@ -659,6 +664,17 @@ class VendorCallTests(SynchronousTestCase):
         (work / "agent.xml").write_text(
             agent_scenario(vendor, agent_checks(vendor, call_id=call_id, trunk=trunk, pbx_port=pbx_port)))
 
+        # A WebSocket subscriber to /v1/events: call.started must carry the same canonical
+        # headers as the INVITE the agent host gets.
+        events_file = work / "events.jsonl"
+        ws = subprocess.Popen(
+            [sys.executable, str(WS_LISTEN), f"ws://127.0.0.1:{sbc.admin_port}/v1/events", str(events_file), "40"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True)
+        self.addCleanup(lambda: ws.poll() is None and ws.kill())
+        line = ws.stdout.readline() if ws.stdout is not None else ""
+        if line.strip() != "connected":
+            self.fail(f"WebSocket client: {line}{ws.stdout.read() if ws.stdout else ''}")
+
         common = ["-i", HOST, "-m", "1", "-nostdin", "-t", "u1", "-timeout", "30s", "-timeout_error",
                   "-trace_err", "-trace_msg"]
         agent_out = open(work / "agent.out", "w")
@@ -687,6 +703,16 @@ class VendorCallTests(SynchronousTestCase):
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        deadline = time.monotonic() + 10
+        events: list[dict] = []
+        while time.monotonic() < deadline:
+            events = ([json.loads(ln) for ln in events_file.read_text().splitlines() if ln.strip()]
+                      if events_file.exists() else [])
+            if any(e.get("type") == "call.ended" for e in events):
+                break
+            time.sleep(0.1)
+        ws.kill()
+        ws.wait()
         sbc.stop()
         log = sbc.log_text()
         detail = (f"\n== {vendor.name} ({vendor.fixture or 'generic INVITE'}); work dir {work}\n"
@@ -710,6 +736,21 @@ class VendorCallTests(SynchronousTestCase):
         for host in invite.replaced_hosts:
             leaked = [ln for ln in lines if host in ln]
             self.assertEqual(leaked, [], f"the PBX's address {host} reached the agent host" + detail)
+        # call.started: the canonical caller/callee and the same canonical header list
+        started = [e for e in events if e.get("type") == "call.started"]
+        self.assertEqual(len(started), 1, f"call.started events: {events}" + detail)
+        event = started[0]
+        self.assertEqual((event["trunk"], event["vendor"], event["direction"], event["callee"], event["caller"]),
+                         (trunk, vendor.name, "inbound", vendor.callee, vendor.caller or ""), detail)
+        at_agent = [(n.strip(), v.strip()) for n, _, v in
+                    (ln.partition(":") for ln in invites[0].replace("\r\n", "\n").split("\n\n")[0].split("\n")[1:])]
+        in_event = [(h["name"], h["value"]) for h in event["headers"]]
+        canonical = [(n, v) for n, v in at_agent if n.lower().startswith("x-sbc-")
+                     or n.lower() in ("p-asserted-identity", "privacy")]
+        self.assertEqual([h for h in in_event if h in canonical], canonical,
+                         f"call.started headers {in_event}" + detail)
+        for header in in_event:
+            self.assertIn(header, at_agent, "a call.started header the agent host did not get" + detail)
         received = received_messages(work / "pbx_messages.log")
         self.assertTrue(any(m.startswith("BYE ") for m in received), "the PBX got no BYE" + detail)
         if vendor.name == "twilio":
@@ -743,3 +784,19 @@ def test_teams_forwarded_anonymous(self: VendorCallTests) -> None:
 
 
 VendorCallTests.test_teams_forwarded_anonymous = test_teams_forwarded_anonymous  # type: ignore[attr-defined]
+
+
+def test_teams_srtp_suite(self: VendorCallTests) -> None:
+    """Teams offers AES_CM_128_HMAC_SHA1_32 as crypto tag 0 before AES_CM_128_HMAC_SHA1_80 as
+    tag 1; Microsoft requires _80, so the SBC's answer must be tag 1 with _80 (VENDORS.md §1,
+    Media)."""
+    def pick(pbx_port: int) -> Vendor:
+        teams = vendors(pbx_port)["teams"]
+        return evolve(teams, on_200=(
+            Check("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:", search_in="body"),
+            Check("AES_CM_128_HMAC_SHA1_32", absent=True, search_in="body"),
+        ))
+    self.run_call(pick)
+
+
+VendorCallTests.test_teams_srtp_suite = test_teams_srtp_suite  # type: ignore[attr-defined]
