@@ -352,7 +352,8 @@ class Pbx:
     def reinvite(self, sdp: bytes, cseq: int, timeout: float = 15.0) -> SipMsg | None:
         """A re-INVITE in the dialog; returns its final response (2xx: ACKed here)."""
         assert self.remote_target is not None
-        data = self.build("INVITE", self.remote_target, cseq, self.branch(), body=sdp,
+        branch = self.branch()
+        data = self.build("INVITE", self.remote_target, cseq, branch, body=sdp,
                           content_type="application/sdp", routes=self.routes)
         self.sip.sendto(data, self.sbc)
         reply = self.receive(
@@ -360,6 +361,9 @@ class Pbx:
             timeout, resend=(data, 0.5))
         if reply is not None and reply.status is not None and 200 <= reply.status < 300:
             self.ack_2xx(cseq)
+        elif reply is not None:
+            # non-2xx: the ACK belongs to the INVITE's transaction (same branch and URI)
+            self.sip.sendto(self.build("ACK", self.remote_target, cseq, branch, routes=self.routes), self.sbc)
         return reply
 
     def ack_non_2xx(self) -> None:
@@ -1216,3 +1220,37 @@ class PlainPbxToSrtpAgent(_Base):
         self.assertEqual((health.get("calls"), health.get("media", {}).get("sessions")), (0, 0), health)
         assert self.agent.offered is not None
         self.assertNoKeysLogged(self.agent.key, self.agent.offered)
+
+
+class SrtpReofferRefusedThenSuiteChange(_SrtpCall):
+    """A re-offer the trunk's policy refuses (plain RTP on a `required` trunk) gets 488 and
+    leaves the running SRTP media untouched; a later re-offer switching the suite
+    (80-bit to 32-bit tag) gets the SBC's key for the new suite, and audio follows it."""
+
+    uas_scenario = UAS_REINVITE
+
+    def test_refused_plain_reoffer_then_suite_change(self) -> None:
+        uas, trace = self.start_uas()
+        ours = new_keying(self.suite)
+        first, answer, theirs = self.call_up(ours)
+        tx, rx = _srtp(ours, inbound=False), _srtp(theirs, inbound=True)
+        self.audio(answer.target, tx, rx, ssrc=0x12121212, count=15)
+
+        refused = self.require(self.pbx.reinvite(offer_sdp(self.pbx.media_port, srtp=None, version=2), 2),
+                               "no answer to the plain re-offer")
+        self.assertEqual(refused.status, 488, refused.raw)
+        self.audio(answer.target, tx, rx, ssrc=0x12121212, first_seq=4015, count=15)
+
+        self.suite = "AES_CM_128_HMAC_SHA1_32"
+        new = new_keying(self.suite)
+        changed = self.require(self.pbx.reinvite(offer_sdp(self.pbx.media_port, srtp=new, version=3), 3),
+                               "no answer to the suite-changing re-offer")
+        self.assertEqual(changed.status, 200, self.detail(changed.raw.decode("utf-8", "replace")))
+        after = AudioSdp(changed.body)
+        self.assertEqual((after.proto, after.target), ("RTP/SAVP", answer.target), changed.body)
+        sbc_new = self.sbc_key(after, new)  # checks tag 1 and the new suite
+        self.assertNotEqual(sbc_new.key, theirs.key)
+        self.audio(answer.target, _srtp(new, inbound=False), _srtp(sbc_new, inbound=True),
+                   ssrc=0x12121212, first_seq=4030, count=20)
+        self.hang_up(uas)
+        self.assertPlainOffer(trace, ours, new, theirs, sbc_new)
