@@ -109,12 +109,10 @@ class ChimeQuirk(QuirkBase):
         super().canonical(call, message, ctx)
         if flag(ctx, "pass_app_headers", True):
             pass_headers(call, message, ("X-*",), exclude=("X-SMA-*",))
-        if flag(ctx, "plus_e164", True):
-            plus_numbers(call)
+        plus_numbers(call, ctx)
 
     def request_to_pbx(self, message: SipMessage, ctx: QuirkContext) -> None:
-        if flag(ctx, "plus_e164", True):
-            plus_request_numbers(message)  # Request-URI and P-Asserted-Identity; From/To are the dialog's
+        plus_request_numbers(message, ctx)  # Request-URI and P-Asserted-Identity; From/To are the dialog's
 
 
 #: Networks whose Via addresses mark a request as this vendor's.

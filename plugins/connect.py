@@ -97,12 +97,10 @@ class ConnectQuirk(QuirkBase):
             contact = data.get("contactId")
             if call.vendor_call_id is None and isinstance(contact, str) and _ID_RE.match(contact):
                 call.vendor_call_id = contact
-        if flag(ctx, "plus_e164", True):
-            plus_numbers(call)
+        plus_numbers(call, ctx)
 
     def request_to_pbx(self, message: SipMessage, ctx: QuirkContext) -> None:
-        if flag(ctx, "plus_e164", True):
-            plus_request_numbers(message)  # Request-URI and P-Asserted-Identity; From/To are the dialog's
+        plus_request_numbers(message, ctx)  # Request-URI and P-Asserted-Identity; From/To are the dialog's
 
 
 connect = ConnectQuirk()

@@ -35,7 +35,7 @@ from twisted.plugin import IPlugin
 from zope.interface import implementer
 
 from sbc.quirks import CanonicalCall, IVendorQuirk, QuirkBase, QuirkContext, SipMessage, VendorDefaults
-from sbc.quirks.helpers import address_hosts, flag, has_header, plus_numbers
+from sbc.quirks.helpers import address_hosts, has_header, plus_numbers
 
 _GENESYS_HOST_RE = re.compile(r"(?:^|\.)(?:pure\.cloud|mypurecloud\.[a-z.]+)\Z", re.I)
 
@@ -74,8 +74,7 @@ class GenesysQuirk(QuirkBase):
 
     def canonical(self, call: CanonicalCall, message: SipMessage, ctx: QuirkContext) -> None:
         super().canonical(call, message, ctx)
-        if flag(ctx, "plus_e164", True):
-            plus_numbers(call)
+        plus_numbers(call, ctx)
 
 
 genesys = GenesysQuirk()

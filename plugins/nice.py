@@ -24,7 +24,7 @@ from twisted.plugin import IPlugin
 from zope.interface import implementer
 
 from sbc.quirks import CanonicalCall, IVendorQuirk, QuirkBase, QuirkContext, SipMessage, VendorDefaults
-from sbc.quirks.helpers import address_hosts, agent_matches, flag, plus_numbers
+from sbc.quirks.helpers import address_hosts, agent_matches, plus_numbers
 
 _NICE_HOST_RE = re.compile(r"(?:^|\.)(?:niceincontact\.com|nice-incontact\.com|incontact\.com|cxone\.cloud)\Z", re.I)
 _NICE_AGENT_RE = re.compile(r"\b(?:cxone|incontact)\b|\bnice\b", re.I)
@@ -61,8 +61,7 @@ class NiceQuirk(QuirkBase):
 
     def canonical(self, call: CanonicalCall, message: SipMessage, ctx: QuirkContext) -> None:
         super().canonical(call, message, ctx)
-        if flag(ctx, "plus_e164", True):
-            plus_numbers(call)
+        plus_numbers(call, ctx)
 
 
 nice = NiceQuirk()

@@ -21,7 +21,7 @@ from twisted.plugin import IPlugin
 from zope.interface import implementer
 
 from sbc.quirks import CanonicalCall, IVendorQuirk, QuirkBase, QuirkContext, SipMessage, VendorDefaults
-from sbc.quirks.helpers import address_hosts, agent_matches, flag, in_domain, plus_numbers
+from sbc.quirks.helpers import address_hosts, agent_matches, in_domain, plus_numbers
 
 
 
@@ -57,8 +57,7 @@ class RingCentralQuirk(QuirkBase):
 
     def canonical(self, call: CanonicalCall, message: SipMessage, ctx: QuirkContext) -> None:
         super().canonical(call, message, ctx)
-        if flag(ctx, "plus_e164", True):
-            plus_numbers(call)
+        plus_numbers(call, ctx)
 
 
 ringcentral = RingCentralQuirk()

@@ -105,8 +105,7 @@ class TeamsQuirk(QuirkBase):
 
     def canonical(self, call: CanonicalCall, message: SipMessage, ctx: QuirkContext) -> None:
         super().canonical(call, message, ctx)
-        if flag(ctx, "plus_e164", True):
-            plus_numbers(call)
+        plus_numbers(call, ctx)
 
     def request_to_pbx(self, message: SipMessage, ctx: QuirkContext) -> None:
         self._contact(message, ctx, add_missing=message.method == "OPTIONS")

@@ -34,7 +34,7 @@ from twisted.plugin import IPlugin
 from zope.interface import implementer
 
 from sbc.quirks import CanonicalCall, IVendorQuirk, QuirkBase, QuirkContext, SipMessage, VendorDefaults
-from sbc.quirks.helpers import (address_hosts, agent_matches, flag, has_header, networks, plus_numbers, respell,
+from sbc.quirks.helpers import (address_hosts, agent_matches, has_header, networks, plus_numbers, respell,
                                 text_option, via_in)
 
 _SPELLINGS = ("X-call_leg_id", "X-call_session_id", "X-Telnyx-Token")
@@ -87,8 +87,7 @@ class TelnyxQuirk(QuirkBase):
 
     def canonical(self, call: CanonicalCall, message: SipMessage, ctx: QuirkContext) -> None:
         super().canonical(call, message, ctx)
-        if flag(ctx, "plus_e164", True):
-            plus_numbers(call)
+        plus_numbers(call, ctx)
 
     def request_to_pbx(self, message: SipMessage, ctx: QuirkContext) -> None:
         if message.method != "INVITE":

@@ -31,7 +31,7 @@ from twisted.plugin import IPlugin
 from zope.interface import implementer
 
 from sbc.quirks import CanonicalCall, IVendorQuirk, QuirkBase, QuirkContext, SipMessage, VendorDefaults
-from sbc.quirks.helpers import address_hosts, agent_matches, flag, plus_numbers
+from sbc.quirks.helpers import address_hosts, agent_matches, plus_numbers
 
 
 
@@ -72,8 +72,7 @@ class WebexQuirk(QuirkBase):
 
     def canonical(self, call: CanonicalCall, message: SipMessage, ctx: QuirkContext) -> None:
         super().canonical(call, message, ctx)
-        if flag(ctx, "plus_e164", False):  # off by default: CUBE sends what its rules make
-            plus_numbers(call)
+        plus_numbers(call, ctx, default=False)  # off unless asked: CUBE sends what its rules make
 
 
 webex = WebexQuirk()

@@ -30,7 +30,7 @@ from twisted.plugin import IPlugin
 from zope.interface import implementer
 
 from sbc.quirks import CanonicalCall, IVendorQuirk, QuirkBase, QuirkContext, SipMessage, VendorDefaults
-from sbc.quirks.helpers import address_hosts, agent_matches, flag, in_domain, plus_numbers, respell
+from sbc.quirks.helpers import address_hosts, agent_matches, in_domain, plus_numbers, respell
 
 _SPELLINGS = ("X-Trace-ID",)
 
@@ -71,8 +71,7 @@ class ZoomQuirk(QuirkBase):
 
     def canonical(self, call: CanonicalCall, message: SipMessage, ctx: QuirkContext) -> None:
         super().canonical(call, message, ctx)
-        if flag(ctx, "plus_e164", True):
-            plus_numbers(call)
+        plus_numbers(call, ctx)
 
 
 zoom = ZoomQuirk()

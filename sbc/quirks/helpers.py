@@ -29,6 +29,7 @@ from .message import SipMessage, encode
 __all__ = [
     "ADDRESS_HEADERS",
     "Network",
+    "PLUS_OPTION",
     "address_hosts",
     "agent_matches",
     "flag",
@@ -49,6 +50,9 @@ __all__ = [
 
 Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 Address = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+
+#: The trunk option that turns the ``+`` rule (:func:`plus_numbers`) on or off.
+PLUS_OPTION = "plus_e164"
 
 #: Headers whose host names tell where a request came from.
 ADDRESS_HEADERS = ("Via", "From", "Contact", "Record-Route")
@@ -100,8 +104,11 @@ def plus_e164(number: str | None) -> str | None:
     return number
 
 
-def plus_numbers(call: CanonicalCall) -> None:
-    """Apply :func:`plus_e164` to the canonical callee, caller and redirecting number."""
+def plus_numbers(call: CanonicalCall, ctx: QuirkContext, default: bool = True) -> None:
+    """Apply :func:`plus_e164` to the canonical callee, caller and redirecting number, unless
+    the trunk's boolean option ``plus_e164`` (``default`` when unset) turns it off."""
+    if not flag(ctx, PLUS_OPTION, default):
+        return
     call.callee = plus_e164(call.callee)
     call.caller = plus_e164(call.caller)
     call.redirecting = plus_e164(call.redirecting)
@@ -121,9 +128,12 @@ def plus_name_addr(value: str) -> str:
     return addr.with_uri(addr.uri.with_user(fixed)).to_bytes().decode("utf-8", "surrogateescape")
 
 
-def plus_request_numbers(message: SipMessage) -> None:
+def plus_request_numbers(message: SipMessage, ctx: QuirkContext, default: bool = True) -> None:
     """Apply :func:`plus_e164` to the user of a SIP Request-URI and of each
-    P-Asserted-Identity (From and To belong to the dialog: hooks may not change them)."""
+    P-Asserted-Identity (From and To belong to the dialog: hooks may not change them), unless
+    the trunk's boolean option ``plus_e164`` (``default`` when unset) turns it off."""
+    if not flag(ctx, PLUS_OPTION, default):
+        return
     if message.uri:
         try:
             uri = parse_uri(message.uri)
