@@ -20,7 +20,7 @@ from sbc.config import load_config, load_config_text
 from sbc.quirks.interface import QuirkBase, VendorDefaults
 from sbc.quirks.loader import PluginError
 from sbc.service import build_service, vendor_setup
-from sbc.sip.message import Request, make_response
+from sbc.sip.message import Request, make_response, parse_message
 from sbc.tap import ConfigExit
 
 from .test_service import FakeReactor, pump, requests_to, sent
@@ -180,6 +180,21 @@ class StartupTests(SynchronousTestCase):
         e = exit_of(BASE + TEAMS)
         self.assertEqual(str(e), "etc/sbc.toml: vendor plugins: vendor plugin module plugins.acme (/x/acme.py) "
                                  "failed to import: ImportError: nope")
+
+    def test_secret_option_reaches_the_plugin_but_no_repr(self) -> None:
+        telnyx = TEAMS.replace('vendor = "teams"', 'vendor = "telnyx"').replace("vendor:teams", "vendor:telnyx")
+        telnyx = telnyx.replace('x_ms_sbc = "Acme/SBC/2.0"', 'telnyx_token = "tok-9f8e7d"')
+        config, chains, _ = vendor_setup(load_config_text(BASE + telnyx))
+        chain = chains["teams"]
+        for text in (repr(config), repr(chain.options), repr(chain.context("outbound")), str(chain.context())):
+            self.assertNotIn("tok-9f8e7d", text)
+        invite = parse_message(
+            b"INVITE sip:+15550100@sip.telnyx.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-t\r\n"
+            b"From: <sip:+15550199@sbc.example.com>;tag=a\r\nTo: <sip:+15550100@sip.telnyx.com>\r\n"
+            b"Call-ID: t-1\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
+        out = chain.request_to_pbx(invite, chain.context("outbound"))
+        self.assertEqual(out.get("X-Telnyx-Token"), b"tok-9f8e7d")
+        self.assertEqual(chain.notices(), [])
 
     def test_vendor_setup_is_idempotent(self) -> None:
         config, chains, _ = vendor_setup(load_config_text(BASE + TEAMS))
