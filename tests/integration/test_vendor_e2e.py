@@ -196,21 +196,21 @@ def _ip_host(value: str, keyword_host: str) -> str:
     return re.sub(rf"@{_IPV4}(?::\d+)?", "@" + keyword_host, value)
 
 
-def _contact(value: str) -> str:
+def _contact(value: str, tparam: str = "") -> str:
     m = re.match(r"\s*(.*?)<sips?:(?:([^@>]+)@)?([^;>]+)([^>]*)>(.*)", value)
     if m is None:
         raise ValueError(f"cannot read Contact {value!r}")
     display, user, _host, params, rest = m.groups()
     user_part = f"{user}@" if user else ""
-    return f"{display}<sip:{user_part}[local_ip]:[local_port]{_drop_transport(params)}>{rest}"
+    return f"{display}<sip:{user_part}[local_ip]:[local_port]{_drop_transport(params)}{tparam}>{rest}"
 
 
-def _record_route(value: str) -> str:
+def _record_route(value: str, tparam: str = "") -> str:
     m = re.match(r"\s*<sips?:([^;>]+)([^>]*)>(.*)", value)
     if m is None:
         raise ValueError(f"cannot read Record-Route {value!r}")
     _host, params, rest = m.groups()
-    return f"<sip:[local_ip]:[local_port]{_drop_transport(params)}>{rest}"
+    return f"<sip:[local_ip]:[local_port]{_drop_transport(params)}{tparam}>{rest}"
 
 
 def _sdp(body: str, media_port: int) -> str:
@@ -241,9 +241,11 @@ class PbxInvite:
     replaced_hosts: tuple[str, ...] = ()
 
 
-def pbx_invite(vendor: Vendor, media_port: int = 6000) -> PbxInvite:
+def pbx_invite(vendor: Vendor, media_port: int = 6000, tcp: bool = False) -> PbxInvite:
     """The vendor's INVITE with SIPp keywords for what SIPp owns (see the module doc);
-    ``media_port``: SIPp's ``-mp`` (for an ``a=rtcp`` line)."""
+    ``media_port``: SIPp's ``-mp`` (for an ``a=rtcp`` line); ``tcp``: the PBX sends over
+    TCP (its Contact and Record-Route say ``transport=tcp``)."""
+    tparam = ";transport=tcp" if tcp else ""
     text = _fixture(vendor).replace("\r\n", "\n")
     head, _, body = text.partition("\n\n")
     lines = head.split("\n")
@@ -277,10 +279,10 @@ def pbx_invite(vendor: Vendor, media_port: int = 6000) -> PbxInvite:
         elif key == "contact":
             if not vendor.private_contact:
                 replaced.append(re.sub(r".*<sips?:(?:[^@>]+@)?([^:;>]+).*", r"\1", value))
-                line = f"Contact: {_contact(value)}"
+                line = f"Contact: {_contact(value, tparam)}"
         elif key == "record-route":
             replaced.append(re.sub(r".*<sips?:([^:;>]+).*", r"\1", value))
-            line = f"Record-Route: {_record_route(value)}"
+            line = f"Record-Route: {_record_route(value, tparam)}"
         elif key == "content-length":
             line = "Content-Length: [len]"
         out.append(line)
@@ -639,8 +641,10 @@ def header_names(message: str) -> list[str]:
 class VendorCallTests(SynchronousTestCase):
     """One vendor's call end to end (see the module documentation)."""
 
-    def run_call(self, pick: Callable[[int], Vendor]) -> None:
-        """One call of the vendor ``pick(pbx_port)`` gives (the PBX's SIPp port is in its checks)."""
+    def run_call(self, pick: Callable[[int], Vendor], transport: str = "u1") -> None:
+        """One call of the vendor ``pick(pbx_port)`` gives (the PBX's SIPp port is in its
+        checks), the PBX side over ``transport`` (SIPp's "u1" or "t1"; the agent host is
+        always on UDP)."""
         sipp = sipp_path()
         if sipp is None:
             raise SkipTest("sipp is not installed (Debian package sip-tester)")
@@ -659,7 +663,7 @@ class VendorCallTests(SynchronousTestCase):
         work = Path(tempfile.mkdtemp(prefix=f"vendor-{vendor.name}-"))
         call_id = f"e2e-{vendor.name}-{secrets.token_hex(4)}-1"
         pbx_media = free_port()
-        invite = pbx_invite(vendor, pbx_media)
+        invite = pbx_invite(vendor, pbx_media, tcp=transport == "t1")
         (work / "pbx.xml").write_text(pbx_scenario(vendor, invite, sbc))
         (work / "agent.xml").write_text(
             agent_scenario(vendor, agent_checks(vendor, call_id=call_id, trunk=trunk, pbx_port=pbx_port)))
@@ -675,12 +679,13 @@ class VendorCallTests(SynchronousTestCase):
         if line.strip() != "connected":
             self.fail(f"WebSocket client: {line}{ws.stdout.read() if ws.stdout else ''}")
 
-        common = ["-i", HOST, "-m", "1", "-nostdin", "-t", "u1", "-timeout", "30s", "-timeout_error",
+        common = ["-i", HOST, "-m", "1", "-nostdin", "-timeout", "30s", "-timeout_error",
                   "-trace_err", "-trace_msg"]
         agent_out = open(work / "agent.out", "w")
         self.addCleanup(agent_out.close)
         agent = subprocess.Popen(
-            [sipp, "-sf", str(work / "agent.xml"), "-p", str(agent_port), "-mp", str(free_port()), *common,
+            [sipp, "-sf", str(work / "agent.xml"), "-p", str(agent_port), "-mp", str(free_port()), "-t", "u1",
+             *common,
              "-error_file", str(work / "agent_errors.log"), "-message_file", str(work / "agent_messages.log")],
             stdout=agent_out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=work)
         self.addCleanup(lambda: agent.poll() is None and agent.kill())
@@ -692,6 +697,7 @@ class VendorCallTests(SynchronousTestCase):
         user = vendor.callee
         pbx = subprocess.Popen(
             [sipp, "-sf", str(work / "pbx.xml"), "-p", str(pbx_port), "-mp", str(pbx_media), "-s", user,
+             "-t", transport,
              "-cid_str", call_id.rsplit("-", 1)[0] + "-%u", "-recv_timeout", "15000", *common,
              "-error_file", str(work / "pbx_errors.log"), "-message_file", str(work / "pbx_messages.log"),
              f"{HOST}:{sbc.sip_port}"],
@@ -715,7 +721,8 @@ class VendorCallTests(SynchronousTestCase):
         ws.wait()
         sbc.stop()
         log = sbc.log_text()
-        detail = (f"\n== {vendor.name} ({vendor.fixture or 'generic INVITE'}); work dir {work}\n"
+        detail = (f"\n== {vendor.name} ({vendor.fixture or 'generic INVITE'}) over "
+                  f"{'TCP' if transport == 't1' else 'UDP'}; work dir {work}\n"
                   f"== PBX exit {pbx.returncode}\n{_tail(work / 'pbx.out', 1200)}\n"
                   f"== PBX errors\n{_tail(work / 'pbx_errors.log')}\n"
                   f"== agent exit {agent.returncode}\n{_tail(work / 'agent.out', 1200)}\n"
@@ -763,18 +770,23 @@ class VendorCallTests(SynchronousTestCase):
             shutil.rmtree(work, ignore_errors=True)  # kept when the call failed
 
 
-def _vendor_test(name: str):  # type: ignore[no-untyped-def]
+def _vendor_test(name: str, transport: str):  # type: ignore[no-untyped-def]
     def test(self: VendorCallTests) -> None:
-        self.run_call(lambda pbx_port: vendors(pbx_port)[name])
+        self.run_call(lambda pbx_port: vendors(pbx_port)[name], transport)
 
-    test.__name__ = f"test_{name}"
-    test.__doc__ = f"A {name} INVITE reaches the agent host canonical; the {name} PBX gets what it needs."
+    over = "TCP" if transport == "t1" else "UDP"
+    test.__name__ = f"test_{name}" + ("_tcp" if transport == "t1" else "")
+    test.__doc__ = (f"A {name} INVITE over {over} reaches the agent host canonical; the {name} PBX "
+                    "gets what it needs.")
     return test
 
 
-for _name in ("teams", "webex", "ringcentral", "zoom", "twilio", "telnyx", "genesys", "nice", "chime",
-              "connect", "generic"):
-    setattr(VendorCallTests, f"test_{_name}", _vendor_test(_name))
+VENDORS = ("teams", "webex", "ringcentral", "zoom", "twilio", "telnyx", "genesys", "nice", "chime", "connect",
+           "generic")
+for _name in VENDORS:
+    for _transport in ("u1", "t1"):
+        _test = _vendor_test(_name, _transport)
+        setattr(VendorCallTests, _test.__name__, _test)
 
 
 def test_teams_forwarded_anonymous(self: VendorCallTests) -> None:
@@ -800,3 +812,57 @@ def test_teams_srtp_suite(self: VendorCallTests) -> None:
 
 
 VendorCallTests.test_teams_srtp_suite = test_teams_srtp_suite  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------------------- Teams OPTIONS
+
+class TeamsOptionsTests(SynchronousTestCase):
+    """OPTIONS both ways on a Teams trunk: Microsoft's ping gets a 200 with the SBC's FQDN in
+    Contact and X-MS-SBC; the SBC's own pings toward the Teams peer carry the same."""
+
+    def start_sbc(self, peer_port: int | None = None) -> RunningSbc:
+        peer = (f'peer_uri = "sip:{HOST}:{peer_port}"\noptions_interval = 0.5\n' if peer_port else "")
+        sbc = RunningSbc(trunk_toml=(
+            '[[trunk]]\nname = "teams-e2e"\nvendor = "teams"\nallow = ["127.0.0.1/32", "::1/128"]\n'
+            f'agent_uri = "sip:{{user}}@{HOST}:{free_port()}"\n{peer}')).start()
+        self.addCleanup(sbc.stop)
+        return sbc
+
+    def assertTeamsHeaders(self, message: str, sbc: RunningSbc) -> None:
+        """Contact with the SBC's FQDN (never an IP) and X-MS-SBC: Vendor/Model/Version."""
+        self.assertRegex(message, rf"\r\nContact: *<sip:([^@>]*@)?{re.escape(FQDN)}[:;>]",
+                         message + sbc.log_text()[-2000:])
+        self.assertRegex(message, r"\r\nX-MS-SBC: *[^/\r\n]+/[^/\r\n]+/[^/\r\n]+\r\n", message)
+
+    def test_microsofts_ping_answered(self) -> None:
+        """docs/vendors.md: Contact with the FQDN and X-MS-SBC on every response toward
+        Teams, "the 200 OK to Microsoft's OPTIONS included".  (Over UDP here: over TLS the
+        Contact would also say transport=tls.)"""
+        from .harness import udp_exchange
+
+        sbc = self.start_sbc()
+        lines = (MESSAGES / "teams-OPTIONS-in-1.txt").read_text(encoding="utf-8").split("\n")
+        text = "\r\n".join(ln for ln in lines if not ln.startswith("#")).strip() + "\r\n\r\n"
+        text = re.sub(r"^OPTIONS \S+", f"OPTIONS sip:{FQDN}:{sbc.sip_port}", text)
+        text = text.replace("SIP/2.0/TLS 52.114.16.74:5061", f"SIP/2.0/UDP {HOST}:9")
+        reply = udp_exchange(text.encode(), sbc.sip_port, timeout=5)
+        self.assertIsNotNone(reply, "no answer to Microsoft's OPTIONS")
+        assert reply is not None
+        answer = reply.decode("utf-8", "replace")
+        self.assertTrue(answer.startswith("SIP/2.0 200 "), answer)
+        self.assertTeamsHeaders(answer, sbc)
+
+    def test_pings_toward_teams(self) -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
+            peer.bind((HOST, 0))
+            peer.settimeout(15)
+            sbc = self.start_sbc(peer.getsockname()[1])
+            try:
+                data, _ = peer.recvfrom(65536)
+            except socket.timeout:
+                self.fail("no OPTIONS toward the Teams peer\n" + sbc.log_text()[-3000:])
+            ping = data.decode("utf-8", "replace")
+            self.assertTrue(ping.startswith("OPTIONS "), ping)
+            self.assertTeamsHeaders(ping, sbc)
+            # the plugin's Contact toward Teams: the TLS port, transport=tls (even on this UDP ping)
+            self.assertRegex(ping, rf"\r\nContact: *<sip:{re.escape(FQDN)}:5061;transport=tls>\r\n")
