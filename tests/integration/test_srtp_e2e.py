@@ -14,9 +14,23 @@ playing the agent host with ``-rtp_echo`` over plain RTP (``[agent] srtp`` is of
   got the plain packets; the relay's a_to_b/b_to_a counters grew, no auth failure while the
   key is right; one packet under a wrong key is dropped and counted.  BYE ends the call (no
   call, no media session left).
+* the same for every SDES suite (AES_CM_128_HMAC_SHA1_32 and both AEAD-GCM suites), with crypto
+  lines the SBC cannot use (an MKI, an unknown suite) listed first: the answer takes the tag
+  of the usable line; and on an ``optional`` trunk.
+* RTP/SAVPF offered, RTP/AVP answered by the agent host: the PBX's answer still reads
+  RTP/SAVPF (RFC 3264 §6).
+* The SRTP leg under stress: sequence number wrap (rollover counter on both SRTP hops), a new
+  SSRC, a replayed packet, SRTCP under the right and a wrong key, RFC 4733 digits inside SRTP.
+* Early media (183 then 200): SRTP audio before the answer, the same SBC key in both.
+* Re-INVITEs: a refresh keeps the SBC's key; a PBX re-key refuses the old key from then on; a
+  plain re-offer on a ``required`` trunk gets 488 and leaves SRTP running; a suite change gets
+  a key for the new suite.
+* The other way round: a plain PBX and an agent host (in Python) with ``[agent] srtp =
+  "required"``.
 * ``srtp = "optional"`` trunk, plain RTP/AVP offer: plain answer, audio both ways.
-* ``srtp = "required"`` trunk, plain offer: 488, and nothing reaches the agent host.
-* ``srtp = "off"`` trunk, SRTP offer: 488 as well.
+* ``srtp = "required"`` trunk, plain offer, or an SDES offer without a usable line: 488, and
+  nothing reaches the agent host.  ``srtp = "off"`` trunk, SRTP offer: 488 as well.
+* No SDES key ever appears in the SBC's log.
 
 Everything is bounded by timeouts and stays on loopback.
 """
