@@ -281,7 +281,7 @@ class Pbx:
         return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
     def _answer_request(self, msg: SipMsg) -> None:
-        """Requests from the SBC to the PBX (an OPTIONS ping, say): 200, or 481 out of dialog."""
+        """Requests from the SBC to the PBX: OPTIONS and BYE get 200, anything else 501."""
         if msg.method == "ACK":
             return
         status = "200 OK" if msg.method in ("OPTIONS", "BYE") else "501 Not Implemented"
