@@ -964,7 +964,7 @@ class TrunkConfig:
     )
     match_ruri: tuple[re.Pattern[str], ...] = setting(
         list_of(regex), default=(), type_name="array of strings",
-        doc="Regular expressions; when given, the Request-URI must match one of them (`re.search`). Validated, but not acted on yet: trunks are matched by source address only.",
+        doc="Regular expressions; when given, the Request-URI must match one of them (`re.search`), else the next trunk admitting the source is tried (none: 404).",
     )
     peer_uri: str | None = setting(
         sip_uri, default=None, type_name="string",

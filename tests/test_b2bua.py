@@ -1070,3 +1070,32 @@ class AddressFamilyTests(CallTestCase):
         self.assertEqual(self.net.b2b.host_for("10.0.0.5"), "192.0.2.10")
         self.assertEqual(self.net.b2b.host_for(None), "192.0.2.10")
         self.assertEqual(only(self, self.net.pbx_take(), Response).status, 100)
+
+
+class RequestUriMatchTests(CallTestCase):
+    """``match_ruri``: a trunk admits a call only if its Request-URI matches a pattern;
+    the next trunk with the same sources may take it; otherwise 404."""
+
+    def setUp(self) -> None:
+        import re
+        from ipaddress import ip_network
+
+        from sbc.config import TrunkConfig
+
+        net = (ip_network("10.0.0.0/24"),)
+        self.us = TrunkConfig(name="us", allow=net, agent_uri="sip:{user}@127.0.0.1:5090",
+                              match_ruri=(re.compile(r"^sips?:\+1"),))
+        self.uk = TrunkConfig(name="uk", allow=net, agent_uri="sip:{user}@127.0.0.1:5090",
+                              match_ruri=(re.compile(r"^sips?:\+44"),))
+        self.net = Net(trunks=[self.us, self.uk])
+
+    def test_first_matching_trunk_takes_the_call(self) -> None:
+        self.start(user="+442071234567")
+        self.assertEqual([c.trunk for c in self.net.b2b.calls.values()], ["uk"])
+
+    def test_no_pattern_matches_404(self) -> None:
+        self.net.from_pbx(invite(user="+33123456789"))
+        final = self.net.pbx_take()[-1]
+        self.assertEqual(final.status, 404)
+        self.assertEqual(self.net.agent_take(), [])
+        self.assertIn("call-refused", self.net.b2b.stats)

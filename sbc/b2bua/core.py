@@ -170,6 +170,10 @@ class LiteralResolver:
         return [Peer(transport, host, port, 0)]
 
 
+#: ``_trunk_for``: the source belongs to trunks, but no trunk's ``match_ruri`` matches.
+_RURI_MISMATCH = object()
+
+
 @frozen
 class B2buaNotice:
     """Something refused or gone wrong, for the driver to log (same fields as
@@ -750,16 +754,28 @@ class B2bua:
 
     # ------------------------------------------------------------------ new calls
 
-    def _trunk_for(self, peer: Peer) -> Any:
+    def _trunk_for(self, peer: Peer, request: Request | None = None) -> Any:
+        """The first trunk whose ``allow`` networks hold the source address and, when it has
+        ``match_ruri`` patterns, whose patterns match the Request-URI (``re.search``).
+        Returns :data:`_RURI_MISMATCH` when the source belongs to trunks but no trunk's
+        patterns match, None when the source belongs to no trunk."""
         try:
             addr = ip_address(peer.host)
         except ValueError:
             return None
+        mismatch = False
         for trunk in self.trunks:
             for net in trunk.allow:
                 if addr.version == net.version and addr in net:
-                    return trunk
-        return None
+                    patterns = getattr(trunk, "match_ruri", ())
+                    if not patterns or request is None:
+                        return trunk
+                    uri = request.uri.decode("utf-8", "replace") if isinstance(request.uri, bytes) else str(request.uri)
+                    if any(p.search(uri) for p in patterns):
+                        return trunk
+                    mismatch = True
+                    break
+        return _RURI_MISMATCH if mismatch else None
 
     def _from_agent(self, peer: Peer) -> bool:
         if not self.agent_allow:
@@ -841,7 +857,11 @@ class B2bua:
             if trunk is not None:
                 direction = "outbound"
         if trunk is None:
-            trunk = self._trunk_for(peer)
+            trunk = self._trunk_for(peer, request)
+            if trunk is _RURI_MISMATCH:
+                self._refuse(request, peer, key, 404, "Not Found",
+                             f"source {peer.host} belongs to trunks whose match_ruri patterns do not match", now)
+                return
         if trunk is None:
             if from_agent:
                 self._refuse(request, peer, key, 404, "Not Found", "no trunk dials the Request-URI user", now)
