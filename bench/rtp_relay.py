@@ -19,14 +19,17 @@ so the generator measures per-packet latency through the relay and loss per dire
 "added latency" is relayed latency minus the latency of the same generator sending the same
 load straight to itself (loopback + generator scheduling), percentile by percentile.
 
-Each step runs ``--duration`` seconds of traffic after a one-second warm-up, then drains for
-half a second; the whole run is bounded by (duration + 3 s) per step.  The report gives, per N:
+Each step runs ``--duration`` seconds of traffic after a one-second warm-up, then drains
+until nothing arrived for half a second (late packets are not lost; at most 5 s); the whole
+run is bounded by (duration + 9 s) per step.  The report gives, per N:
 packets sent and lost, relayed packets/s, latency p50/p99 relayed and baseline, relay CPU (%
 of one core, from getrusage of the relay process over the measured window), generator CPU,
 "bufdrop" (the host's UDP RcvbufErrors over the window: datagrams the kernel dropped on a full
 receive buffer, the relay's or the generator's -- the usual cause of loss when a process is
 descheduled), "others" (CPU the rest of the host used meanwhile, % of one core: above a few
-percent the figures are disturbed) -- and the highest N with zero loss.  The host's other load matters: run it on
+percent the figures are disturbed), "lag ms" (the longest the relay's event loop was late for a
+10 ms heartbeat: a relay stalled by the scheduler or by a long turn shows here) -- and the
+highest N with zero loss.  The host's other load matters: run it on
 an otherwise idle machine.
 
 ``--dtmf`` turns RFC 4733 decoding on for side a (the per-packet payload-type check is then on
@@ -123,8 +126,12 @@ def serve(port_min: int, port_max: int, dtmf: bool, srtp: bool, portable: bool) 
                 relay.when_closed().addCallback(lambda _: self.reply({"ok": True}))
             elif op == "stats":
                 usage = resource.getrusage(resource.RUSAGE_SELF)
+                import gc
+
                 self.reply({"cpu": usage.ru_utime + usage.ru_stime, "wall": time.monotonic(),
-                            **relay.stats()})
+                            "gc": [g["collections"] for g in gc.get_stats()],
+                            "max_lag": lags["max"], **relay.stats()})
+                lags["max"] = 0.0
             elif op == "quit":
                 reactor.stop()
 
@@ -132,6 +139,17 @@ def serve(port_min: int, port_max: int, dtmf: bool, srtp: bool, portable: bool) 
             if reactor.running:
                 reactor.stop()
 
+    from twisted.internet.task import LoopingCall
+
+    # The relay's event-loop lag: how late a 10 ms heartbeat runs (scheduling, GC, long turns).
+    lags = {"max": 0.0, "last": time.monotonic()}
+
+    def beat() -> None:
+        now = time.monotonic()
+        lags["max"] = max(lags["max"], now - lags["last"] - 0.01)
+        lags["last"] = now
+
+    LoopingCall(beat).start(0.01)
     stdio.StandardIO(Control())
     profile_to = os.environ.get("RTP_RELAY_PROFILE")
     if profile_to:
@@ -263,7 +281,9 @@ def run_traffic(sock_a: socket.socket, sock_b: socket.socket, targets: list[tupl
     to_b = [(HOST, b) for _, b in targets]
     stopped = False
     drain_until = stop_at + 0.5
+    last_count = -1
     started = False
+    trace: list[tuple[float, float, int]] | None = [] if os.environ.get("RTP_RELAY_TRACE") else None
     while True:
         now = time.monotonic()
         if not started and now >= measure_from:
@@ -308,11 +328,21 @@ def run_traffic(sock_a: socket.socket, sock_b: socket.socket, targets: list[tupl
                 if sent_at >= 0:
                     received[direction] += 1
                     latencies.append(t - sent_at)
-        if stopped and time.monotonic() >= drain_until:
-            break
+                    if trace is not None:
+                        trace.append((sent_at - measure_from, t - sent_at, direction))
+        if stopped:
+            now = time.monotonic()
+            if received[0] + received[1] != last_count:
+                last_count = received[0] + received[1]
+                drain_until = min(now + 0.5, stop_at + 5.0)  # late is not lost: wait for quiet
+            if now >= drain_until:
+                break
         wait = (drain_until if stopped else next_tick) - time.monotonic()
         if wait > 0:
             select.select([sock_a, sock_b], [], [], wait)
+    if trace is not None:
+        with open(os.environ["RTP_RELAY_TRACE"], "w") as f:
+            f.writelines(f"{a:.6f} {b * 1e3:.3f} {d}\n" for a, b, d in trace)
     latencies.sort()
     return {
         "sent": sent, "received": received, "lost": [sent[0] - received[0], sent[1] - received[1]],
@@ -386,6 +416,8 @@ def step(relay: RelayProcess, n: int, duration: float, srtp: bool) -> dict[str, 
         result["other_cpu_pct"] = host - result["gen_cpu_pct"] - result["relay_cpu_pct"]
         result["relayed_pps"] = (after["packets_relayed"] - before["packets_relayed"]) / wall
         result["relay_dropped"] = after["packets_dropped"] - before["packets_dropped"]
+        result["relay_gc"] = [x - y for x, y in zip(after["gc"], before["gc"])]
+        result["relay_max_lag_ms"] = after["max_lag"] * 1e3
         result["rcvbuf_errors"] = after["rcvbuf_errors"] - before["rcvbuf_errors"]
         relay.call(op="free")
         return result
@@ -422,7 +454,7 @@ def main() -> None:
           + (f" ({mode})" if mode else ""))
     print(f"{'calls':>6} {'sent':>8} {'lost':>6} {'relayed/s':>10} {'relay CPU':>9} "
           f"{'p50 ms':>7} {'p99 ms':>7} {'base p50':>8} {'base p99':>8} {'added p50':>9} {'added p99':>9} "
-          f"{'gen CPU':>7} {'bufdrop':>7} {'others':>7}")
+          f"{'gen CPU':>7} {'bufdrop':>7} {'others':>7} {'lag ms':>6}")
     try:
         for n in counts:
             base = baseline(n, min(args.duration, 3.0))
@@ -434,7 +466,7 @@ def main() -> None:
                   f"{r['relay_cpu_pct']:>8.1f}% {r['p50_ms']:>7.3f} {r['p99_ms']:>7.3f} "
                   f"{base['p50_ms']:>8.3f} {base['p99_ms']:>8.3f} "
                   f"{r['p50_ms'] - base['p50_ms']:>9.3f} {r['p99_ms'] - base['p99_ms']:>9.3f} "
-                  f"{r['gen_cpu_pct']:>6.1f}% {r['rcvbuf_errors']:>7} {r['other_cpu_pct']:>6.0f}%",
+                  f"{r['gen_cpu_pct']:>6.1f}% {r['rcvbuf_errors']:>7} {r['other_cpu_pct']:>6.0f}% {r['relay_max_lag_ms']:>6.1f}",
                   flush=True)
     finally:
         relay.close()
