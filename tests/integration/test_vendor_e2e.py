@@ -1,10 +1,24 @@
 # -*- test-case-name: tests.integration.test_vendor_e2e -*-
 """
-Each vendor's INVITE end to end through the real SBC (issue 6, "Done when"): a SIPp UAC
-playing the vendor's PBX sends that vendor's INVITE to an SBC whose trunk has ``vendor =
-"<vendor>"``; a SIPp UAS playing the agent host checks that the INVITE arrived in the
-canonical form of docs/plugins.md §3, answers, and hangs up; the PBX side checks what the
-vendor needs on the SBC's 200 and BYE toward it.
+Each vendor's calls end to end through the real SBC (issue 6, "Done when").
+
+:class:`VendorCallTests` -- a SIPp UAC playing the vendor's PBX sends that vendor's INVITE to
+an SBC whose trunk has ``vendor = "<vendor>"``; a SIPp UAS playing the agent host checks that
+the INVITE arrived in the canonical form of docs/plugins.md §3 (Request-URI/To +E.164,
+X-SBC-Trunk/-Vendor/-Original-Call-ID/-Vendor-Call-ID/-Callee/-Caller, identity per
+P-Asserted-Identity and Privacy -- anonymous stays anonymous --, X-SBC-Redirecting, decoded
+User-to-User, the vendor headers the plugin passes and none it does not, no PBX topology),
+answers, and hangs up; the PBX side checks what the vendor needs on the SBC's 200 and BYE
+(Teams: FQDN Contact, Record-Route and X-MS-SBC; Genesys: Record-Route, BYE along the route
+set; Chime/Connect: BYE along Record-Route to Chime's private Contact; Twilio: no non-x-
+custom headers).  A WebSocket subscriber checks that ``call.started`` carries the same
+canonical headers.  Each vendor runs with the PBX over UDP and over TCP.
+
+:class:`OutboundVendorTests` -- the agent host dials out through each vendor's trunk and the
+vendor's PBX (SIPp UAS) checks the SBC's INVITE and BYE (Teams: user=phone, FQDN Contact
+with transport=tls, Record-Route, X-MS-SBC; Telnyx: X-Telnyx-Token / P-Charge-Info options;
+Chime/Connect: +E.164 Request-URI and P-Asserted-Identity; Twilio: a copied custom header
+removed).  :class:`TeamsOptionsTests` -- OPTIONS both ways on a Teams trunk.
 
 The INVITEs are built from ``tests/vendor_messages/<vendor>-INVITE-*.txt`` at test time
 (:func:`pbx_invite`): the vendor's headers, User-Agent, number formats, identity, Privacy,
@@ -15,19 +29,20 @@ Via entries and Chime's private Contact are kept as the vendor wrote them: they 
 topology that must not reach the agent host.  The generic trunk has no fixture: its INVITE
 is written here (national numbers, Diversion, hex User-to-User, a spoofed ``X-SBC-`` header).
 
-Everything runs over UDP: Debian's SIPp has no TLS, so vendors that need TLS (Teams, Zoom,
-Chime, ...) get their headers checked over UDP; the trunk's SRTP policy is the vendor's
-example one (etc/examples/), and SDES offers stay SDES offers (no media is sent).
+No TLS: Debian's SIPp is built without it, so vendors that need TLS (Teams, Zoom, Chime,
+Connect, ...) get their headers checked over UDP and TCP.  The trunk's SRTP policy is the
+vendor's example one (etc/examples/), and SDES offers stay SDES offers (no media is sent).
 
 ``[calls] copy_x_headers`` is off here, so that the ``X-`` headers reaching the agent host
 are exactly those the vendor plugin passes (with the default, every ``X-`` header is copied
 as well).
 
-The agent side checks with ``<ereg ... check_it="true">`` (``check_it_inverse`` for what
-must be absent), so a wrong or missing header makes SIPp fail the call and exit non-zero;
-after both exit the test also checks that the SBC logged no traceback and no
-``quirk-error``, and (Twilio) walks every header the PBX received against Twilio's
-custom-header rule.  SIPp's logs go to a work directory named in the failure message.
+The SIPp sides check with ``<ereg ... check_it="true">`` (``check_it_inverse`` for what must
+be absent), so a wrong or missing header makes SIPp fail the call and exit non-zero; after
+both exit the test also checks that the SBC logged no traceback and no ``quirk-error``, and
+(Twilio) walks every header the PBX received against Twilio's custom-header rule.  SIPp's
+logs go to a work directory named in the failure message (kept when ``SBC_FLOWS_KEEP`` is
+set).  Only processes started here are stopped, by their pid.
 """
 
 from __future__ import annotations
@@ -309,7 +324,7 @@ a=sendrecv
 """
 
 
-def pbx_scenario(vendor: Vendor, invite: PbxInvite, sbc: RunningSbc) -> str:
+def pbx_scenario(vendor: Vendor, invite: PbxInvite) -> str:
     """The PBX (SIPp UAC): the vendor's INVITE, checks on the SBC's 200 and on its BYE."""
     # Never the agent host's topology toward the PBX (its Contact user is "agentsecret").
     common = (Check("agentsecret", absent=True),)
@@ -664,7 +679,7 @@ class VendorCallTests(SynchronousTestCase):
         call_id = f"e2e-{vendor.name}-{secrets.token_hex(4)}-1"
         pbx_media = free_port()
         invite = pbx_invite(vendor, pbx_media, tcp=transport == "t1")
-        (work / "pbx.xml").write_text(pbx_scenario(vendor, invite, sbc))
+        (work / "pbx.xml").write_text(pbx_scenario(vendor, invite))
         (work / "agent.xml").write_text(
             agent_scenario(vendor, agent_checks(vendor, call_id=call_id, trunk=trunk, pbx_port=pbx_port)))
 
@@ -866,3 +881,309 @@ class TeamsOptionsTests(SynchronousTestCase):
             self.assertTeamsHeaders(ping, sbc)
             # the plugin's Contact toward Teams: the TLS port, transport=tls (even on this UDP ping)
             self.assertRegex(ping, rf"\r\nContact: *<sip:{re.escape(FQDN)}:5061;transport=tls>\r\n")
+
+
+# ---------------------------------------------------------------------------- calls toward the vendor
+
+@frozen
+class Outbound:
+    """The agent host dials out through a vendor's trunk: what the vendor must get."""
+
+    vendor: str
+    #: the Request-URI user the agent host dials
+    dialled: str
+    #: checks on the SBC's INVITE and BYE toward the vendor's PBX
+    on_invite: tuple[Check, ...] = ()
+    on_bye: tuple[Check, ...] = ()
+    options: str = ""
+    srtp: str = "optional"
+    #: more configuration after the trunk (other tables)
+    extra_toml: str = ""
+    #: more header lines in the agent host's INVITE
+    agent_headers: str = ""
+    #: the PBX's Contact in its 200 (Chime: a private address, reached along Record-Route)
+    pbx_contact: str = "<sip:pbx@[local_ip]:[local_port]>"
+    #: the PBX's 200 carries its own Record-Route entry
+    record_route: bool = False
+
+
+#: Every trunk dials +E.164 and digits-only international numbers (Chime's test dials those).
+DIAL = "dial = ['\\+?[1-9][0-9]{6,14}']\n"
+PBX_CRYPTO_KEY = "WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz"
+
+
+def outbound_pbx_scenario(out: Outbound) -> str:
+    """The vendor's PBX answering the SBC's INVITE (SIPp UAS): checks it, answers 200 (SDES
+    when offered SRTP, echoing the offered _80 tag), then gets the SBC's BYE."""
+    on_invite = "\n".join(c.xml() for c in (Check("agentsecret", absent=True), *out.on_invite))
+    on_bye = "\n".join(c.xml() for c in (Check("agentsecret", absent=True), *out.on_bye))
+    rr = "[last_Record-Route:]\nRecord-Route: <sip:[local_ip]:[local_port];lr>\n" if out.record_route else ""
+
+    def answer(profile: str, crypto: str) -> str:
+        return f"""  <send retrans="500">
+    <![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+{rr}Contact: {out.pbx_contact}
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=pbx 1 1 IN IP[local_ip_type] [local_ip]
+s=pbx
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] {profile} 0 101
+a=rtpmap:0 PCMU/8000
+a=rtpmap:101 telephone-event/8000
+a=fmtp:101 0-15
+{crypto}a=sendrecv
+
+    ]]>
+  </send>"""
+
+    plain = answer("RTP/AVP", "")
+    sdes = answer("RTP/SAVP", f"a=crypto:[$tag] AES_CM_128_HMAC_SHA1_80 inline:{PBX_CRYPTO_KEY}\n")
+    return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="{out.vendor} PBX answering">
+  <recv request="INVITE" crlf="true">
+    <action>
+      <ereg regexp="a=crypto:([0-9]+) AES_CM_128_HMAC_SHA1_80 " search_in="body" assign_to="savp,tag"/>
+{on_invite}
+    </action>
+  </recv>
+  <nop next="srtp" test="savp"/>
+{plain}
+  <nop next="answered"/>
+  <label id="srtp"/>
+{sdes}
+  <label id="answered"/>
+  <recv request="ACK" crlf="true"/>
+  <recv request="BYE">
+    <action>
+{on_bye}
+    </action>
+  </recv>
+  <send>
+    <![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+    ]]>
+  </send>
+  <Reference variables="chk,savp,tag"/>
+</scenario>
+"""
+
+
+def outbound_agent_scenario(out: Outbound) -> str:
+    """The agent host dialling out (SIPp UAC): INVITE, ACK, then it hangs up."""
+    return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="agent host dialling {out.vendor}">
+  <send retrans="500">
+    <![CDATA[
+INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: "Agent" <sip:+13125550100@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>
+Call-ID: [call_id]
+CSeq: 1 INVITE
+Contact: <sip:agentsecret@[local_ip]:[local_port]>
+Max-Forwards: 70
+{out.agent_headers}Content-Type: application/sdp
+Content-Length: [len]
+
+{AGENT_SDP}
+    ]]>
+  </send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="183" optional="true"/>
+  <recv response="200" rrs="true"/>
+  <send>
+    <![CDATA[
+ACK [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: "Agent" <sip:+13125550100@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+[routes]
+Call-ID: [call_id]
+CSeq: 1 ACK
+Max-Forwards: 70
+Content-Length: 0
+
+    ]]>
+  </send>
+  <pause milliseconds="300"/>
+  <send retrans="500">
+    <![CDATA[
+BYE [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: "Agent" <sip:+13125550100@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+[routes]
+Call-ID: [call_id]
+CSeq: 2 BYE
+Max-Forwards: 70
+Content-Length: 0
+
+    ]]>
+  </send>
+  <recv response="200"/>
+</scenario>
+"""
+
+
+def outbound_calls(pbx_port: int) -> dict[str, Outbound]:
+    route = Check(_route_to_pbx(pbx_port))
+    e164 = "[[:cntrl:]]Contact:" + REST + "<sip:([^@>]*@)?" + ere(FQDN)
+    return {o.vendor: o for o in (
+        Outbound(
+            "teams", "+14255550100", srtp="required", options='x_ms_sbc = "AcmeE2E/SBC-test/9.9"\n',
+            on_invite=(
+                Check("^INVITE sip:\\+14255550100@" + ere(HOST) + f":{pbx_port}[^ ]*;user=phone"),
+                Check(f"{EOL}Contact:{REST}<sip:([^@>]*@)?{ere(FQDN)}:5061;transport=tls>"),
+                has("X-MS-SBC", "AcmeE2E/SBC-test/9.9"),
+                Check(SBC_RR),
+                lacks("Replaces"),
+                Check(f"{EOL}From:{REST}@{ere(FQDN)}"),
+            ),
+            on_bye=(has("X-MS-SBC", "AcmeE2E/SBC-test/9.9"),),
+        ),
+        Outbound("webex", "+14085550155", on_invite=(Check(e164),)),
+        Outbound("ringcentral", "+16505550142", on_invite=(Check(e164),)),
+        Outbound("zoom", "+13125550188", srtp="required", on_invite=(Check(e164),)),
+        Outbound(
+            "twilio", "+15035550164",
+            # the core copies P-Agent-Note; Twilio's rule must take it out again
+            extra_toml='\n[calls]\ncopy_headers = ["P-Asserted-Identity", "Privacy", "User-to-User", "P-Agent-Note"]\n',
+            agent_headers="P-Agent-Note: outbound campaign 7\nUser-to-User: 6f7264657231;encoding=hex\n",
+            on_invite=(Check(f"{EOL}P-Agent-Note:", absent=True),
+                       has("User-to-User", "6f7264657231;encoding=hex")),
+        ),
+        Outbound(
+            "telnyx", "+18005550136",
+            options='telnyx_token = "tok-e2e-5150"\np_charge_info = "+13125550100"\n',
+            on_invite=(has("X-Telnyx-Token", "tok-e2e-5150"),
+                       has("P-Charge-Info", "<sip:+13125550100@sip.telnyx.com>")),
+        ),
+        Outbound("genesys", "+18885550172", record_route=True, on_invite=(Check(SBC_RR),), on_bye=(route,)),
+        Outbound("nice", "+16175550119", on_invite=(Check(e164),)),
+        Outbound(
+            "chime", "18155558245", srtp="required", record_route=True,
+            pbx_contact="<sip:10.0.58.47:5060;alias=10.0.58.47~5060~1>",
+            agent_headers="P-Asserted-Identity: <sip:16185558387@agent.invalid>\n",
+            on_invite=(Check("^INVITE sip:\\+18155558245@"),
+                       Check(f"{EOL}P-Asserted-Identity:{REST}<sip:\\+16185558387@")),
+            on_bye=(Check("^BYE sip:10\\.0\\.58\\.47:5060;alias="), route),
+        ),
+        Outbound(
+            "connect", "18155558245", srtp="required", record_route=True,
+            pbx_contact="<sip:10.0.52.88:5060;alias=10.0.52.88~5060~2>",
+            on_invite=(Check("^INVITE sip:\\+18155558245@"),),
+            on_bye=(Check("^BYE sip:10\\.0\\.52\\.88:5060;alias="), route),
+        ),
+        Outbound("generic", "+442079460018", on_invite=(Check(e164),)),
+    )}
+
+
+class OutboundVendorTests(SynchronousTestCase):
+    """The agent host dials out through each vendor's trunk: the SBC's INVITE and BYE toward
+    the vendor carry what it needs (Teams: FQDN Contact and Record-Route, X-MS-SBC,
+    user=phone; Genesys: Record-Route, BYE along the route set; Twilio: no non-x- custom
+    headers; Telnyx: token and P-Charge-Info options; Chime/Connect: +E.164 Request-URI and
+    P-Asserted-Identity, BYE along Record-Route to a private Contact)."""
+
+    def run_outbound(self, out: Outbound) -> None:
+        sipp = sipp_path()
+        if sipp is None:
+            raise SkipTest("sipp is not installed (Debian package sip-tester)")
+        pbx_port = free_port()
+        out = outbound_calls(pbx_port)[out.vendor]  # the checks name the PBX's port
+        trunk_toml = (
+            f'[[trunk]]\nname = "{out.vendor}-e2e"\nvendor = "{out.vendor}"\n'
+            f'allow = ["192.0.2.1/32"]\nagent_uri = "sip:{{user}}@192.0.2.1:5060"\n'
+            f'peer_uri = "sip:{{user}}@{HOST}:{pbx_port}"\n' + DIAL +
+            f'options_interval = 0\nsrtp = "{out.srtp}"\n'
+            + (f"\n[trunk.vendor_options]\n{out.options}" if out.options else "")
+        )
+        sbc = RunningSbc(trunk_toml=trunk_toml,
+                         extra_toml='\n[agent]\nallow = ["127.0.0.1/32"]\noptions_interval = 0\n'
+                         + out.extra_toml).start()
+        self.addCleanup(sbc.stop)
+        work = Path(tempfile.mkdtemp(prefix=f"vendor-out-{out.vendor}-"))
+        (work / "pbx.xml").write_text(outbound_pbx_scenario(out))
+        (work / "agent.xml").write_text(outbound_agent_scenario(out))
+        common = ["-i", HOST, "-m", "1", "-nostdin", "-t", "u1", "-timeout", "30s", "-timeout_error",
+                  "-trace_err", "-trace_msg"]
+        pbx_out = open(work / "pbx.out", "w")
+        self.addCleanup(pbx_out.close)
+        pbx = subprocess.Popen(
+            [sipp, "-sf", str(work / "pbx.xml"), "-p", str(pbx_port), "-mp", str(free_port()), *common,
+             "-error_file", str(work / "pbx_errors.log"), "-message_file", str(work / "pbx_messages.log")],
+            stdout=pbx_out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=work)
+        self.addCleanup(lambda: pbx.poll() is None and pbx.kill())
+        deadline = time.monotonic() + 10
+        while not _port_taken(pbx_port) and time.monotonic() < deadline and pbx.poll() is None:
+            time.sleep(0.05)
+        agent_out = open(work / "agent.out", "w")
+        self.addCleanup(agent_out.close)
+        agent = subprocess.Popen(
+            [sipp, "-sf", str(work / "agent.xml"), "-p", str(free_port()), "-mp", str(free_port()),
+             "-s", out.dialled, "-recv_timeout", "15000", *common,
+             "-error_file", str(work / "agent_errors.log"), "-message_file", str(work / "agent_messages.log"),
+             f"{HOST}:{sbc.sip_port}"],
+            stdout=agent_out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=work)
+        self.addCleanup(lambda: agent.poll() is None and agent.kill())
+        for proc, limit in ((agent, 60), (pbx, 15)):
+            try:
+                proc.wait(limit)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        sbc.stop()
+        log = sbc.log_text()
+        detail = (f"\n== agent host dialling {out.vendor}; work dir {work}\n"
+                  f"== agent exit {agent.returncode}\n{_tail(work / 'agent.out', 1200)}\n"
+                  f"== agent errors\n{_tail(work / 'agent_errors.log')}\n"
+                  f"== PBX exit {pbx.returncode}\n{_tail(work / 'pbx.out', 1200)}\n"
+                  f"== PBX errors\n{_tail(work / 'pbx_errors.log')}\n"
+                  f"== SBC log\n{log[-4000:]}")
+        self.assertEqual(agent.returncode, 0, "agent-side SIPp failed" + detail)
+        self.assertEqual(pbx.returncode, 0, "PBX-side SIPp failed" + detail)
+        self.assertNotIn("Traceback", log, "SBC logged a traceback" + detail)
+        self.assertNotIn("quirk-error", log, "a vendor plugin hook failed" + detail)
+        received = received_messages(work / "pbx_messages.log")
+        self.assertTrue(any(m.startswith("INVITE ") for m in received), "the PBX got no INVITE" + detail)
+        self.assertTrue(any(m.startswith("BYE ") for m in received), "the PBX got no BYE" + detail)
+        if out.vendor == "twilio":
+            for message in received:
+                bad = [n for n in header_names(message)
+                       if not (n.lower().startswith("x-") or n.lower() in STANDARD_HEADERS
+                               or n.lower() in TWILIO_ALLOWED)]
+                self.assertEqual(bad, [], f"non-x- custom headers toward Twilio in:\n{message}" + detail)
+        if not os.environ.get("SBC_FLOWS_KEEP"):
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _outbound_test(name: str):  # type: ignore[no-untyped-def]
+    def test(self: OutboundVendorTests) -> None:
+        self.run_outbound(outbound_calls(0)[name])
+
+    test.__name__ = f"test_{name}"
+    test.__doc__ = f"The agent host dials out through a {name} trunk; the {name} PBX gets what it needs."
+    return test
+
+
+for _name in VENDORS:
+    _test = _outbound_test(_name)
+    setattr(OutboundVendorTests, _test.__name__, _test)
