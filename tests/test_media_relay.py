@@ -457,6 +457,23 @@ class RelayTests(TestCase):
         self.assertEqual(e.status, 503)
         session.release()
 
+    @inlineCallbacks
+    def test_half_allocated_call_gives_its_pair_back(self) -> Any:
+        base = port_base(self.slot + 3)
+        relay = RtpRelay(reactor, HOST, HOST, base, base + 5, use_epoll=self.use_epoll)  # three pairs
+        self.addCleanup(relay.close)
+        first = relay.allocate("c1", SideOptions(), SideOptions(), Listener())
+        self.assertEqual(relay.stats()["ports_free"], 2)
+        # One pair left: the second call gets it, then fails on its second pair.
+        e = self.assertRaises(MediaError, relay.allocate, "c2", SideOptions(), SideOptions(), Listener())
+        self.assertEqual(e.status, 503)
+        yield relay.when_closed()
+        self.assertEqual(relay.stats()["ports_free"], 2)
+        self.assertEqual(relay.stats()["sessions"], 1)
+        first.release()
+        yield relay.when_closed()
+        self.assertEqual(relay.stats()["ports_free"], 6)
+
 
 def _has_ipv6() -> bool:
     try:
@@ -502,13 +519,13 @@ class PortableRelayTests(RelayTests):
     """The same with one listenUDP DatagramProtocol per socket (the non-Linux backend)."""
 
     use_epoll = False
-    slot = 5
+    slot = 6
 
 
 class MediaTimeoutTests(TestCase):
     def setUp(self) -> None:
         self.clock = Clock()
-        self.relay = RtpRelay(reactor, HOST, HOST, port_base(3), port_base(3) + 9,
+        self.relay = RtpRelay(reactor, HOST, HOST, port_base(5), port_base(5) + 9,
                               media_timeout=60.0, clock=self.clock)
         self.addCleanup(self.relay.close)
 
