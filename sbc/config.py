@@ -40,7 +40,9 @@ from attrs import field, frozen
 __all__ = [
     "AdminConfig",
     "AgentConfig",
+    "AuthConfig",
     "CdrConfig",
+    "DigestUsers",
     "DtmfConfig",
     "EventsConfig",
     "MediaConfig",
@@ -926,9 +928,165 @@ def scalar_table(value: object) -> VendorOptions:
     return VendorOptions(out)
 
 
+# --------------------------------------------------------------------------------------
+# Digest authentication of a trunk's requests (issue 4): [trunk.auth]
+
+
+class DigestUsers(Mapping[str, "SecretStr"]):
+    """``[trunk.auth] users``: user name -> password, immutable.  ``repr()`` shows the user
+    names only; every password is a :class:`SecretStr`."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Mapping[str, str] | Iterable[tuple[str, str]] = ()) -> None:
+        pairs = items.items() if isinstance(items, Mapping) else items
+        self._items: dict[str, SecretStr] = {k: v if isinstance(v, SecretStr) else SecretStr(v) for k, v in pairs}
+
+    def __getitem__(self, key: str) -> "SecretStr":
+        return self._items[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Mapping):
+            return dict(self._items) == dict(other.items())
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted(self._items.items())))
+
+    def __repr__(self) -> str:
+        return "{" + ", ".join(f"{json.dumps(k)} = \"<secret>\"" for k in self._items) + "}"
+
+    __str__ = __repr__
+
+
+_DIGEST_USER_MAX = 128
+
+
+def _digest_user(value: object) -> str:
+    text = string(value)
+    if not text or len(text) > _DIGEST_USER_MAX or not text.isprintable() or '"' in text or "\\" in text:
+        raise Invalid(f"{text[:40]!r} is not a digest user name (1..{_DIGEST_USER_MAX} printable "
+                      "characters, no quote or backslash)")
+    return text
+
+
+def digest_users(value: object) -> DigestUsers:
+    """User names and passwords: a table ``{alice = "pw"}`` or an array of tables
+    ``[{username = "alice", password = "pw"}]``; at least one.  Errors never show a password."""
+    pairs: list[tuple[str, str]] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            shown = key if re.fullmatch(r"[A-Za-z0-9_.-]+", key) else json.dumps(key)
+            try:
+                pairs.append((_digest_user(key), secret_text(item)))
+            except Invalid as e:
+                raise Invalid(e.problem, shown) from None
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            where = f"[{i}]"
+            if not isinstance(item, dict):
+                raise Invalid(f"expected a table {{username, password}}, got {_type_name(item)}", where)
+            for key in item:
+                if key not in ("username", "password"):
+                    shown = key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
+                    raise Invalid("unknown key", f"{where}.{shown}")
+            for key in ("username", "password"):
+                if key not in item:
+                    raise Invalid("required key is missing", f"{where}.{key}")
+            try:
+                user = _digest_user(item["username"])
+            except Invalid as e:
+                raise Invalid(e.problem, f"{where}.username") from None
+            try:
+                password = secret_text(item["password"])
+            except Invalid as e:
+                raise Invalid(e.problem, f"{where}.password") from None
+            if any(user == u for u, _ in pairs):
+                raise Invalid(f"duplicate user name {user!r}", f"{where}.username")
+            pairs.append((user, password))
+    else:
+        raise Invalid(f"expected a table of user = password or an array of tables, got {_type_name(value)}")
+    if not pairs:
+        raise Invalid("must list at least one user")
+    return DigestUsers(pairs)
+
+
+def _digest_algorithm(value: object) -> str:
+    text = string(value)
+    for name in ("SHA-256", "MD5"):
+        if text.upper() == name:
+            return name
+    raise Invalid(f"{text!r} is not a digest algorithm ('SHA-256' or 'MD5')")
+
+
+def digest_algorithms(value: object) -> tuple[str, ...]:
+    names = list_of(_digest_algorithm, non_empty=True)(value)
+    if len(set(names)) != len(names):
+        raise Invalid("lists an algorithm twice")
+    return names
+
+
+def nonce_secret(value: object) -> str:
+    text = secret_text(value)
+    if len(text.encode("utf-8")) < 16:
+        raise Invalid("must be at least 16 bytes long (value not shown)")
+    return SecretStr(text)
+
+
+@frozen
+class AuthConfig:
+    """``[trunk.auth]``: SIP digest authentication of the trunk's requests (RFC 3261 §22,
+    RFC 8760).  The SBC is the UAS: it challenges with 401 and WWW-Authenticate."""
+
+    users: DigestUsers = setting(
+        digest_users, type_name="table or array of tables",
+        doc="Digest users: a table `{alice = \"password\"}` or an array of `{username, password}` tables "
+            "(required, at least one). A user name may appear once per realm. Passwords are never logged or shown.",
+    )
+    realm: str | None = setting(
+        text_line, default=None, type_name="string",
+        doc="Realm of the challenges; not set: `[sbc] fqdn`. Trunks may share a realm (one challenge for all); "
+            "then they must agree on `algorithms`, `nonce_ttl` and `nonce_secret`.",
+    )
+    algorithms: tuple[str, ...] = setting(
+        digest_algorithms, default=("SHA-256", "MD5"), type_name="array of strings",
+        doc="Digest algorithms offered, in order of preference (one WWW-Authenticate per algorithm, RFC 8760): "
+            "\"SHA-256\", \"MD5\".",
+    )
+    nonce_ttl: float = setting(
+        positive_float, default=300.0, type_name="float",
+        doc="Seconds a nonce stays valid; an older one is answered 401 with `stale=true`.",
+    )
+    required: bool = setting(
+        boolean, default=False, type_name="boolean",
+        doc="Also challenge sources inside `allow` (allowlist AND digest). Off: `allow` alone admits, "
+            "digest admits sources outside it only when `allow` is empty.",
+    )
+    nonce_secret: str | None = setting(
+        nonce_secret, default=None, type_name="string", secret=True,
+        doc="Key of the nonces' HMAC (16 bytes or more); not set: random per process, so nonces do not "
+            "survive a restart. Give the same value to processes that must accept each other's nonces.",
+    )
+
+
 #: Seconds between OPTIONS pings to a trunk's ``peer_uri`` when neither the trunk nor its
 #: vendor plugin says otherwise.
 DEFAULT_OPTIONS_INTERVAL = 30.0
+
+
+class _NoAllow(tuple):  # type: ignore[type-arg]
+    """The default of ``trunk.allow``: empty, and recognisably "not given"."""
+
+    __slots__ = ()
+
+
+_NO_ALLOW: tuple = _NoAllow()
 
 
 @frozen
@@ -938,16 +1096,18 @@ class TrunkConfig:
     name: str = setting(
         matches(_NAME, "a valid name ([a-z0-9-]+)"), type_name="string", doc="Unique name, [a-z0-9-]+ (required)."
     )
-    allow: tuple[Network | VendorRange, ...] = setting(
-        list_of(allow_entry, non_empty=True),
-        type_name="array of strings",
-        doc="Source networks admitted, CIDR, IPv4 or IPv6; host bits must be zero (required). "
-            "`vendor:<name>` stands for the signalling ranges the vendor plugin publishes.",
-    )
     agent_uri: str = setting(
         sip_uri_template,
         type_name="string",
         doc="sip:/sips: URI template for the B-leg; `{user}` is replaced by the called user (required).",
+    )
+    allow: tuple[Network | VendorRange, ...] = setting(
+        list_of(allow_entry),
+        default=_NO_ALLOW,
+        type_name="array of strings",
+        doc="Source networks admitted, CIDR, IPv4 or IPv6; host bits must be zero (required, non-empty, unless "
+            "`[trunk.auth]` is given: then empty or absent means a digest-only trunk that admits any source that "
+            "authenticates). `vendor:<name>` stands for the signalling ranges the vendor plugin publishes.",
     )
     vendor: str = setting(
         matches(_NAME, "a valid vendor name ([a-z0-9-]+)"),
@@ -999,8 +1159,15 @@ class TrunkConfig:
         doc="`[trunk.vendor_options]`: options for the vendor plugins (`x_ms_sbc`, `plus_e164`, "
             "`country_code` ...); values containing token/secret/password in their name are never shown.",
     )
+    auth: AuthConfig | None = optional_section(
+        AuthConfig, doc="SIP digest authentication of this trunk's requests (401 challenges).",
+    )
 
     def _check_section(self, ctx: _Context) -> None:
+        if not self.allow and self.auth is None:
+            if self.allow is _NO_ALLOW:
+                raise Invalid("required key is missing", "allow")
+            raise Invalid("must list at least one entry", "allow")
         if self.dial and self.peer_uri is None:
             raise Invalid("needs `peer_uri`: calls matched by `dial` are sent there", "dial")
 
@@ -1239,6 +1406,32 @@ class Config:
                     f"duplicate trunk name {trunk.name!r} (same as trunk[{names[trunk.name]}])", f"trunk[{i}].name"
                 )
             names[trunk.name] = i
+        _check_auth_realms(self.trunks, self.sbc.fqdn)
+
+
+def _check_auth_realms(trunks: Iterable[TrunkConfig], fqdn: str) -> None:
+    """Trunks that share a digest realm share its nonces: they must agree on how nonces are
+    made and checked, and a user name may belong to only one of them."""
+    first: dict[str, tuple[int, AuthConfig]] = {}
+    owner: dict[tuple[str, str], int] = {}
+    for i, trunk in enumerate(trunks):
+        auth = trunk.auth
+        if auth is None:
+            continue
+        realm = auth.realm or fqdn
+        if realm in first:
+            j, other = first[realm]
+            for key in ("algorithms", "nonce_ttl", "nonce_secret"):
+                if getattr(auth, key) != getattr(other, key):
+                    raise Invalid(f"differs from trunk[{j}]'s, which shares the realm {realm!r}",
+                                  f"trunk[{i}].auth.{key}")
+        else:
+            first[realm] = (i, auth)
+        for user in auth.users:
+            if (realm, user) in owner:
+                raise Invalid(f"user {user!r} of realm {realm!r} is already a user of trunk[{owner[realm, user]}]",
+                              f"trunk[{i}].auth.users")
+            owner[realm, user] = i
 
 
 # --------------------------------------------------------------------------------------
