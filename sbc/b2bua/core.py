@@ -991,7 +991,10 @@ class B2bua:
         # The canonical headers the agent host gets (for the call.started event); () without quirks.
         call.canonical_headers = inbound.headers() if inbound is not None else ()
         if inbound is not None:
-            headers = inbound.try_headers(self.copy_headers, self.copy_x_headers)
+            # A vendor's plugin decides which of its X- headers reach the agent host
+            # (``calls.copy_x_headers`` is for trunks without one: vendor "generic").
+            vendor = getattr(trunk, "vendor", "generic")
+            headers = inbound.try_headers(self.copy_headers, self.copy_x_headers and vendor == "generic")
             caller_user, caller_display = inbound.caller(caller_user, caller_display)
         call.caller = caller_user  # canonical with quirks: +E.164, None for an anonymous caller
         call.callee = user
