@@ -128,6 +128,17 @@ class TeamsQuirk(QuirkBase):
             if uri.is_sip and user.startswith("+") and user[1:].isdigit() and not uri.has_param("user"):
                 message.uri = str(uri.with_param("user", "phone"))
 
+    def sdp_from_pbx(self, sdp: bytes, ctx: QuirkContext) -> bytes:
+        """Microsoft requires AES_CM_128_HMAC_SHA1_80 (VENDORS.md §1), but Teams offers
+        AES_CM_128_HMAC_SHA1_32 first: keep only the _80 crypto lines when there are any, so
+        that the answer (which takes the first usable line) uses _80."""
+        lines = sdp.splitlines(keepends=True)
+        crypto = [line.startswith(b"a=crypto:") for line in lines]
+        wanted = [c and b" AES_CM_128_HMAC_SHA1_80 " in line for c, line in zip(crypto, lines)]
+        if not any(wanted):
+            return sdp
+        return b"".join(line for line, c, w in zip(lines, crypto, wanted) if w or not c)
+
     def response_to_pbx(self, message: SipMessage, ctx: QuirkContext) -> None:
         status = message.status or 0
         if 101 <= status < 300:  # not 3xx: a redirect's Contact names the target, not us

@@ -467,6 +467,21 @@ class TowardTeamsTests(SynchronousTestCase):
         out = self.run_hook(request, fqdn="sbc.example.com")  # type: ignore[arg-type]
         self.assertEqual(out.get("Contact"), reference.get("Contact"))
 
+    def test_srtp_offer_keeps_only_the_80_bit_tag_suite(self) -> None:
+        # Teams offers AES_CM_128_HMAC_SHA1_32 first; Microsoft requires _80 in the answer.
+        sdp = (b"v=0\r\no=- 1 1 IN IP4 52.112.0.1\r\ns=-\r\nc=IN IP4 52.112.0.1\r\nt=0 0\r\n"
+               b"m=audio 5000 RTP/SAVP 0 101\r\n"
+               b"a=crypto:0 AES_CM_128_HMAC_SHA1_32 inline:AAAA|2^31\r\n"
+               b"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:BBBB|2^31\r\n"
+               b"a=sendrecv\r\n")
+        ctx = QuirkContext("teams", "teams", FQDN)
+        out = PLUGINS["teams"].sdp_from_pbx(sdp, ctx)
+        self.assertNotIn(b"AES_CM_128_HMAC_SHA1_32", out)
+        self.assertIn(b"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:BBBB|2^31\r\n", out)
+        self.assertIn(b"a=sendrecv\r\n", out)
+        only_32 = sdp.replace(b"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:BBBB|2^31\r\n", b"")
+        self.assertEqual(PLUGINS["teams"].sdp_from_pbx(only_32, ctx), only_32)  # nothing better: unchanged
+
     def test_default_x_ms_sbc_has_three_parts(self) -> None:
         value = self.run_hook(sbc_invite()).get("X-MS-SBC")
         assert value is not None
