@@ -55,6 +55,8 @@ __all__ = [
     "SbcSection",
     "SchemaEntry",
     "SipConfig",
+    "SniCertificate",
+    "TlsConfig",
     "TrunkConfig",
     "VendorOptions",
     "VendorRange",
@@ -557,6 +559,29 @@ def certificate_file(value: object, ctx: _Context) -> Path:
 certificate_file.needs_context = True  # type: ignore[attr-defined]
 
 
+def _check_validity(path: Path, cert: Any) -> None:
+    """A certificate we present must be valid now: not expired, not valid only later."""
+    import datetime
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    before, after = cert.not_valid_before_utc, cert.not_valid_after_utc
+    if now < before:
+        raise Invalid(f"{str(path)!r} is not valid yet (valid from {before:%Y-%m-%d %H:%M:%S} UTC)")
+    if now > after:
+        raise Invalid(f"{str(path)!r} expired on {after:%Y-%m-%d %H:%M:%S} UTC")
+
+
+def own_certificate_file(value: object, ctx: _Context) -> Path:
+    """A certificate the SBC presents (listener, SNI, client): the first one in the file must
+    be valid now."""
+    path = _resolve(value, ctx)
+    _check_validity(path, _load_certificates(path)[0])
+    return path
+
+
+own_certificate_file.needs_context = True  # type: ignore[attr-defined]
+
+
 def private_key_file(value: object, ctx: _Context) -> Path:
     from cryptography.hazmat.primitives import serialization
 
@@ -597,6 +622,31 @@ class SbcSection:
 
 
 @frozen
+class SniCertificate:
+    """``[[listen.sni]]``: a further certificate of a TLS listener, served to clients that ask
+    for ``name`` (SNI)."""
+
+    name: str = setting(
+        tls_name, type_name="string",
+        doc="Server name (SNI) this certificate is served for; `*.` wildcard allowed (required).",
+    )
+    certificate: Path = setting(
+        own_certificate_file, type_name="path",
+        doc="PEM certificate (then its chain) served for `name`; must be valid now (required).",
+    )
+    private_key: Path = setting(
+        private_key_file, type_name="path", doc="Unencrypted PEM private key matching `certificate` (required).",
+    )
+    chain: Path | None = setting(
+        certificate_file, default=None, type_name="path",
+        doc="Optional PEM file of intermediate CA certificates sent after `certificate`.",
+    )
+
+    def _check_section(self, ctx: _Context) -> None:
+        _check_key_matches(self.certificate, self.private_key)
+
+
+@frozen
 class ListenConfig:
     """``[[listen]]``: one SIP listening socket."""
 
@@ -608,10 +658,10 @@ class ListenConfig:
     )
     port: int = setting(integer(1, 65535), type_name="integer", doc="Port, 1..65535 (required).")
     certificate: Path | None = setting(
-        certificate_file,
+        own_certificate_file,
         default=None,
         type_name="path",
-        doc="TLS only, required for tls: PEM certificate. Relative paths are relative to the config file's directory.",
+        doc="TLS only, required for tls: PEM certificate, valid now (expired or not yet valid stops start-up). Relative paths are relative to the config file's directory.",
     )
     private_key: Path | None = setting(
         private_key_file,
@@ -624,6 +674,9 @@ class ListenConfig:
         default=None,
         type_name="path",
         doc="TLS only, optional: PEM file of intermediate CA certificates sent after `certificate`.",
+    )
+    sni: tuple[SniCertificate, ...] = section_list(
+        SniCertificate, doc="TLS only: further certificates chosen by the client's server name (SNI)."
     )
 
     @property
@@ -642,6 +695,8 @@ class ListenConfig:
             for name in ("certificate", "private_key", "chain"):
                 if getattr(self, name) is not None:
                     raise Invalid(f"only valid for a tls listener, not {self.transport}", name)
+            if self.sni:
+                raise Invalid(f"only valid for a tls listener, not {self.transport}", "sni")
 
 
 def _check_key_matches(certificate: Path, private_key: Path) -> None:
@@ -1120,7 +1175,11 @@ class TrunkConfig:
     )
     match_tls_names: tuple[str, ...] = setting(
         list_of(tls_name), default=(), type_name="array of strings",
-        doc="Also admit TLS peers whose certificate carries one of these DNS names (`*.` wildcard allowed). Validated, but not acted on yet (TLS peer matching comes with the security work).",
+        doc="TLS peers whose verified client certificate carries one of these DNS names (`*.` wildcard allowed) are admitted to this trunk from any source; with `tls_ca`, the names a client certificate must carry.",
+    )
+    tls_ca: Path | None = setting(
+        certificate_file, default=None, type_name="path",
+        doc="Mutual TLS: PEM CA bundle. TLS clients from this trunk's sources must present a certificate it verifies (with a name in `match_tls_names`, when given), else the connection is closed; the trunk takes calls over TLS only. Also trusted for our TLS connections to `peer_uri`.",
     )
     match_ruri: tuple[re.Pattern[str], ...] = setting(
         list_of(regex), default=(), type_name="array of strings",
@@ -1255,7 +1314,8 @@ class CallsConfig:
         doc="Headers copied from the A leg's INVITE to the B leg's (others are dropped).",
     )
     copy_x_headers: bool = setting(
-        boolean, default=True, type_name="boolean", doc="Also copy every `X-` header from leg to leg."
+        boolean, default=True, type_name="boolean",
+        doc="Also copy every `X-` header from leg to leg on generic trunks (a vendor's plugin decides for its own trunks).",
     )
 
 
@@ -1370,6 +1430,34 @@ class CdrConfig:
 
 
 @frozen
+class TlsConfig:
+    """``[tls]``: TLS connections the SBC opens (to agent hosts and PBXs)."""
+
+    client_certificate: Path | None = setting(
+        own_certificate_file, default=None, type_name="path",
+        doc="PEM certificate (then its chain) presented on our outgoing TLS connections (Teams, Zoom want the SBC's own); must be valid now.",
+    )
+    client_private_key: Path | None = setting(
+        private_key_file, default=None, type_name="path",
+        doc="Unencrypted PEM private key of `client_certificate` (required with it).",
+    )
+    ca: Path | None = setting(
+        certificate_file, default=None, type_name="path",
+        doc="PEM CA bundle that verifies the servers we connect to over TLS (their name is checked too); not set: the system's trust store.",
+    )
+
+    def _check_section(self, ctx: _Context) -> None:
+        if (self.client_certificate is None) != (self.client_private_key is None):
+            missing = "client_private_key" if self.client_private_key is None else "client_certificate"
+            raise Invalid("required with client_certificate / client_private_key", missing)
+        if self.client_certificate is not None and self.client_private_key is not None:
+            try:
+                _check_key_matches(self.client_certificate, self.client_private_key)
+            except Invalid as e:
+                raise Invalid(e.problem, "client_private_key") from None
+
+
+@frozen
 class Config:
     """The whole configuration.  Build it with :func:`load_config`; never mutate it."""
 
@@ -1384,6 +1472,7 @@ class Config:
     media: MediaConfig = section(MediaConfig, doc="Media relay (RTP/SRTP).")
     events: EventsConfig = section(EventsConfig, doc="Agent event channel.")
     cdr: CdrConfig = section(CdrConfig, doc="Call detail records.")
+    tls: TlsConfig = section(TlsConfig, doc="Outgoing TLS connections.")
 
     def _check_section(self, ctx: _Context) -> None:
         seen: dict[tuple[str, str, int], int] = {}
