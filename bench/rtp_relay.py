@@ -2,7 +2,7 @@
 """Concurrent relayed G.711 calls through sbc.media.relay.RtpRelay: loss, added latency, CPU.
 
 Run:  .venv/bin/python bench/rtp_relay.py [--calls 100,250,500,750] [--duration 10]
-                                          [--dtmf] [--srtp] [--pin]
+                                          [--dtmf] [--srtp] [--pin] [--portable]
 
 Two processes on loopback:
 
@@ -26,16 +26,19 @@ packets sent and lost, relayed packets/s, latency p50/p99 relayed and baseline, 
 of one core, from getrusage of the relay process over the measured window), generator CPU,
 "bufdrop" (the host's UDP RcvbufErrors over the window: datagrams the kernel dropped on a full
 receive buffer, the relay's or the generator's -- the usual cause of loss when a process is
-descheduled), "others" (CPU the rest of the host used meanwhile, % of one core: above a few
-percent the figures are disturbed), "lag ms" (the longest the relay's event loop was late for a
+descheduled), "lag ms" (the longest the relay's event loop was late for a
 10 ms heartbeat: a relay stalled by the scheduler or by a long turn shows here) -- and the
-highest N with zero loss.  The host's other load matters: run it on
-an otherwise idle machine.
+highest N with zero loss.  The host's other load matters (a relay or generator that
+loses its core for a few milliseconds shows up directly in p99): run it on an otherwise idle
+machine, and read "lag ms" next to p99.
 
 ``--dtmf`` turns RFC 4733 decoding on for side a (the per-packet payload-type check is then on
 the path).  ``--srtp`` makes side a SRTP (AES_CM_128_HMAC_SHA1_80): the generator protects what
 it sends as a and unprotects what it receives, the relay unprotects/protects -- the SRTP<->RTP
-bridge cost.  ``--pin`` pins the relay to CPU 0 and the generator to CPU 1.
+bridge cost.  ``--pin`` pins the relay to CPU 0 and the generator to CPU 1.  ``--portable``
+runs the relay's listenUDP backend instead of epoll.  Environment: ``RTP_RELAY_PROFILE=<file>``
+writes a cProfile of the relay process, ``RTP_RELAY_TRACE=<file>`` every packet's send time
+and latency.
 """
 
 from __future__ import annotations
@@ -229,17 +232,6 @@ def udp_rcvbuf_errors() -> int:
         return -1
 
 
-def host_busy_seconds() -> float:
-    """CPU seconds all cores spent busy since boot (Linux /proc/stat), or -1."""
-    try:
-        with open("/proc/stat") as f:
-            fields = [int(v) for v in f.readline().split()[1:]]
-    except (OSError, ValueError):
-        return -1.0
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
 def percentile(sorted_values: list[float], q: float) -> float:
     if not sorted_values:
         return float("nan")
@@ -403,7 +395,6 @@ def step(relay: RelayProcess, n: int, duration: float, srtp: bool) -> dict[str, 
         def mark() -> None:
             marks.append(relay.call(op="stats"))
             marks[-1]["rcvbuf_errors"] = udp_rcvbuf_errors()
-            marks[-1]["host_busy"] = host_busy_seconds()
             usage = resource.getrusage(resource.RUSAGE_SELF)
             gen.append(usage.ru_utime + usage.ru_stime)
 
@@ -412,8 +403,6 @@ def step(relay: RelayProcess, n: int, duration: float, srtp: bool) -> dict[str, 
         wall = after["wall"] - before["wall"]
         result["relay_cpu_pct"] = 100.0 * (after["cpu"] - before["cpu"]) / wall
         result["gen_cpu_pct"] = 100.0 * (gen[1] - gen[0]) / wall
-        host = 100.0 * (after["host_busy"] - before["host_busy"]) / wall
-        result["other_cpu_pct"] = host - result["gen_cpu_pct"] - result["relay_cpu_pct"]
         result["relayed_pps"] = (after["packets_relayed"] - before["packets_relayed"]) / wall
         result["relay_dropped"] = after["packets_dropped"] - before["packets_dropped"]
         result["relay_gc"] = [x - y for x, y in zip(after["gc"], before["gc"])]
@@ -454,7 +443,7 @@ def main() -> None:
           + (f" ({mode})" if mode else ""))
     print(f"{'calls':>6} {'sent':>8} {'lost':>6} {'relayed/s':>10} {'relay CPU':>9} "
           f"{'p50 ms':>7} {'p99 ms':>7} {'base p50':>8} {'base p99':>8} {'added p50':>9} {'added p99':>9} "
-          f"{'gen CPU':>7} {'bufdrop':>7} {'others':>7} {'lag ms':>6}")
+          f"{'gen CPU':>7} {'bufdrop':>7} {'lag ms':>6}")
     try:
         for n in counts:
             base = baseline(n, min(args.duration, 3.0))
@@ -466,7 +455,7 @@ def main() -> None:
                   f"{r['relay_cpu_pct']:>8.1f}% {r['p50_ms']:>7.3f} {r['p99_ms']:>7.3f} "
                   f"{base['p50_ms']:>8.3f} {base['p99_ms']:>8.3f} "
                   f"{r['p50_ms'] - base['p50_ms']:>9.3f} {r['p99_ms'] - base['p99_ms']:>9.3f} "
-                  f"{r['gen_cpu_pct']:>6.1f}% {r['rcvbuf_errors']:>7} {r['other_cpu_pct']:>6.0f}% {r['relay_max_lag_ms']:>6.1f}",
+                  f"{r['gen_cpu_pct']:>6.1f}% {r['rcvbuf_errors']:>7} {r['relay_max_lag_ms']:>6.1f}",
                   flush=True)
     finally:
         relay.close()
