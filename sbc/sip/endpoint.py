@@ -149,6 +149,10 @@ class Endpoint:
         # (transport, conn) -> the constant headers of an OPTIONS answer on that socket.  Stream
         # connections come and go, so the cache is bounded.
         self._options_headers: dict[tuple[str, int], tuple[Header, ...]] = {}
+        #: ``options_hook(response, peer) -> response``: a last look at our answer to an
+        #: out-of-dialog OPTIONS (vendor quirks: Teams wants X-MS-SBC on it).  An exception
+        #: leaves the answer as it was.
+        self.options_hook: Callable[[Response, Peer], Response] | None = None
         self._out: list[tuple[bytes, Peer]] = []
         self._notices: deque[Notice] = deque(maxlen=10_000)
         self.stats: dict[str, int] = {}
@@ -383,6 +387,11 @@ class Endpoint:
             headers = self._options_headers[(peer.transport, peer.conn)] = self._build_options_headers(peer)
         response = make_response(request, 200, "OK", to_tag=self._tag_for(request),
                                   headers=headers, top_via=self._received_via(request, peer))
+        if self.options_hook is not None:
+            try:
+                response = self.options_hook(response, peer)
+            except Exception as e:  # noqa: BLE001 - a hook never costs the answer
+                self._notice("options-hook-failed", f"{type(e).__name__}: {e}", peer)
         self.stats["options"] = self.stats.get("options", 0) + 1
         self._out.append((response.to_bytes(), peer))
 
