@@ -469,6 +469,38 @@ class SbcService(MultiService):
                           "(sent unmodified): {error}", quirk=n.quirk, hook=n.hook, name=name, error=n.error)
         return out
 
+    def options_answer(self, response: Any, peer: Peer) -> Any:
+        """The endpoint's ``options_hook``: our 200 to an out-of-dialog OPTIONS from a
+        trunk's source address goes through that trunk's ``response_to_pbx`` hooks (Teams:
+        X-MS-SBC and the FQDN Contact, which Microsoft's pings expect)."""
+        trunk = self._trunk_of(peer)
+        chains = self.b2bua.quirks if self.b2bua is not None and self.b2bua.quirks is not None else self.quirks
+        chain = chains.get(trunk) if trunk is not None else None
+        if chain is None:
+            return response
+        call_id = response.get("Call-ID")
+        out = chain.response_to_pbx(response, chain.context("inbound", call_id.decode("latin-1") if call_id else ""))
+        for n in chain.notices():
+            self.log.warn("quirk-error: vendor plugin {quirk} failed in {hook} on our answer to an OPTIONS "
+                          "from {host} (sent unmodified): {error}", quirk=n.quirk, hook=n.hook, host=peer.host,
+                          error=n.error)
+        return out
+
+    def _trunk_of(self, peer: Peer) -> str | None:
+        """The name of the first trunk whose networks hold ``peer``'s address."""
+        from ipaddress import ip_address
+
+        try:
+            addr = ip_address(peer.host)
+        except ValueError:
+            return None
+        trunks = self.b2bua.trunks if self.b2bua is not None else getattr(self.config, "trunks", ())
+        for trunk in trunks:
+            for net in trunk.allow:
+                if getattr(net, "version", None) == addr.version and addr in net:
+                    return str(trunk.name)
+        return None
+
     def dns_answered(self) -> None:
         """A background DNS lookup completed: retry what waited for it (on a later turn)."""
         self.reactor.callLater(0, self._retry_after_dns)
@@ -730,6 +762,8 @@ def build_service(config: Any, reactor: Any, *, install_signals: bool = True, dn
     top.quirks = dict(chains)
     for warning in warnings:
         top.log.warn("vendor settings: {problem}", problem=warning)
+    if hasattr(endpoint, "options_hook"):
+        endpoint.options_hook = top.options_answer
 
     # The B2BUA: calls from a trunk's PBX to its agent host.  Its own requests leave from the
     # first UDP listener's address (Via and Contact), the socket the agent host answers to.
@@ -780,6 +814,8 @@ def build_service(config: Any, reactor: Any, *, install_signals: bool = True, dn
             relay_svc.setName("media-relay")
             relay_svc.setServiceParent(top)
         endpoint.add_handler(b2bua)
+        # Our answers to out-of-dialog OPTIONS go through the source trunk's vendor hooks.
+        endpoint.options_hook = b2bua.options_answer
         # Let through the option tags the B2BUA implements (timer, 100rel) in Require.
         endpoint.set_supported(getattr(b2bua, "option_tags", ()))
         dispatcher.fallback = b2bua.handle_response

@@ -219,6 +219,26 @@ class PingTests(SynchronousTestCase):
                                                        ("192.0.2.10", 5060))
         self.assertEqual(top.pinger.peer_details()["peer:teams"]["last_status"], 200)
 
+    def test_options_from_a_teams_address_answered_with_its_headers(self) -> None:
+        top, reactor = build(BASE + TEAMS)
+        self.addCleanup(top.stopService)
+
+        def options(host: str) -> bytes:
+            return (f"OPTIONS sip:sbc.example.com:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {host}:5060;branch=z9hG4bK-o-{host}"
+                    f"\r\nMax-Forwards: 70\r\nFrom: <sip:sip.pstnhub.microsoft.com>;tag=m1\r\n"
+                    f"To: <sip:sbc.example.com>\r\nCall-ID: o-{host}\r\nCSeq: 1 OPTIONS\r\n"
+                    f"Content-Length: 0\r\n\r\n").encode()
+
+        for host in ("52.114.16.74", "198.51.100.7"):
+            reactor.udp_ports[0].protocol.datagramReceived(options(host), (host, 5060))
+        answers = {addr[0]: m for m, addr in sent(reactor) if not isinstance(m, Request)}
+        teams, other = answers["52.114.16.74"], answers["198.51.100.7"]
+        self.assertEqual((teams.status, other.status), (200, 200))
+        self.assertEqual(teams.get("X-MS-SBC"), b"Acme/SBC/2.0")
+        self.assertEqual(teams.get("Contact"), b"<sip:sbc.example.com:5061;transport=tls>")
+        self.assertIsNone(other.get("X-MS-SBC"))
+        self.assertEqual(other.get("Contact"), b"<sip:sbc.example.com:5060>")
+
     def test_explicit_interval_wins(self) -> None:
         top, reactor = build(BASE + TEAMS.replace('peer_uri = "sip:192.0.2.10:5060"',
                                                   'peer_uri = "sip:192.0.2.10:5060"\noptions_interval = 20'))
