@@ -54,6 +54,7 @@ __all__ = [
     "RegisterConfig",
     "SbcSection",
     "SchemaEntry",
+    "SecurityConfig",
     "SipConfig",
     "SniCertificate",
     "TlsConfig",
@@ -1342,6 +1343,52 @@ class AgentConfig:
 
 
 @frozen
+class SecurityConfig:
+    """``[security]``: admission at the edge (source allowlist, flood control, message limits)."""
+
+    allowlist: bool = setting(
+        boolean, default=True, type_name="boolean",
+        doc="Drop UDP datagrams and close TCP/TLS connections from sources outside every trunk's and the "
+            "agent's `allow` networks (and the peers the SBC sends to) before parsing. Off: every source is parsed.",
+    )
+    request_rate: float = setting(
+        non_negative_float, default=1000.0, type_name="float",
+        doc="Requests per second each source may send (token bucket; responses and CRLF keep-alives are free); "
+            "beyond it requests are dropped (`rate-limited`). 0 turns the limit off.",
+    )
+    request_burst: int = setting(
+        integer(1), default=2000, type_name="integer",
+        doc="Requests a source may send at once above `request_rate` (the bucket's size).",
+    )
+    max_calls_per_source: int = setting(
+        integer(0), default=0, type_name="integer",
+        doc="Calls in progress from one source address; a new INVITE beyond it gets 503 with Retry-After "
+            "(`rate-limited`). 0: no limit.",
+    )
+    ban_threshold: int = setting(
+        integer(0), default=200, type_name="integer",
+        doc="Refusals (rate-limited, too many headers, parse errors, no matching trunk, failed authentication) "
+            "within `ban_window` that ban a source; 0: never ban.",
+    )
+    ban_window: float = setting(
+        positive_float, default=10.0, type_name="float", doc="Seconds over which `ban_threshold` refusals are counted.",
+    )
+    ban_duration: float = setting(
+        positive_float, default=60.0, type_name="float",
+        doc="Seconds a banned source is dropped before parsing (`banned`).",
+    )
+    max_headers: int = setting(
+        integer(0), default=100, type_name="integer",
+        doc="Header lines a message may have; a request with more gets 400 Too Many Headers "
+            "(dropped when it cannot be answered). 0: no limit.",
+    )
+    max_sources: int = setting(
+        integer(16), default=65536, type_name="integer",
+        doc="Source addresses the rate, refusal and ban tables each remember (least recently seen forgotten first).",
+    )
+
+
+@frozen
 class MediaConfig:
     """``[media]``: the RTP/SRTP relay that anchors every call's media."""
 
@@ -1469,6 +1516,7 @@ class Config:
     trunks: tuple[TrunkConfig, ...] = section_list(TrunkConfig, key="trunk", doc="Trunks (PBXs) admitted.")
     calls: CallsConfig = section(CallsConfig, doc="Call limits, timeouts and shutdown.")
     agent: AgentConfig = section(AgentConfig, doc="The agent host(s).")
+    security: SecurityConfig = section(SecurityConfig, doc="Admission at the edge and flood control.")
     media: MediaConfig = section(MediaConfig, doc="Media relay (RTP/SRTP).")
     events: EventsConfig = section(EventsConfig, doc="Agent event channel.")
     cdr: CdrConfig = section(CdrConfig, doc="Call detail records.")

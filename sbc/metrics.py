@@ -66,7 +66,12 @@ ADMISSION_REASONS = frozenset({
     "oversize",  # datagram larger than max_message_size (513)
     "framing-error",  # stream framing broken: connection closed
     "connection-limit",  # TCP/TLS connection refused at max_connections
-    "rate-limited",
+    "rate-limited",  # admission: request over the source's rate (dropped), or its call cap (503)
+    "source-not-allowed",  # admission: source in no allowlist, dropped/closed before parsing
+    "banned",  # admission: source banned after repeated refusals, dropped/closed before parsing
+    "too-many-headers",  # admission: more than security.max_headers header lines (400 or dropped)
+    "no-matching-trunk",  # B2BUA: no trunk takes the INVITE (403 source, 404 match_ruri/dial)
+    "auth-failed",  # B2BUA: digest authentication failed (403)
 })
 
 SETUP_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0)

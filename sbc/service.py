@@ -423,6 +423,10 @@ class SbcService(MultiService):
             _apply_calls(self.b2bua, new.calls)
             _apply_agent(self.b2bua, new.agent)
             self.b2bua.quirks = self._chains_for_reload(chains)
+        if self.driver.admission is not None:
+            from sbc.transport.admission import apply_security
+
+            apply_security(self.driver.admission, new)
         self.quirks = dict(chains)
         if self.registrations is not None:
             self.registrations.set_trunks(new.trunks, now)
@@ -758,6 +762,10 @@ def build_service(config: Any, reactor: Any, *, install_signals: bool = True, dn
         connect_tcp=connect_tcp,
     )
     endpoint_ref.append(driver)
+    # Admission at the edge: source allowlist, flood control, header limit ([security]).
+    from sbc.transport.admission import CallCapHandler, admission_for
+
+    driver.admission = admission_for(config, reactor, driver._count)
     top = SbcService(config, driver, reactor, install_signals=install_signals)
     top.quirks = dict(chains)
     for warning in warnings:
@@ -813,7 +821,7 @@ def build_service(config: Any, reactor: Any, *, install_signals: bool = True, dn
             relay_svc = MediaRelayService(relay)
             relay_svc.setName("media-relay")
             relay_svc.setServiceParent(top)
-        endpoint.add_handler(b2bua)
+        endpoint.add_handler(CallCapHandler(b2bua, driver.admission, endpoint))
         # Our answers to out-of-dialog OPTIONS go through the source trunk's vendor hooks.
         endpoint.options_hook = b2bua.options_answer
         # Let through the option tags the B2BUA implements (timer, 100rel) in Require.

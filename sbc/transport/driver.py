@@ -25,6 +25,7 @@ from sbc.sip.message import Request, Response
 from ._ratelimit import RateLimitedLog
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .admission import Admission
     from .stream import SipStreamProtocol
     from .udp import SipDatagramProtocol
 
@@ -89,6 +90,9 @@ class SipDriver:
         self._timer: IDelayedCall | None = None
         self._timer_at: float | None = None
         self.counters: dict[str, int] = {}
+        #: Edge checks (:class:`~sbc.transport.admission.Admission`): the transports ask it
+        #: before parsing; None admits everything.
+        self.admission: Admission | None = None
 
     # -- registry --------------------------------------------------------------------------
 
@@ -132,8 +136,12 @@ class SipDriver:
 
     def _service_tus(self) -> None:
         """Send what the TUs queued and schedule the earliest of their deadlines."""
+        admission = self.admission
         for tu in self._tus:
             for message, peer in tu.messages_to_send():
+                if admission is not None and admission.allowlist is not None and isinstance(message, Request):
+                    # A peer we send requests to may answer and send requests back.
+                    admission.allowlist.remember(peer.host)
                 try:
                     if peer.conn == 0 and isinstance(message, Request):
                         self.send_request(message, Target(peer.transport, peer.host, peer.port))
@@ -181,10 +189,15 @@ class SipDriver:
 
     def datagram_received(self, data: bytes, peer: Peer) -> None:
         try:
+            admission = self.admission
             if len(data) > self.max_message_size:
                 self._count("oversize")
                 self.endpoint.receive_parse_failure(
                     data, SipParseError("Message Too Large", 513), peer)
+            elif admission is not None and admission.max_headers and (
+                    reply := admission.too_many_headers(data, peer)) is not False:
+                if reply is not None:
+                    self.send_to_peer(reply, peer)
             else:
                 self.endpoint.receive(data, peer, self.clock.seconds())
         except Exception:
@@ -194,6 +207,12 @@ class SipDriver:
 
     def message_received(self, message: Request | Response, peer: Peer) -> None:
         try:
+            admission = self.admission
+            if admission is not None and admission.max_headers and len(message.headers) > admission.max_headers:
+                reply = admission.too_many_headers(message.to_bytes(), peer, len(message.headers))
+                if reply:
+                    self.send_to_peer(reply, peer)
+                return
             self.endpoint.receive_message(message, peer, self.clock.seconds())
         except Exception:
             self.log.failure("SIP core raised on a stream message from {host}:{port}",
@@ -320,7 +339,12 @@ class SipDriver:
         self.counters[what] = self.counters.get(what, 0) + 1
 
     def _log_notice(self, notice: Notice) -> None:
+        reason = _admission_reason(notice)
+        if reason != notice.reason:
+            notice = evolve(notice, reason=reason)
         self._count(notice.reason)
+        if self.admission is not None:
+            self.admission.notice(notice.reason, notice.peer.host)
         self._notice_log.emit(
             notice.reason,
             "{reason} from {transport}:{host}:{port}: {detail}",
@@ -331,6 +355,17 @@ class SipDriver:
             detail=notice.detail,
             status=notice.status,
         )
+
+
+def _admission_reason(notice: Notice) -> str:
+    """The refusal reason a notice is counted under: the B2BUA reports every refused INVITE
+    as ``call-refused``; the ones refused because no trunk takes the call (403 source in no
+    trunk, 404 no trunk's match_ruri/dial pattern) count as ``no-matching-trunk``."""
+    if notice.reason == "call-refused" and notice.status in (403, 404) and (
+            "matches no trunk" in notice.detail or "match_ruri" in notice.detail
+            or "no trunk dials" in notice.detail):
+        return "no-matching-trunk"
+    return notice.reason
 
 
 class TransactionUser(TypingProtocol):

@@ -13,7 +13,7 @@ from twisted.python.failure import Failure
 
 from sbc.sip.endpoint import Peer
 from sbc.sip.errors import MessageTooLarge, SipParseError
-from sbc.sip.message import salvage_error_response
+from sbc.sip.message import Response, salvage_error_response
 from sbc.sip.parse import KeepAlive, ParseFailure, StreamFramer
 
 from .driver import SipDriver
@@ -63,10 +63,19 @@ class SipStreamProtocol(Protocol, TimeoutMixin):
             self._framing_error(e)
             return
         assert self.peer is not None
+        admission = self.driver.admission
         for item in items:
             if isinstance(item, KeepAlive):
                 if item.pong_required:
                     self.transport.write(b"\r\n")
+            elif admission is not None and not isinstance(item, Response) and not admission.stream_request(
+                    self.transport_name, self.peer.host, self.peer.port):
+                # Over its rate: the request is dropped.  Banned meanwhile: the connection goes.
+                guard = admission.guard
+                if guard is not None and guard.banned(self.peer.host, self.driver.clock.seconds()):
+                    self._closing = True
+                    self.transport.abortConnection()
+                    return
             elif isinstance(item, ParseFailure):
                 self.driver.parse_failure(item.data, item.error, self.peer)
             else:
@@ -105,7 +114,14 @@ class SipStreamFactory(Factory):
         self.idle_timeout = idle_timeout
         self.max_connections = max_connections
 
-    def buildProtocol(self, addr: object) -> SipStreamProtocol | None:  # type: ignore[override]
+    def buildProtocol(self, addr: object) -> Protocol | None:  # type: ignore[override]
+        admission = self.driver.admission
+        if admission is not None and not admission.source_admitted(
+                self.transport_name, getattr(addr, "host", ""), getattr(addr, "port", 0)):
+            # Refused before any byte is read: plain TCP by building no protocol at all (the
+            # reactor closes the socket); TLS wraps whatever we return, so it gets a protocol
+            # that aborts the connection as it is made, before the handshake.
+            return _Refused() if self.transport_name == "tls" else None
         if self.driver.stream_count >= self.max_connections:
             self.driver._count("connection-limit")
             self.log.warn("refusing {transport} connection from {addr}: limit of {n} reached",
@@ -113,3 +129,13 @@ class SipStreamFactory(Factory):
             return None
         return SipStreamProtocol(self.driver, self.transport_name, max_message=self.max_message,
                                  idle_timeout=self.idle_timeout)
+
+
+class _Refused(Protocol):
+    """A connection refused by admission: aborted as soon as it exists."""
+
+    def connectionMade(self) -> None:
+        self.transport.abortConnection()
+
+    def dataReceived(self, data: bytes) -> None:  # pragma: no cover - aborted before
+        pass

@@ -66,6 +66,10 @@ class SipDatagramProtocol(DatagramProtocol):
         if len(data) <= 4 and not (set(data) - _WHITESPACE):
             return
         host, port = addr[0], addr[1]
+        # Admission before any parsing or state: source allowlist, bans, request rate.
+        admission = self.driver.admission
+        if admission is not None and not admission.datagram(data, host, port):
+            return
         self.driver.datagram_received(data, Peer("udp", host, port, self.conn))
 
     def send(self, data: bytes, addr: tuple[str, int]) -> None:
