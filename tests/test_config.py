@@ -969,3 +969,41 @@ class VendorOptionsTests(SynchronousTestCase):
         self.assertEqual(dict(t.vendor_options), table)
         for k, v in table.items():
             self.assertIs(type(t.vendor_options[k]) is bool, type(v) is bool)
+
+
+class VendorSettingsPropertyTests(SynchronousTestCase):
+    @given(st.text(st.characters(blacklist_categories=("Cs",)), max_size=40))
+    def test_any_allow_entry_loads_or_is_one_line(self, text: str) -> None:
+        import json as _json
+
+        source = ('[[trunk]]\nname = "pbx"\nagent_uri = "sip:{user}@h"\n'
+                  f"allow = [{_json.dumps('vendor:' + text, ensure_ascii=False)}, {_json.dumps(text, ensure_ascii=False)}]\n")
+        try:
+            [t] = load_config_text(source).trunks
+        except ConfigError as e:
+            self.assertNotIn("\n", str(e))
+            self.assertTrue(str(e).startswith(("<string>: trunk[0].allow[", "<string>: TOML syntax error")), str(e))
+        else:
+            self.assertEqual(t.allow_vendors, (text,))
+            self.assertEqual(len(t.networks), 1)
+
+    @given(st.one_of(st.text(st.characters(blacklist_categories=("Cs",)), max_size=20),
+                     st.sampled_from(["api_token", "secret", "sip_password"])),
+           st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=20))
+    def test_any_option_key_loads_or_is_one_line(self, key: str, value: str) -> None:
+        import json as _json
+
+        source = trunk() + f"[trunk.vendor_options]\n{_json.dumps(key, ensure_ascii=False)} = {_json.dumps('v' + value, ensure_ascii=False)}\n"
+        secret = any(word in key for word in ("token", "secret", "password"))
+        try:
+            [t] = load_config_text(source).trunks
+        except ConfigError as e:
+            self.assertNotIn("\n", str(e))
+            self.assertTrue(str(e).startswith(("<string>: trunk[0].vendor_options.", "<string>: TOML syntax error")),
+                            str(e))
+            if secret:
+                self.assertNotIn("v" + value, str(e))
+        else:
+            self.assertEqual(dict(t.vendor_options), {key: "v" + value})
+            if secret:
+                self.assertNotIn("v" + value, repr(t))
