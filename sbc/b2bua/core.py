@@ -118,6 +118,7 @@ from sbc.sip.uri import URI, parse_uri, unescape
 from sbc.quirks.chain import QuirkChain
 from sbc.quirks.host import InboundCall, pbx_leg, record_route
 
+from .auth import Admit, Challenge, TrunkAuth
 from .call import NO_ANSWER, Call
 from sbc.events.schema import CallEnded, CallStarted, encode as encode_event
 from sbc.media.core.dtmf import DigitCollector
@@ -169,6 +170,9 @@ class LiteralResolver:
         port = uri.port or (5061 if transport == "tls" else 5060)
         return [Peer(transport, host, port, 0)]
 
+
+#: Headers that carry credentials: never copied to the other leg.
+_CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization"})
 
 #: ``_trunk_for``: the source belongs to trunks, but no trunk's ``match_ruri`` matches.
 _RURI_MISMATCH = object()
@@ -310,6 +314,8 @@ class B2bua:
         #: inbound INVITE is canonicalised (a trunk missing from it gets an empty chain, the
         #: generic behaviour) and the PBX-facing leg's messages go through its trunk's hooks.
         self.quirks: dict[str, QuirkChain] | None = dict(quirks) if quirks is not None else None
+        #: Digest authentication of new calls (``[trunk.auth]``, see :mod:`sbc.b2bua.auth`).
+        self.auth = TrunkAuth(self.trunks, default_realm=self.fqdn)
         self.now = 0.0
         self.stats: dict[str, int] = {}
 
@@ -385,6 +391,7 @@ class B2bua:
         """New trunk table (SIGHUP): new calls are routed by it; calls in progress keep going
         (they only remember their trunk's name, for limits and CDRs)."""
         self.trunks = tuple(trunks)
+        self.auth.update(self.trunks)
 
     def stop_accepting(self) -> None:
         """Graceful shutdown, step 1: new calls get 503 with Retry-After; calls go on."""
@@ -777,6 +784,32 @@ class B2bua:
                     break
         return _RURI_MISMATCH if mismatch else None
 
+    @staticmethod
+    def _ruri_ok(trunk: Any, request: Request) -> bool:
+        """Does the trunk's ``match_ruri`` (if any) match the Request-URI (``re.search``)?"""
+        patterns = getattr(trunk, "match_ruri", ())
+        if not patterns:
+            return True
+        uri = request.uri.decode("utf-8", "replace") if isinstance(request.uri, bytes) else str(request.uri)
+        return any(p.search(uri) for p in patterns)
+
+    def _authenticate(self, request: Request, peer: Peer, key: TransactionKey, candidates: Sequence[Any],
+                      now: float) -> Any:
+        """The trunk the request's digest credentials admit it for, or None when it has been
+        answered: 401 with a challenge, or 403/400 (notice ``auth-failed``; the reason never
+        holds a credential)."""
+        verdict = self.auth.admit(candidates, request, now)
+        if isinstance(verdict, Admit):
+            self.stats["auth-ok"] = self.stats.get("auth-ok", 0) + 1
+            return verdict.trunk
+        if isinstance(verdict, Challenge):
+            self.stats["auth-challenged"] = self.stats.get("auth-challenged", 0) + 1
+            self._reply(request, key, 401, "Unauthorized", verdict.headers, now)
+            return None
+        self.notice("auth-failed", f"INVITE refused {verdict.status}: {verdict.why}", peer, verdict.status)
+        self._reply(request, key, verdict.status, reason_phrase(verdict.status), now=now)
+        return None
+
     def _from_agent(self, peer: Peer) -> bool:
         if not self.agent_allow:
             return False
@@ -862,6 +895,17 @@ class B2bua:
                 self._refuse(request, peer, key, 404, "Not Found",
                              f"source {peer.host} belongs to trunks whose match_ruri patterns do not match", now)
                 return
+            # Digest authentication: digest-only trunks for a source outside every allowlist,
+            # `auth.required` trunks for their own sources (see sbc.b2bua.auth).
+            candidates = None
+            if trunk is None and not from_agent:
+                candidates = [t for t in self.auth.open_trunks if self._ruri_ok(t, request)] or None
+            elif trunk is not None and self.auth.required(trunk):
+                candidates = [trunk]
+            if candidates is not None:
+                trunk = self._authenticate(request, peer, key, candidates, now)
+                if trunk is None:
+                    return
         if trunk is None:
             if from_agent:
                 self._refuse(request, peer, key, 404, "Not Found", "no trunk dials the Request-URI user", now)
@@ -996,6 +1040,8 @@ class B2bua:
             vendor = getattr(trunk, "vendor", "generic")
             headers = inbound.try_headers(self.copy_headers, self.copy_x_headers and vendor == "generic")
             caller_user, caller_display = inbound.caller(caller_user, caller_display)
+        # Credentials are for the SBC alone: they never reach the agent host (nor events, CDRs).
+        headers = tuple((name, value) for name, value in headers if name.lower() not in _CREDENTIAL_HEADERS)
         call.caller = caller_user  # canonical with quirks: +E.164, None for an anonymous caller
         call.callee = user
         call.headers = tuple((name, value.decode("utf-8", "replace")) for name, value in headers)
