@@ -6,11 +6,12 @@
     sbc normalize --trunk teams --config etc/sbc.toml invite.txt
     sbc normalize --vendor twilio --option country_code=1 invite.txt
     sbc normalize --list
+    sbc explain --config etc/sbc.toml --source 203.0.113.7 [--transport udp] [--request invite.txt]
     python -m sbc normalize ...
 
 The SBC itself runs under twistd (``twistd -n sbc --config etc/sbc.toml``); this command
 holds the helpers an operator or plugin author runs beside it.  ``normalize`` is
-:mod:`sbc.normalize_cmd` (see docs/plugins.md §5).  Exit status: that of the sub-command;
+:mod:`sbc.normalize_cmd` (see docs/plugins.md §5); ``explain`` is :mod:`sbc.explain_cmd`.  Exit status: that of the sub-command;
 2 for an unknown or missing sub-command.
 """
 
@@ -24,6 +25,7 @@ __all__ = ["COMMANDS", "main"]
 #: Sub-command -> one-line description.
 COMMANDS = {
     "normalize": "show what the vendor quirk plugins do to a SIP message file",
+    "explain": "show which trunk and rule admit or refuse a source address (and request), and why",
 }
 
 USAGE = """usage: sbc COMMAND [ARGS...]
@@ -59,6 +61,13 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
         try:
             return normalize(args, out=out, err=err)
         except BrokenPipeError:  # `sbc normalize ... | head`: the reader left, nothing to say
+            return 1
+    if command == "explain":
+        from sbc.explain_cmd import main as explain
+
+        try:
+            return explain(args, out=out, err=err)
+        except BrokenPipeError:
             return 1
     err.write(f"sbc: unknown command {command!r}\n\n{_usage()}")
     return 2
