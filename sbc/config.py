@@ -1384,7 +1384,7 @@ class SecurityConfig:
     )
     max_sources: int = setting(
         integer(16), default=65536, type_name="integer",
-        doc="Source addresses the rate, refusal and ban tables each remember (least recently seen forgotten first).",
+        doc="Source addresses the rate, refusal and ban tables each remember (the oldest forgotten first).",
     )
 
 

@@ -12,9 +12,10 @@ returns a verdict; the transports act on it and count it.  What a source costs:
 * ``strike(host, now)``: one refusal counted against the source; ``threshold`` strikes
   within ``window`` seconds ban it for ``ban_duration`` seconds (``banned``).
 
-Every table is an insertion-ordered dict capped at ``max_sources`` entries, the least recently
-refreshed entry evicted first, so a flood from spoofed sources costs bounded memory (and at
-worst makes the guard forget an old bucket, never admit more than the rate allows per entry).
+Every table is an insertion-ordered dict capped at ``max_sources`` entries, the oldest entry
+evicted first (no reordering on use: that would cost every request a delete and an insert),
+so a flood from many sources costs bounded memory; at worst an evicted source starts again
+with a full bucket and no strikes.  Only sources the allowlist admitted reach these tables.
 
 No Twisted, no I/O.
 """
