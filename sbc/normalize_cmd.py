@@ -32,6 +32,8 @@ import ipaddress
 import sys
 from typing import Any, Sequence, TextIO
 
+from sbc.config import Invalid
+
 __all__ = ["main", "read_message_text"]
 
 
@@ -101,6 +103,11 @@ def _trunk_and_chain(args: argparse.Namespace, registry: dict[str, Any]) -> tupl
         trunk = trunks.get(args.trunk)
         if trunk is None:
             raise _Fail(f"no trunk {args.trunk!r} in {args.config} (trunks: {', '.join(trunks) or 'none'})")
+        try:  # `allow = ["vendor:<name>"]` entries become the vendor's published networks
+            trunk = trunk.with_vendor_ranges({n: q.defaults.signalling_ranges for n, q in registry.items()})
+        except Invalid as e:
+            where = f".{e.key}" if e.key else ""
+            raise _Fail(f"{args.config}: trunk {trunk.name}{where}: {e.problem}") from None
         fqdn = config.sbc.fqdn
         chain = build_chains([trunk], registry, fqdn)[trunk.name]
         if extra:

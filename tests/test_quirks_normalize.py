@@ -92,6 +92,19 @@ class NormalizeTests(SynchronousTestCase):
         self.assertIn("# vendor: generic (Generic SIP trunk)", out)
         self.assertIn("# recognised by: ", out)
 
+    def test_trunk_allowing_vendor_ranges(self) -> None:
+        # `allow = ["vendor:teams"]` is resolved to Teams' published networks, as in the service.
+        self.config.write_text(CONFIG + '\n[[trunk]]\nname = "teams"\nvendor = "teams"\nallow = ["vendor:teams"]\n'
+                               'agent_uri = "sip:{user}@192.0.2.52:5090"\n')
+        code, out, err = self.run_main("normalize", "--config", str(self.config), "--trunk", "teams", str(self.invite))
+        self.assertEqual((code, err), (0, ""))
+        self.assertIn("X-SBC-Trunk: teams\n", out)
+        self.config.write_text(CONFIG + '\n[[trunk]]\nname = "bad"\nallow = ["vendor:generic"]\n'
+                               'agent_uri = "sip:{user}@192.0.2.52:5090"\n')
+        code, out, err = self.run_main("normalize", "--config", str(self.config), "--trunk", "bad", str(self.invite))
+        self.assertNotEqual(code, 0)
+        self.assertIn("trunk bad.allow[0]: vendor plugin 'generic' publishes no signalling ranges", err)
+
     def test_vendor_without_config(self) -> None:
         code, out, _ = self.run_main("--vendor", "generic", str(self.invite))
         self.assertEqual(code, 0)
