@@ -266,6 +266,11 @@ class RewriteTests(SynchronousTestCase):
         self.assertFalse(out.media[0].has_attribute("fingerprint"))
         self.assertFalse(out.media[0].has_attribute("setup"))
 
+    def test_bundle_dropped(self) -> None:
+        body = VIDEO_OFFER.replace(b"t=0 0", b"t=0 0\r\na=group:BUNDLE 0 1\r\na=group:LS 0 1")
+        out = rewrite_for(parse(body), 0, B_PORTS)
+        self.assertEqual(out.attributes("group"), (b"LS 0 1",))
+
     def test_add_telephone_event(self) -> None:
         section = parse(AGENT_ANSWER).media[0]
         added = with_telephone_event(section, TelephoneEvent(126, 8000))

@@ -19,7 +19,9 @@ The first active (port != 0) ``audio`` stream with an RTP profile (``RTP/AVP``, 
 is relayed.  Every other stream -- video, T.38 image, a second audio stream, anything that is not
 RTP -- is rejected with port 0 toward the other side (RFC 3264 §6), so the other side answers
 port 0 and the original offerer sees it rejected.  The relay reserves two port pairs per call,
-one facing each side; that is what the budget of the port range buys.
+one facing each side; that is what the budget of the port range buys.  For the same reason
+``a=group:BUNDLE`` is dropped (``a=rtcp-mux`` is kept: the relay demultiplexes RTCP on the
+RTP port, RFC 5761).
 
 Hold
 ----
@@ -309,6 +311,12 @@ def _rewrite(
             direction = _HOLD_FOLD[sdp.direction(index)]
     out = sdp.without_ice()
     out = _drop_session_attributes(out, DTLS_ATTRIBUTES)
+    # BUNDLE (RFC 8843) would put several streams on one port: the relay gives each side one
+    # port pair for one stream, so the grouping is dropped (and bundle-only streams rejected).
+    out = attrs.evolve(out, session=tuple(
+        l for l in out.session
+        if not (l.attribute_name == "group" and (l.attribute_value or b"").split(b" ")[0].upper() == b"BUNDLE")
+    ))
     # k= lines (RFC 8866 §5.12, obsolete) could carry keys toward the wrong side: never relay them.
     out = attrs.evolve(out, session=tuple(l for l in out.session if l.type != "k"))
     out = out.with_connection(ports.address)
@@ -323,7 +331,7 @@ def _rewrite(
                 section = section.rejected_copy()
             media.append(section)
             continue
-        for name in DTLS_ATTRIBUTES:
+        for name in DTLS_ATTRIBUTES + ("bundle-only",):
             section = section.without_attribute(name)
         section = section.with_port(ports.rtp_port)
         section = _with_proto(section, _target_proto(section.proto, crypto is not None))
