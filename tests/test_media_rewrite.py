@@ -468,6 +468,15 @@ class NegotiatorTests(SynchronousTestCase):
         answer = parse_sdp(n.answer("b", answer_body))
         self.assertEqual([m.port for m in answer.media], [10000, 0, 0])
 
+    def test_short_answer_padded(self) -> None:
+        n = negotiator()
+        n.offer("a", VIDEO_OFFER)
+        answer = parse_sdp(n.answer("b", AGENT_ANSWER))  # one m= line for three
+        self.assertEqual([m.media for m in answer.media], ["audio", "video", "audio"])
+        self.assertEqual([m.port for m in answer.media], [10000, 0, 0])
+        too_many = AGENT_ANSWER + b"m=video 0 RTP/AVP 97\r\nm=audio 0 RTP/AVP 0\r\nm=audio 0 RTP/AVP 0\r\n"
+        self.assertEqual(self.assertRaises(MediaError, n.answer, "b", too_many).status, 488)
+
     def test_answer_rejecting_audio(self) -> None:
         n = negotiator()
         n.offer("a", TWILIO)
@@ -526,3 +535,36 @@ class EngineValuesTests(SynchronousTestCase):
         from sbc.media.core.engine import other_side
 
         self.assertEqual((other_side("a"), other_side("b")), ("b", "a"))
+
+
+class KeyLeakTests(SynchronousTestCase):
+    """A side's SDES key never reaches the other side: what crosses carries the relay's own."""
+
+    def test_no_key_crosses(self) -> None:
+        import re
+
+        key = re.compile(rb"inline:([A-Za-z0-9+/=]+)")
+        bodies = (TEAMS, ZOOM_GCM, TWILIO, CHIME_ICE, VIDEO_OFFER)
+        answer_srtp = AGENT_ANSWER.replace(b"RTP/AVP", b"RTP/SAVP").replace(
+            b"a=sendrecv",
+            b"a=sendrecv\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:OhVyZeEuBq0Vt62RlN9FXxrSss2zaVEPFgDznlXW",
+        )
+        checked = 0
+        for body in bodies:
+            for a_policy in ("off", "optional", "required"):
+                for b_policy in ("off", "optional", "required"):
+                    n = negotiator(a=SideOptions(srtp=a_policy), b=SideOptions(srtp=b_policy))
+                    try:
+                        offer = n.offer("a", body)
+                    except MediaError:
+                        continue
+                    theirs = set(key.findall(body))
+                    self.assertFalse(theirs & set(key.findall(offer)))
+                    answer_body = answer_srtp if b"RTP/SAVP" in offer else AGENT_ANSWER
+                    try:
+                        answer = n.answer("b", answer_body)
+                    except MediaError:
+                        continue
+                    self.assertFalse(set(key.findall(answer_body)) & set(key.findall(answer)))
+                    checked += 1
+        self.assertGreater(checked, 10)

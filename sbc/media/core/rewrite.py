@@ -404,6 +404,7 @@ class _Pending:
     inbound: SrtpKeying | None = attrs.field(repr=False)
     answer_crypto: bytes | None = attrs.field(repr=False)  # our crypto value for the answer to the offerer
     offered_crypto: tuple[int, SrtpKeying] | None = attrs.field(repr=False)  # (tag, key) offered to the answerer
+    offered: SessionDescription = attrs.field(repr=False)  # the offer as sent to the answerer
 
 
 #: The suite the relay offers toward a side that requires SRTP (every SDES peer has it).
@@ -532,7 +533,7 @@ class Negotiator:
         out = self._dtmf_for(to_side, out, index, info)
         result = self._stamp(to_side, out)
         # Commit only once everything above succeeded: a refused offer changes nothing.
-        self._pending = _Pending(from_side, index, info, inbound, answer_crypto, offered)
+        self._pending = _Pending(from_side, index, info, inbound, answer_crypto, offered, out)
         self.index = index
         if self.sides[from_side].info is None:
             # The first offer: the offerer's address is needed at once (early media from the
@@ -555,8 +556,16 @@ class Negotiator:
             raise MediaError(488, f"answer from side {from_side} without an offer to it")
         to_side = pending.offerer
         sdp = parse(body)
-        if len(sdp.media) <= pending.index:
-            raise MediaError(488, "answer has fewer media streams than the offer")
+        offered = pending.offered.media
+        if len(sdp.media) > len(offered):
+            raise MediaError(488, "answer has more media streams than the offer")
+        if len(sdp.media) < len(offered):
+            # RFC 3264 §6: one answer line per offer line.  A short answer is padded with the
+            # missing streams rejected, so the offerer still gets a well-formed answer.
+            if len(sdp.media) <= pending.index:
+                raise MediaError(488, "answer lacks the audio stream of the offer")
+            padding = tuple(m.without_crypto().rejected_copy() for m in offered[len(sdp.media):])
+            sdp = attrs.evolve(sdp, media=sdp.media + padding)
         info = stream_info(sdp, pending.index)
         inbound: SrtpKeying | None = None
         outbound: SrtpKeying | None = None
