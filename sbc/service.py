@@ -56,7 +56,7 @@ from sbc.transport.driver import SipDriver
 from sbc.transport.pinger import PingerTU, ping_targets
 from sbc.transport.register import RegistrationTU, sent_by_host
 from sbc.transport.stream import SipStreamFactory
-from sbc.transport.tls import server_tls_options
+from sbc.transport.tls import ClientTls, ServerTls, TlsSetupError, tls_admits
 from sbc.transport.udp import MAX_DATAGRAM, SipDatagramProtocol
 
 __all__ = ["DnsResolver", "LookupPump", "build_service", "ResponseDispatcher", "SbcService", "vendor_setup"]
@@ -136,6 +136,12 @@ class DnsResolver:
                     self.log.failure("DNS answer callback raised")
 
         self.lookup(uri).addBoth(done)
+
+    def server_name(self, transport: str, ip: str, port: int) -> str | None:
+        """The name a located target's address came from (what its TLS certificate must
+        carry), None if it was not located here."""
+        target = self._targets.get((transport, ip, port))
+        return target.host if target is not None else None
 
     def failed(self, peer: Peer, now: float) -> None:
         """A target timed out or answered 503: the locator puts it last for a while."""
@@ -305,6 +311,10 @@ class SbcService(MultiService):
         self.dispatcher: ResponseDispatcher | None = None
         #: Trunk name -> :class:`~sbc.quirks.chain.QuirkChain` (see :func:`vendor_setup`).
         self.quirks: dict[str, Any] = {}
+        #: Listener key -> its :class:`~sbc.transport.tls.ServerTls` (re-read on SIGHUP).
+        self.tls_servers: dict[Any, ServerTls] = {}
+        #: How we open TLS connections (:class:`~sbc.transport.tls.ClientTls`; re-read on SIGHUP).
+        self.client_tls: ClientTls | None = None
         self.draining = False
         self._previous_hup: Any = None
         self._installed_hup: Any = None
@@ -410,6 +420,8 @@ class SbcService(MultiService):
         old = self.config
         fixed = [name for name in ("listen", "sbc", "sip", "admin")
                  if getattr(old, name, None) != getattr(new, name, None)]
+        if "listen" in fixed and _listen_shape(old.listen) == _listen_shape(new.listen):
+            fixed.remove("listen")  # only TLS files changed: reloaded below
         if fixed:
             self.log.warn("reload: changes to {sections} need a restart; applying the rest",
                           sections=", ".join(f"[{n}]" for n in fixed))
@@ -438,11 +450,35 @@ class SbcService(MultiService):
             if obs is not None:
                 for name in before - set(self.pinger.peer_status()):
                     obs.forget_peer(name)
+        self._reload_tls(new)
         self.config = new
         self.driver.flush()
         self.log.info("configuration reloaded from {path}: {trunks} trunk(s): {names}",
                       path=str(new.path), trunks=len(new.trunks),
                       names=", ".join(t.name for t in new.trunks) or "none")
+
+    def _reload_tls(self, new: Any) -> None:
+        """Certificates, keys and CA bundles read again for the handshakes to come; a file
+        that cannot be used is logged and the listener (or outgoing TLS) keeps the old ones.
+        Established connections keep what they negotiated."""
+        by_key = {listener.key: listener for listener in new.listen}
+        for key, server in self.tls_servers.items():
+            listener = by_key.get(key)
+            if listener is None:
+                continue
+            try:
+                server.update(listener, new.trunks, new.tls)
+            except TlsSetupError as e:
+                self.log.error("TLS reload failed for listener {addr}:{port}, keeping its old certificates: {error}",
+                               addr=key[1], port=key[2], error=str(e))
+            else:
+                self.log.info("TLS certificates reloaded for listener {addr}:{port}", addr=key[1], port=key[2])
+        if self.client_tls is not None:
+            try:
+                self.client_tls = ClientTls.from_config(new.tls, new.trunks)
+            except TlsSetupError as e:
+                self.log.error("TLS reload failed for outgoing connections, keeping the old settings: {error}",
+                               error=str(e))
 
     def _chains_for_reload(self, chains: Mapping[str, Any]) -> dict[str, Any]:
         """The new chains, plus the old chain of a trunk that is gone but still has calls
@@ -643,6 +679,11 @@ def _stream_endpoint(reactor: Any, address: str, port: int, tls: Any = None) -> 
     return TCP4ServerEndpoint(reactor, port, interface=address)
 
 
+def _listen_shape(listen: Any) -> tuple[Any, ...]:
+    """The listeners without their TLS files (which a reload re-reads in place)."""
+    return tuple(listener.key for listener in listen)
+
+
 def _apply_calls(b2bua: Any, calls: Any) -> None:
     """Set the B2BUA's limits from a ``[calls]`` section (0 means "off" in the file)."""
     b2bua.max_calls = calls.max_calls
@@ -754,12 +795,28 @@ def build_service(config: Any, reactor: Any, *, install_signals: bool = True, dn
         cls = TCP6ClientEndpoint if isIPv6Address(host) else TCP4ClientEndpoint
         return cls(reactor, host, port, timeout=10).connect(tcp_factory)
 
+    def connect_tls(host: str, port: int) -> Any:
+        """A TLS connection to ``host`` (an address) verifying the certificate against the
+        name the address was located from (else the address itself); fires once the
+        handshake succeeded."""
+        from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
+
+        resolver = getattr(top, "resolver", None)
+        name = (resolver.server_name("tls", host, port) if resolver is not None else None) or host
+        assert top.client_tls is not None
+        cls = TCP6ClientEndpoint if isIPv6Address(host) else TCP4ClientEndpoint
+        endpoint = wrapClientTLS(top.client_tls.creator(name), cls(reactor, host, port, timeout=10))
+        d = endpoint.connect(tls_client_factory)
+        d.addCallback(lambda proto: proto.handshake if proto.handshake is not None else proto)
+        return d
+
     driver = SipDriver(
         endpoint,
         reactor,
         max_udp_size=sip.max_udp_size,
         max_message_size=sip.max_message_size,
         connect_tcp=connect_tcp,
+        connect_tls=connect_tls,
     )
     endpoint_ref.append(driver)
     # Admission at the edge: source allowlist, flood control, header limit ([security]).
@@ -768,6 +825,15 @@ def build_service(config: Any, reactor: Any, *, install_signals: bool = True, dn
     driver.admission = admission_for(config, reactor, driver._count)
     top = SbcService(config, driver, reactor, install_signals=install_signals)
     top.quirks = dict(chains)
+    try:
+        top.client_tls = ClientTls.from_config(config.tls, config.trunks)
+    except TlsSetupError as e:
+        from sbc.tap import ConfigExit
+
+        raise ConfigExit(ConfigError(config.path, "tls", str(e))) from None
+    tls_client_factory = SipStreamFactory(
+        driver, "tls", max_message=sip.max_message_size, idle_timeout=sip.tcp_idle_timeout,
+        max_connections=sip.max_connections, client=True)
     for warning in warnings:
         top.log.warn("vendor settings: {problem}", problem=warning)
     if hasattr(endpoint, "options_hook"):
@@ -822,8 +888,6 @@ def build_service(config: Any, reactor: Any, *, install_signals: bool = True, dn
             relay_svc.setName("media-relay")
             relay_svc.setServiceParent(top)
         endpoint.add_handler(CallCapHandler(b2bua, driver.admission, endpoint))
-        # Our answers to out-of-dialog OPTIONS go through the source trunk's vendor hooks.
-        endpoint.options_hook = b2bua.options_answer
         # Let through the option tags the B2BUA implements (timer, 100rel) in Require.
         endpoint.set_supported(getattr(b2bua, "option_tags", ()))
         dispatcher.fallback = b2bua.handle_response
@@ -847,6 +911,8 @@ def build_service(config: Any, reactor: Any, *, install_signals: bool = True, dn
         if hasattr(b2bua, "agent_up"):
             b2bua.agent_up = top.agent_up
         _apply_agent(b2bua, config.agent)
+        if hasattr(b2bua, "tls_admits"):  # mutual TLS and match_tls_names in trunk matching
+            b2bua.tls_admits = lambda peer, trunk: tls_admits(trunk, peer.transport, driver.tls_trunks(peer))
 
         via_host = sent_by_host(first.address, config.sbc.fqdn)
         registrations = RegistrationTU(
@@ -895,12 +961,18 @@ def build_service(config: Any, reactor: Any, *, install_signals: bool = True, dn
             svc = _listening(StreamServerEndpointService(
                 _stream_endpoint(reactor, listener.address, listener.port), tcp_factory))
         else:
-            tls = server_tls_options(
-                Path(listener.certificate), Path(listener.private_key),
-                Path(listener.chain) if getattr(listener, "chain", None) else None)
+            try:
+                tls = ServerTls.from_config(listener, config.trunks, config.tls)
+            except TlsSetupError as e:
+                from sbc.tap import ConfigExit
+
+                index = config.listen.index(listener)
+                raise ConfigExit(ConfigError(config.path, f"listen[{index}]", str(e))) from None
+            top.tls_servers[listener.key] = tls
             factory = SipStreamFactory(
                 driver, "tls", max_message=sip.max_message_size,
-                idle_timeout=sip.tcp_idle_timeout, max_connections=sip.max_connections)
+                idle_timeout=sip.tcp_idle_timeout, max_connections=sip.max_connections,
+                server_tls=tls)
             svc = _listening(StreamServerEndpointService(
                 _stream_endpoint(reactor, listener.address, listener.port, tls), factory))
         svc.setName(name)

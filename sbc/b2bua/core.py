@@ -284,6 +284,11 @@ class B2bua:
         #: Source networks of the agent host(s): their INVITEs are calls toward a trunk
         #: (outbound dialling), routed by the trunks' ``dial`` patterns.
         self.agent_allow = tuple(agent_allow)
+        #: ``(peer, trunk) -> True | False | None``: whether the client certificate of the
+        #: peer's TLS connection admits it to the trunk whatever its source (True), keeps it
+        #: out (False: the trunk requires mutual TLS), or does not matter (None); set by the
+        #: service (:func:`sbc.transport.tls.tls_admits`).
+        self.tls_admits: Any = None
         self.supported = frozenset(s.lower() for s in supported) | (
             {"timer"} if session_timer is not None else set()) | (
             {"100rel"} if reliable_provisionals else set())
@@ -771,17 +776,19 @@ class B2bua:
         except ValueError:
             return None
         mismatch = False
+        admits = self.tls_admits
         for trunk in self.trunks:
-            for net in trunk.allow:
-                if addr.version == net.version and addr in net:
-                    patterns = getattr(trunk, "match_ruri", ())
-                    if not patterns or request is None:
-                        return trunk
-                    uri = request.uri.decode("utf-8", "replace") if isinstance(request.uri, bytes) else str(request.uri)
-                    if any(p.search(uri) for p in patterns):
-                        return trunk
-                    mismatch = True
-                    break
+            by_certificate = admits(peer, trunk) if admits is not None else None
+            if by_certificate is False:  # mutual TLS required and not satisfied
+                continue
+            if by_certificate or any(addr.version == net.version and addr in net for net in trunk.allow):
+                patterns = getattr(trunk, "match_ruri", ())
+                if not patterns or request is None:
+                    return trunk
+                uri = request.uri.decode("utf-8", "replace") if isinstance(request.uri, bytes) else str(request.uri)
+                if any(p.search(uri) for p in patterns):
+                    return trunk
+                mismatch = True
         return _RURI_MISMATCH if mismatch else None
 
     @staticmethod

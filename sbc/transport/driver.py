@@ -13,14 +13,14 @@ from __future__ import annotations
 import itertools
 
 from attrs import evolve
-from typing import TYPE_CHECKING, Protocol as TypingProtocol
+from typing import TYPE_CHECKING, Any, Protocol as TypingProtocol
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from sbc.sip.endpoint import Endpoint, Notice, Peer, with_top_via
 from sbc.sip.errors import SipParseError
-from sbc.sip.message import Request, Response
+from sbc.sip.message import Request, Response, make_response
 
 from ._ratelimit import RateLimitedLog
 
@@ -72,6 +72,7 @@ class SipDriver:
         max_udp_size: int = 1300,
         max_message_size: int = 65_535,
         connect_tcp: "ConnectTcp | None" = None,
+        connect_tls: "ConnectTcp | None" = None,
     ) -> None:
         self.endpoint = endpoint
         self.clock = clock
@@ -82,7 +83,10 @@ class SipDriver:
         self._streams: dict[int, SipStreamProtocol] = {}
         self._by_address: dict[tuple[str, str, int], int] = {}
         self._connect_tcp = connect_tcp
-        self._pending: dict[tuple[str, str, int], list[tuple[bytes, bytes | None]]] = {}
+        #: Opens a TLS connection (server certificate and name verified); fires with the
+        #: protocol once the handshake succeeded.
+        self._connect_tls = connect_tls
+        self._pending: dict[tuple[str, str, int], list[tuple[bytes, bytes | None, Request | None]]] = {}
         # (host, port) -> until when large requests to it go over UDP: its TCP connect failed.
         self._no_tcp: dict[tuple[str, int], float] = {}
         self._notice_log = RateLimitedLog(self.log, clock)
@@ -104,13 +108,29 @@ class SipDriver:
     def remove_udp(self, conn: int) -> None:
         self._udp.pop(conn, None)
 
-    def add_stream(self, proto: "SipStreamProtocol") -> int:
+    def add_stream(self, proto: "SipStreamProtocol", reachable: bool = True) -> int:
+        """Register a connection; ``reachable=False`` (TLS we opened, handshake still going):
+        requests to its address do not use it until :meth:`stream_ready`."""
         conn = next(self._ids)
         self._streams[conn] = proto
         peer = proto.peer
-        if peer is not None:
+        if peer is not None and reachable:
             self._by_address[(peer.transport, peer.host, peer.port)] = conn
         return conn
+
+    def stream_ready(self, proto: "SipStreamProtocol") -> None:
+        """A TLS connection we opened completed its handshake: requests may use it."""
+        peer = proto.peer
+        if peer is not None and self._streams.get(proto.conn) is proto:
+            self._by_address[(peer.transport, peer.host, peer.port)] = proto.conn
+
+    def tls_trunks(self, peer: Peer) -> frozenset[str]:
+        """The trunks whose certificate requirements the client of ``peer``'s TLS connection
+        satisfies (mutual TLS, ``match_tls_names``); empty for anything else."""
+        if peer.transport != "tls":
+            return frozenset()
+        proto = self._streams.get(peer.conn)
+        return getattr(proto, "tls_trunks", frozenset()) if proto is not None else frozenset()
 
     def remove_stream(self, conn: int) -> None:
         proto = self._streams.pop(conn, None)
@@ -280,7 +300,7 @@ class SipDriver:
             self._send_stream(_via_transport(request, "TCP").to_bytes(), "tcp", target.host,
                               target.port, udp_fallback=data)
             return
-        self._send_stream(request.to_bytes(), transport, target.host, target.port)
+        self._send_stream(request.to_bytes(), transport, target.host, target.port, request=request)
 
     def _send_udp(self, data: bytes, host: str, port: int) -> None:
         proto = self._udp_for(host)
@@ -290,13 +310,14 @@ class SipDriver:
         proto.send(data, (host, port))
 
     def _send_stream(self, data: bytes, transport: str, host: str, port: int,
-                     udp_fallback: bytes | None = None) -> None:
+                     udp_fallback: bytes | None = None, request: Request | None = None) -> None:
         key = (transport, host, port)
         conn = self._by_address.get(key)
         if conn is not None and conn in self._streams:
             self._streams[conn].send(data)
             return
-        if self._connect_tcp is None or transport != "tcp":
+        connect = {"tcp": self._connect_tcp, "tls": self._connect_tls}.get(transport)
+        if connect is None:
             if udp_fallback is not None:
                 self._send_udp(udp_fallback, host, port)
                 return
@@ -304,22 +325,26 @@ class SipDriver:
             self.log.warn("no {transport} connection to {host}:{port}; request dropped",
                           transport=transport, host=host, port=port)
             return
-        item = (data, udp_fallback)
+        item = (data, udp_fallback, request)
         pending = self._pending.get(key)
         if pending is not None:
             pending.append(item)
             return
         self._pending[key] = [item]
-        d = self._connect_tcp(host, port)
+        d = connect(host, port)
 
         def connected(proto: "SipStreamProtocol") -> None:
-            for stream_data, _ in self._pending.pop(key, []):
+            for stream_data, _, _ in self._pending.pop(key, []):
                 proto.send(stream_data)
 
-        def failed(failure: object) -> None:
+        def failed(failure: Any) -> None:
             waiting = self._pending.pop(key, [])
             self._count("connect-failed")
-            fallback = [udp for _, udp in waiting if udp is not None]
+            if transport == "tls":
+                # Never re-enter the SIP core from inside the output loop: on a later turn.
+                self.clock.callLater(0, self._tls_failed, host, port, waiting, failure)
+                return
+            fallback = [udp for _, udp, _ in waiting if udp is not None]
             if fallback:
                 self._no_tcp[(host, port)] = self.clock.seconds() + NO_TCP_MEMORY
                 if len(self._no_tcp) > 4096:
@@ -332,6 +357,27 @@ class SipDriver:
                           dropped=dropped)
 
         d.addCallbacks(connected, failed)
+
+    def _tls_failed(self, host: str, port: int, waiting: list[tuple[bytes, bytes | None, Request | None]],
+                    failure: Any) -> None:
+        """A TLS connection we opened failed (connect, handshake, the server's certificate
+        or name): each request that waited for it is answered with a local 503, as if the
+        next hop had sent it (RFC 3261 §8.1.3.1), so that its transaction ends now."""
+        self._count("tls-connect-failed")
+        reason = failure.getErrorMessage() if hasattr(failure, "getErrorMessage") else str(failure)
+        self.log.warn("TLS connection to {host}:{port} failed ({reason}); {n} request(s) answered 503 locally",
+                      host=host, port=port, reason=reason, n=len(waiting))
+        peer = Peer("tls", host, port, 0)
+        for _, _, request in waiting:
+            if request is None or request.method == "ACK":
+                continue
+            try:
+                response = make_response(request, 503, "Service Unavailable",
+                                         headers=[("Warning", b'399 sbc "TLS connection to next hop failed"')])
+                self.endpoint.receive_message(response, peer, self.clock.seconds())
+            except Exception:
+                self.log.failure("answering a request locally after a TLS failure raised")
+        self.flush()
 
     # -- bookkeeping -----------------------------------------------------------------------
 

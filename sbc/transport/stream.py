@@ -6,10 +6,15 @@ size limits and idle timeouts.  The framing itself is the sans-IO ``StreamFramer
 
 from __future__ import annotations
 
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IHandshakeListener
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from sbc.sip.endpoint import Peer
 from sbc.sip.errors import MessageTooLarge, SipParseError
@@ -21,12 +26,31 @@ from .driver import SipDriver
 __all__ = ["SipStreamProtocol", "SipStreamFactory"]
 
 
+@implementer(IHandshakeListener)
 class SipStreamProtocol(Protocol, TimeoutMixin):
+    """One TCP or TLS connection.
+
+    TLS, accepted (``server_tls``, a :class:`~sbc.transport.tls.ServerTls`): when the
+    handshake completes the client's certificate is judged (mutual TLS per trunk); a refused
+    client's connection is aborted before any SIP is read (counted ``tls-client-refused``).
+    ``tls_trunks`` are the trunks the certificate satisfies.  TLS, opened by us
+    (``client=True``): the connection is offered for requests only once the handshake (and
+    the server's certificate and name) succeeded; ``handshake`` fires then, or fails with
+    the reason the connection was lost.
+    """
+
     log = Logger()
 
     def __init__(self, driver: SipDriver, transport_name: str, *, max_message: int,
-                 idle_timeout: float | None) -> None:
+                 idle_timeout: float | None, server_tls: Any = None, client: bool = False) -> None:
         self.driver = driver
+        self.server_tls = server_tls
+        self.client_tls = client and transport_name == "tls"
+        #: Trunks whose certificate requirements this connection's client satisfies.
+        self.tls_trunks: frozenset[str] = frozenset()
+        self.handshake: Deferred[SipStreamProtocol] | None = Deferred() if self.client_tls else None
+        # Accepted TLS: nothing is read before the client's certificate was judged.
+        self._unchecked = server_tls is not None
         self.transport_name = transport_name
         self.framer = StreamFramer(max_message=max_message)
         self.idle_timeout = idle_timeout
@@ -39,13 +63,40 @@ class SipStreamProtocol(Protocol, TimeoutMixin):
         remote = self.transport.getPeer()
         self.local_port = self.transport.getHost().port
         self.peer = Peer(self.transport_name, remote.host, remote.port, 0)
-        self.conn = self.driver.add_stream(self)
+        self.conn = self.driver.add_stream(self, reachable=not self.client_tls)
         self.peer = Peer(self.transport_name, remote.host, remote.port, self.conn)
         self.setTimeout(self.idle_timeout)
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self.setTimeout(None)
         self.driver.remove_stream(self.conn)
+        handshake, self.handshake = self.handshake, None
+        if handshake is not None:
+            handshake.errback(reason if reason is not None else Failure(ConnectionError("connection lost")))
+
+    def handshakeCompleted(self) -> None:
+        if self.client_tls:
+            handshake, self.handshake = self.handshake, None
+            self.driver.stream_ready(self)
+            if handshake is not None:
+                handshake.callback(self)
+            return
+        if self.server_tls is None or self.peer is None:
+            return
+        try:
+            verdict = self.server_tls.check_client(self.peer.host, self.transport.getHandle())
+        except Exception:
+            self.log.failure("judging the TLS client certificate of {host} failed", host=self.peer.host)
+            verdict = None
+        if verdict is None or not verdict.admitted:
+            self._closing = True
+            self.driver._count("tls-client-refused")
+            self.log.info("TLS connection from {host}:{port} refused: {reason}", host=self.peer.host,
+                          port=self.peer.port, reason=verdict.reason if verdict is not None else "internal error")
+            self.transport.abortConnection()
+            return
+        self.tls_trunks = verdict.trunks
+        self._unchecked = False
 
     def timeoutConnection(self) -> None:
         self.log.info("closing idle {transport} connection from {host}:{port}",
@@ -54,7 +105,7 @@ class SipStreamProtocol(Protocol, TimeoutMixin):
         self.transport.loseConnection()
 
     def dataReceived(self, data: bytes) -> None:
-        if self._closing:
+        if self._closing or self._unchecked:
             return
         self.resetTimeout()
         try:
@@ -107,8 +158,11 @@ class SipStreamFactory(Factory):
     log = Logger()
 
     def __init__(self, driver: SipDriver, transport_name: str, *, max_message: int = 65_535,
-                 idle_timeout: float | None = 300.0, max_connections: int = 1024) -> None:
+                 idle_timeout: float | None = 300.0, max_connections: int = 1024,
+                 server_tls: Any = None, client: bool = False) -> None:
         self.driver = driver
+        self.server_tls = server_tls
+        self.client = client
         self.transport_name = transport_name
         self.max_message = max_message
         self.idle_timeout = idle_timeout
@@ -128,7 +182,8 @@ class SipStreamFactory(Factory):
                           transport=self.transport_name, addr=addr, n=self.max_connections)
             return None
         return SipStreamProtocol(self.driver, self.transport_name, max_message=self.max_message,
-                                 idle_timeout=self.idle_timeout)
+                                 idle_timeout=self.idle_timeout, server_tls=self.server_tls,
+                                 client=self.client)
 
 
 class _Refused(Protocol):
