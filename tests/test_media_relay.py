@@ -551,6 +551,18 @@ class MediaTimeoutTests(TestCase):
         self.advance(300)
         self.assertEqual(listener.timeouts, [])
 
+    def test_not_while_ringing_with_early_media(self) -> None:
+        listener = Listener()
+        session = self.relay.allocate("early", SideOptions(), SideOptions(), listener)
+        self.addCleanup(session.release)
+        session.offer("a", offer_sdp(20000, 20001))
+        session.answer("b", offer_sdp(20002, 20003), provisional=True)  # 183
+        self.advance(300)
+        self.assertEqual(listener.timeouts, [])
+        session.answer("b", offer_sdp(20002, 20003))  # 200
+        self.advance(60)
+        self.assertEqual(len(listener.timeouts), 1)
+
     def test_not_on_hold(self) -> None:
         call = Call(self, self.relay, a_direction="sendonly")
         self.advance(300)

@@ -19,8 +19,9 @@ anything not from the signalled address and port.
 
 Media timeout: one `LoopingCall` per relay (not per packet, not per call) compares each
 session's RTP receive counters with the previous tick; a session whose counters have not moved
-for ``media_timeout`` seconds -- once it has been answered, and not while either side holds --
-is reported once to its listener's ``media_timeout``.
+for ``media_timeout`` seconds -- once it has been answered (not counting ``provisional``
+answers: early media in a 18x may stay silent while the call rings), and not while either side
+holds -- is reported once to its listener's ``media_timeout``.
 """
 
 from __future__ import annotations
@@ -405,10 +406,10 @@ class RelaySession:
         self._apply()
         return result
 
-    def answer(self, from_side: Side, sdp: bytes) -> bytes:
+    def answer(self, from_side: Side, sdp: bytes, *, provisional: bool = False) -> bytes:
         self._check()
         result = self.negotiator.answer(from_side, sdp)
-        if not self.answered:
+        if not self.answered and not provisional:
             self.answered = True
             self.last_activity = self.relay.clock.seconds()
         self._apply()

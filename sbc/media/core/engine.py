@@ -139,9 +139,11 @@ class MediaSession(Protocol):
         """SDP offered by ``from_side``; returns the SDP to offer to the other side.
         Raises `MediaError` (488) for SDP the engine cannot handle."""
 
-    def answer(self, from_side: Side, sdp: bytes) -> bytes:
+    def answer(self, from_side: Side, sdp: bytes, *, provisional: bool = False) -> bytes:
         """SDP answer from ``from_side`` to the last offer; returns the SDP answer for the side
-        that made that offer.  Raises `MediaError` (488)."""
+        that made that offer.  Raises `MediaError` (488).  May repeat for the same offer (an
+        early answer in a 18x, then the 2xx).  ``provisional=True`` marks an answer in a
+        provisional response: the call is still ringing, so the media timeout does not run."""
 
     def set_vad(self, on: bool) -> None:
         """Start or stop voice-activity detection on each side whose options have ``vad``."""
