@@ -8,9 +8,15 @@ side, toward that side's peer.
 
 The per-packet path (`_Leg.rtp_received`) does only what the call needs: SRTP unprotect when
 the sending side speaks SRTP, RFC 4733 decoding when the sending side has DTMF on and the payload
-type is its telephone-event type, VAD while asked for, SRTP protect when the receiving side
-speaks SRTP, one ``transport.write``.  A plain RTP call with DTMF off costs a dict-free
-attribute walk and one write per packet.
+type is one of its telephone-event types (the rest of the packet is not parsed), VAD and in-band
+detection only while on, SRTP protect when the receiving side speaks SRTP, one ``sendto`` from
+the socket facing the receiving side.  Its Python part costs about 0.4 us per packet (0.6 us
+with DTMF on); the rest is the two system calls.
+
+Sockets: on Linux every relay socket sits in one private epoll set, which the reactor watches as
+a single reader (`_EpollSockets`): with thousands of sockets at 50 packets/s each, the
+reactor's per-descriptor dispatch cost more than the relaying.  Elsewhere each socket is a
+``listenUDP`` DatagramProtocol (`_ReactorSockets`).  Both hand ``(data, addr)`` to the leg.
 
 Symmetric RTP ("latching"): a side's peer address starts as the one signalled in its SDP and
 follows the source of what the side really sends (NAT); any later change of source re-latches.
