@@ -127,7 +127,10 @@ class _EpollSockets:
                 continue
             if six:
                 addr = addr[:2]
-            handler(data, addr)
+            try:
+                handler(data, addr)
+            except Exception:  # never let one packet end the reader (the reactor would drop it)
+                log.failure("media datagram handler failed")
 
     def open(self, port: int) -> socket.socket:
         sock = socket.socket(self.family, socket.SOCK_DGRAM)
