@@ -1205,9 +1205,9 @@ class TrunkConfig:
     register: RegisterConfig | None = optional_section(
         RegisterConfig, doc="Outbound registration toward this trunk."
     )
-    srtp: str = setting(
-        _SRTP_POLICY, default="optional", type_name='"off", "optional" or "required"',
-        doc="SRTP (SDES) toward this trunk: `required` refuses plain RTP (488), `optional` follows the PBX's offer, `off` speaks plain RTP only.",
+    srtp: str | None = setting(
+        _SRTP_POLICY, default=None, type_name='"off", "optional" or "required"',
+        doc="SRTP (SDES) toward this trunk: `required` refuses plain RTP (488), `optional` follows the PBX's offer, `off` speaks plain RTP only. Unset: the vendor plugin's default (Teams: required), else `optional`.",
     )
     strict_source: bool = setting(
         boolean, default=False, type_name="boolean",

@@ -289,3 +289,21 @@ class ManyCallsTests(MediaTestCase):
         self.net.settle()
         self.assertEqual([s.released for s in self.engine.sessions], [1] * 5)
         self.assertIdle()
+
+
+class VendorSrtpDefaultTests(SynchronousTestCase):
+    """A trunk without ``srtp`` takes its vendor plugin's default (Teams: required)."""
+
+    def test_vendor_default_then_optional(self) -> None:
+        from sbc.quirks.chain import build_chains
+        from sbc.quirks.loader import registry
+
+        teams = TrunkConfig(name="teams", vendor="teams", allow=(ip_network("10.0.0.0/24"),),
+                            agent_uri="sip:{user}@127.0.0.1:5090")
+        plain = TrunkConfig(name="plain", allow=(ip_network("10.0.1.0/24"),), agent_uri="sip:{user}@127.0.0.1:5090")
+        mine = TrunkConfig(name="mine", vendor="teams", srtp="off", allow=(ip_network("10.0.2.0/24"),),
+                           agent_uri="sip:{user}@127.0.0.1:5090")
+        trunks = [teams, plain, mine]
+        net = Net(media=FakeEngine(), trunks=trunks, quirks=build_chains(trunks, registry(), "sbc.example.com"))
+        self.assertEqual([net.b2b._trunk_srtp(t) for t in trunks], ["required", "optional", "off"])
+        self.assertEqual(Net(trunks=[plain]).b2b._trunk_srtp(plain), "optional")  # no quirks at all

@@ -850,6 +850,19 @@ class B2bua:
         uri = parse_uri(text)
         return uri if uri.user else uri.with_user(escaped)
 
+    def _trunk_srtp(self, trunk: Any) -> str:
+        """The trunk's SRTP policy: its own ``srtp``, else its vendor plugin's default, else
+        "optional"."""
+        policy = getattr(trunk, "srtp", None)
+        if policy is not None:
+            return str(policy)
+        chain = self.quirk_chain(trunk.name)
+        vendor = getattr(trunk, "vendor", "generic")
+        for quirk in chain.quirks if chain is not None else ():
+            if quirk.name == vendor and getattr(quirk.defaults, "srtp", None) in ("off", "optional", "required"):
+                return str(quirk.defaults.srtp)
+        return "optional"
+
     def _attach_media(self, call: Call, trunk: Any, direction: str, body: Body | None, now: float) -> Body | None:
         """Give ``call`` its media session and DTMF collector; returns the INVITE body for the
         B leg (rewritten when media is anchored).  Raises MediaError (503: no ports; 488)."""
@@ -859,7 +872,7 @@ class B2bua:
         session = None
         if self.media is not None:
             pbx = SideOptions(
-                srtp=getattr(trunk, "srtp", "off"),
+                srtp=self._trunk_srtp(trunk),
                 strict_source=bool(getattr(trunk, "strict_source", False)),
                 dtmf=True,
                 pass_tones=bool(getattr(dtmf, "pass_tones", False)),
