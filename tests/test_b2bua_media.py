@@ -46,8 +46,8 @@ class FakeSession:
             raise MediaError(488, "no video here")
         return tagged(sdp, from_side)
 
-    def answer(self, from_side: str, sdp: bytes) -> bytes:
-        self.log.append(("answer", from_side, sdp))
+    def answer(self, from_side: str, sdp: bytes, *, provisional: bool = False) -> bytes:
+        self.log.append(("early-answer" if provisional else "answer", from_side, sdp))
         if b"m=video" in sdp:
             raise MediaError(488, "no video here")
         return tagged(sdp, from_side)
@@ -126,7 +126,8 @@ class SdpPathTests(MediaTestCase):
         self.assertEqual(only(self, self.net.pbx_take(), Response).body, tagged(SDP_B, "b"))
         self.net.from_agent(reply(b_inv, 200, body=SDP_B))
         self.assertEqual(only(self, self.net.pbx_take(), Response).body, tagged(SDP_B, "b"))
-        self.assertEqual([(k, s) for k, s, _ in self.session.log], [("offer", "a"), ("answer", "b"), ("answer", "b")])
+        self.assertEqual([(k, s) for k, s, _ in self.session.log],
+                         [("offer", "a"), ("early-answer", "b"), ("answer", "b")])
 
     def test_reinvite_both_ways(self) -> None:
         a_inv, b_inv, a_ok, b_ok, pbx, agent = self.answer()

@@ -85,10 +85,11 @@ class CallMedia:
         assert body is not None
         return self._rewrite("a", body)
 
-    def _rewrite(self, side: str, body: Body) -> Body:
+    def _rewrite(self, side: str, body: Body, provisional: bool = False) -> Body:
         assert self.session is not None
         if self.offer_from is not None and self.offer_from != side:
-            data = self.session.answer(side, body.data)
+            # An answer in a 18x (early media): the call still rings, no media timeout yet.
+            data = self.session.answer(side, body.data, provisional=provisional)
         else:
             data = self.session.offer(side, body.data)
             self.offer_from = side
@@ -115,7 +116,7 @@ class CallMedia:
         if is_sdp(body):
             assert body is not None
             try:
-                new = self._rewrite(side, body)
+                new = self._rewrite(side, body, provisional=isinstance(event, Ring))
             except MediaError as e:
                 return self._refused(side, event, e, now)
             event = _with_body(event, new)
