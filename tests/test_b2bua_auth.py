@@ -433,3 +433,145 @@ class AuthConfigTests(SynchronousTestCase):
         with self.assertRaises(ConfigError) as e:
             load_config_text('[sbc]\nfqdn = "r"\n' + two.replace('realm = "r"\n', "", 1).replace("{b = ", "{a = "))
         self.assertIn("already a user of trunk[0]", str(e.exception))
+
+
+# ---- log hygiene: a whole call with SRTP and digest credentials through the service
+
+
+class LogHygieneTests(SynchronousTestCase):
+    """The running service (memory reactor, real relay sockets on loopback) takes a call
+    from a digest-only SRTP trunk: wrong password, challenge, answer, SRTP both ways, BYE.
+    Every event logged meanwhile (the driver's notices, CDRs, start-up lines) is checked for
+    the password, the Authorization value, the SDES keys and the SDP body."""
+
+    PBX_ADDR = ("203.0.113.9", 5060)
+    AGENT_ADDR = ("127.0.0.1", 5090)
+
+    def setUp(self) -> None:
+        import random
+
+        from twisted.internet.testing import EventLoggingObserver
+        from twisted.logger import globalLogPublisher
+
+        from sbc.service import build_service
+
+        from .test_service import FakeReactor
+
+        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        block = random.randrange(30000, 60000, 200)
+        config = load_config_text(f"""
+[sbc]
+fqdn = "sbc.example.com"
+[[listen]]
+transport = "udp"
+address = "127.0.0.1"
+port = 5060
+[admin]
+enabled = false
+[agent]
+options_interval = 0
+[media]
+address = "127.0.0.1"
+port_min = {block}
+port_max = {block + 199}
+[[trunk]]
+name = "carrier"
+agent_uri = "sip:{{user}}@127.0.0.1:5090"
+srtp = "required"
+[trunk.auth]
+realm = "sbc.example.com"
+users = {{alice = "{PASSWORD}"}}
+""")
+        self.reactor = FakeReactor()
+        self.top = build_service(config, self.reactor, install_signals=False)
+        self.top.startService()
+        self.addCleanup(self.top.stopService)
+        self.port = self.reactor.udp_ports[0]
+
+    def deliver(self, msg: Request | Response, addr: tuple[str, int]) -> None:
+        self.port.protocol.datagramReceived(msg.to_bytes(), addr)
+        self.reactor.advance(0)
+
+    def take(self, addr: tuple[str, int]) -> list:
+        from sbc.sip.message import parse_message
+
+        out = [parse_message(data) for data, to in self.port.written if to == addr]
+        self.port.written[:] = [(d, to) for d, to in self.port.written if to != addr]
+        return out
+
+    def test_no_secret_in_any_log_event(self) -> None:
+        from twisted.logger import formatEvent
+
+        from sbc.media.core.sdes import crypto_value, new_keying
+        from sbc.sip.message import make_response
+        from sbc.sip.transaction import build_ack
+
+        from .test_b2bua_harness import SDP_A, SDP_B, ack_2xx
+
+        pbx_key = crypto_value(1, new_keying("AES_CM_128_HMAC_SHA1_80"))
+        inline = pbx_key.split(b"inline:")[1].split(b"|")[0].decode()
+        offer = (SDP_A.replace(b"10.0.0.5", b"203.0.113.9").replace(b"RTP/AVP 0", b"RTP/SAVP 0")
+                 + b"a=crypto:" + pbx_key + b"\r\n")
+
+        def pbx_invite(call_id: str, cseq: int = 1) -> Request:
+            inv = invite(call_id=call_id, cseq=cseq, body=offer)
+            return attrs.evolve(inv, headers=tuple(
+                attrs.evolve(h, value=h.value.replace(b"10.0.0.5", b"203.0.113.9")) for h in inv.headers))
+
+        # A wrong password first (auth-failed is logged), then the right one.
+        first = pbx_invite("hyg-1")
+        self.deliver(first, self.PBX_ADDR)
+        [challenge] = self.take(self.PBX_ADDR)
+        self.assertEqual(challenge.status, 401)
+        self.deliver(build_ack(first, challenge), self.PBX_ADDR)
+        counter = NonceCounter()
+        wrong = authorize(pbx_invite("hyg-wrong"), challenges_in(challenge),
+                          ClientCredentials("alice", "wrong-" + PASSWORD), counter=counter, cnonce_source=cnonce)
+        assert wrong is not None
+        self.deliver(wrong, self.PBX_ADDR)
+        self.assertEqual([m.status for m in self.take(self.PBX_ADDR)], [403])
+
+        again = authorize(pbx_invite("hyg-1", cseq=2), challenges_in(challenge),
+                          ClientCredentials("alice", PASSWORD), counter=counter, cnonce_source=cnonce)
+        assert again is not None
+        credentials = (again.get("Authorization") or b"").decode()
+        self.deliver(again, self.PBX_ADDR)
+        self.assertEqual([m.status for m in self.take(self.PBX_ADDR)], [100])
+        [b_inv] = self.take(self.AGENT_ADDR)
+        self.assertEqual(b_inv.get_all("Authorization"), [])
+        self.assertNotIn(inline.encode(), b_inv.body)
+
+        ok = make_response(b_inv, 200, to_tag="ag1", headers=[("Contact", b"<sip:agent@127.0.0.1:5090>"),
+                                                               ("Content-Type", b"application/sdp")], body=SDP_B)
+        self.deliver(ok, self.AGENT_ADDR)
+        [a_ok] = [m for m in self.take(self.PBX_ADDR) if isinstance(m, Response) and m.status == 200]
+        self.assertIn(b"a=crypto:", a_ok.body)
+        sbc_inline = a_ok.body.split(b"inline:")[1].split(b"|")[0].split(b"\r")[0].decode()
+        self.deliver(ack_2xx(again, a_ok), self.PBX_ADDR)
+        self.take(self.AGENT_ADDR)
+        from sbc.sip.dialog import Dialog
+
+        pbx = Dialog.from_uac(again, a_ok)
+        bye = pbx.create_request("BYE", via=b"SIP/2.0/UDP 203.0.113.9:5060;branch=z9hG4bK-hyg-bye")
+        self.deliver(bye, self.PBX_ADDR)
+        [b_bye] = [m for m in self.take(self.AGENT_ADDR) if isinstance(m, Request)]
+        self.deliver(make_response(b_bye, 200), self.AGENT_ADDR)
+        self.reactor.advance(5)
+        self.assertEqual(self.top.b2bua.calls, {})
+
+        texts = []
+        for event in self.events:
+            texts.append(repr(event))
+            if event.get("log_format"):
+                texts.append(formatEvent(event))
+            failure = event.get("log_failure")
+            if failure is not None:
+                texts.append(failure.getTraceback())
+        logged = "\n".join(texts)
+        self.assertIn("auth-failed", logged)  # the refusal was logged ...
+        self.assertIn("CDR", logged)  # ... and so was the call
+        nonce = credentials.split('nonce="')[1].split('"')[0]
+        response = credentials.split('response="')[1].split('"')[0]
+        for secret in (PASSWORD, "wrong-" + PASSWORD, nonce, response, inline, sbc_inline, "inline:",
+                       "Authorization", "a=crypto", "v=0"):
+            self.assertNotIn(secret, logged)
