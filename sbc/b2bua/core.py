@@ -19,7 +19,12 @@ what was refused or went wrong, with the call id, for the driver to log;
 objects (all zero when idle).
 
 Routing, inbound (PBX -> agent host): the A leg's trunk is the first trunk whose ``allow``
-networks contain the source address (none -> 403).  The B leg goes to ``trunk.agent_uri`` with ``{user}`` the
+networks contain the source address (none -> 403).  Digest authentication
+(``[trunk.auth]``, :mod:`sbc.b2bua.auth`) comes next: a source outside every allowlist may
+still authenticate as a user of a trunk with an empty ``allow`` (401 challenge, then
+admitted for that user's trunk, or 403 ``auth-failed``), and a trunk with ``auth.required``
+challenges its own sources too; the Authorization header is never copied to the B leg.
+ACK, CANCEL and in-dialog requests are never challenged.  The B leg goes to ``trunk.agent_uri`` with ``{user}`` the
 percent-decoded Request-URI user (safe characters only, else 404), through the trunk's
 outbound proxy if it has one, located by a :class:`Resolver`.  The default resolver only
 knows IP literals; an FQDN target gives 503.  A resolver may also answer "later" (None):
