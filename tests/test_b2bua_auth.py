@@ -575,3 +575,47 @@ users = {{alice = "{PASSWORD}"}}
         for secret in (PASSWORD, "wrong-" + PASSWORD, nonce, response, inline, sbc_inline, "inline:",
                        "Authorization", "a=crypto", "v=0"):
             self.assertNotIn(secret, logged)
+
+
+class BadCredentialsPropertyTests(SynchronousTestCase):
+    """Whatever a caller puts into Authorization, admission answers Admit, Challenge or
+    Refuse -- it never raises -- and a refusal's reason never echoes the response value."""
+
+    @staticmethod
+    def _values():
+        from hypothesis import strategies as st
+
+        params = st.dictionaries(
+            st.sampled_from(["username", "realm", "nonce", "uri", "response", "algorithm", "qop", "nc", "cnonce",
+                             "opaque", "userhash", "x"]),
+            st.one_of(st.sampled_from(["alice", "sbc.example.com", "MD5", "SHA-256", "auth", "00000001", "true",
+                                       "sip:agent42@sbc.example.com", "A" * 48, ""]),
+                      st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=30)),
+            max_size=10)
+
+        def render(items: dict, quoted: bool) -> bytes:
+            parts = [f'{k}="{v}"' if quoted else f"{k}={v}" for k, v in items.items()]
+            return ("Digest " + ", ".join(parts)).encode("latin-1", "replace")
+
+        return st.one_of(
+            st.builds(render, params, st.booleans()),
+            st.binary(max_size=120).filter(lambda b: b"\r" not in b and b"\n" not in b),
+        )
+
+    def test_never_raises(self) -> None:
+        from hypothesis import given
+
+        auth = TrunkAuth([DIGEST_ONLY], default_realm="x")
+
+        @given(self._values())
+        def check(value: bytes) -> None:
+            request = invite().append_header("Authorization", value)
+            verdict = auth.admit([DIGEST_ONLY], request, 1000.0)
+            self.assertIsInstance(verdict, (Admit, Challenge, Refuse))
+            if isinstance(verdict, Refuse):
+                self.assertIn(verdict.status, (400, 403))
+                self.assertNotIn(PASSWORD, verdict.why)
+                if len(value) > 40:  # a long header value is never quoted back whole
+                    self.assertNotIn(value.decode("latin-1"), verdict.why)
+
+        check()
