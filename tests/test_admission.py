@@ -181,6 +181,39 @@ class UdpAdmissionTests(SynchronousTestCase):
         self.assertEqual(count_header_lines(options()), 7)
         self.assertEqual(count_header_lines(b"A\r\nB: 1\r\nC: 2"), 2)
         self.assertEqual(count_header_lines(b""), 0)
+        # bare LF line ends: the body's lines are not headers
+        self.assertEqual(count_header_lines(b"OPTIONS sip:a SIP/2.0\nA: 1\nB: 2\n\nv=0\no=x\ns=y\n"), 2)
+
+    def test_junk_that_looks_like_responses_is_banned_by_its_refusals(self) -> None:
+        admission = admission_for(self.driver, self.clock, flood=FloodSettings(rate=1.0, burst=1, threshold=5))
+        for i in range(5):
+            self.proto.datagramReceived(b"SIP/2.0 200 OK\r\nbroken %d\r\n\r\n" % i, (ALLOWED, 5060))
+        self.assertTrue(admission.guard.banned(ALLOWED, self.clock.seconds()))
+        self.proto.datagramReceived(b"SIP/2.0 200 OK\r\n\r\n", (ALLOWED, 5060))
+        self.assertEqual(self.driver.counters["banned"], 1)
+
+    def test_refusal_logs_hold_no_credentials_or_bodies(self) -> None:
+        from twisted.logger import formatEvent
+
+        admission_for(self.driver, self.clock, flood=FloodSettings(rate=1.0, burst=3, threshold=0), max_headers=12)
+        secret = "SECRETRESPONSE0123456789abcdef"
+        key = "WVNfX19KRVlfS0VZX01BVEVSSUFMX0ZPUl9TUlRQXzA"
+        body = f"v=0\r\no=- 1 1 IN IP4 {ALLOWED}\r\ns=-\r\nc=IN IP4 {ALLOWED}\r\nt=0 0\r\n" \
+               f"m=audio 4000 RTP/SAVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{key}\r\n"
+        auth = f'Authorization: Digest username="alice", realm="r", nonce="n", uri="sip:x", response="{secret}"\r\n'
+        message = invite(extra=auth + "Content-Type: application/sdp\r\n").replace(
+            b"Content-Length: 0\r\n\r\n", f"Content-Length: {len(body)}\r\n\r\n{body}".encode())
+        self.proto.datagramReceived(message, (ALLOWED, 5060))  # an INVITE nobody serves: 405
+        self.proto.datagramReceived(message.replace(b"CSeq: 1", b"CSeq: x"), (ALLOWED, 5060))  # 400
+        self.proto.datagramReceived(invite(extra=auth * 20), (ALLOWED, 5060))  # too many headers
+        self.proto.datagramReceived(message, (ALLOWED, 5060))  # rate-limited
+        self.proto.datagramReceived(message, (OUTSIDER, 5060))  # source-not-allowed
+        self.assertTrue({"rejected", "too-many-headers", "rate-limited", "source-not-allowed"} <= set(self.driver.counters),
+                        self.driver.counters)
+        text = "\n".join(formatEvent(e) + repr(sorted(e.items(), key=lambda kv: kv[0])) for e in self.events)
+        self.assertIn("too-many-headers", text)
+        for leak in (secret, key, "a=crypto", "Authorization", "v=0"):
+            self.assertNotIn(leak, text)
 
     def test_allowlist_off_admits_everyone(self) -> None:
         admission = admission_for(self.driver, self.clock)

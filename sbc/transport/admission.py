@@ -47,6 +47,9 @@ __all__ = ["Admission", "CallCapHandler", "STRIKE_REASONS", "count_header_lines"
 STRIKE_REASONS = frozenset({
     "rate-limited", "too-many-headers", "no-matching-trunk", "auth-failed", "parse-error",
     "bad-request", "oversize", "framing-error", "rejected",
+    # Responses cost no token (a peer's answers are never limited), so a flood of junk that
+    # starts like a response is stopped by its refusals instead.
+    "bad-response",
 })
 
 _RESPONSE_PREFIX = b"SIP/2.0 "
@@ -57,7 +60,11 @@ def count_header_lines(data: bytes) -> int:
     before the empty line that ends the header block (or in the whole datagram if it has
     none).  C-speed: two ``bytes`` searches."""
     end = data.find(b"\r\n\r\n")
-    return data.count(b"\n", 0, end if end >= 0 else len(data))
+    if end < 0:
+        end = data.find(b"\n\n")  # bare LF line ends
+        if end < 0:
+            end = len(data)
+    return data.count(b"\n", 0, end)
 
 
 class Admission:
