@@ -80,6 +80,10 @@ class AdmitsTests(SynchronousTestCase):
         self.assertTrue(a.admits("198.51.100.3"))
         a.remember("not an address")
         self.assertEqual(a.remembered, ("198.51.100.2", "198.51.100.3"))
+        self.assertFalse(a.admits("::ffff:198.51.100.9"))
+        a.remember("198.51.100.9")
+        self.assertTrue(a.admits("::ffff:198.51.100.9"))  # every spelling
+        self.assertEqual(a.remembered, ("198.51.100.3", "198.51.100.9"))
         a.remember("10.1.1.1")  # already admitted: not a remembered peer
         self.assertFalse(a.is_remembered("10.1.1.1"))
 

@@ -182,12 +182,11 @@ class Allowlist:
         if _to_int(key) is None:
             return
         if len(table) >= self._remember_size:
-            oldest = next(iter(table))
-            del table[oldest]
-            self._cache.clear()
+            del table[next(iter(table))]
         table[key] = None
-        self._cache.pop(host, None)
-        self._cache.pop(key, None)
+        # A new peer is rare (the first request to it): start the verdict cache over, so that no
+        # spelling of the address (IPv4-mapped or not) keeps an old "no".
+        self._cache.clear()
 
     @property
     def remembered(self) -> tuple[str, ...]:

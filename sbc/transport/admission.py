@@ -97,6 +97,12 @@ class Admission:
         if allowlist is not None and self.allowlist is not None:
             allowlist.carry_over(self.allowlist)
         self.allowlist = allowlist
+        if allowlist is None:
+            self.log.warn("source allowlist off (security.allowlist = false): every source is parsed")
+        elif not allowlist.admit_all:
+            owners = sorted({rule.owner for rule in allowlist.rules})
+            self.log.info("source allowlist: {n} network(s) of {owners}; every other source is dropped before "
+                          "parsing", n=len(allowlist.rules), owners=", ".join(owners) or "nobody")
         if allowlist is not None and allowlist.admit_all:
             self.log.warn("source allowlist admits every source ({why}): the pre-parse filter lets all "
                           "through; authentication and flood control decide", why=allowlist.admit_all_why)
