@@ -4,7 +4,8 @@ Admission at the edge, end to end over loopback against a real SBC process:
 * SIPp calling from 127.0.0.1 (inside the trunk's allow) completes its calls;
 * SIPp bound to 127.0.0.2 (outside every allowlist) gets nothing back: its OPTIONS and its
   INVITE time out, and the SBC counts and logs ``source-not-allowed``;
-* OPTIONS from ::1 (allowed) is answered; with ::1 outside the allowlist it is not;
+* OPTIONS and SIPp calls from ::1 (allowed) are answered; with ::1 outside the allowlist
+  OPTIONS gets nothing;
 * a TCP connection from 127.0.0.2 is closed at once, before anything is sent;
 * a junk flood from one allowed source (127.0.0.3) gets it banned while SIPp's calls from
   127.0.0.1 all complete.
@@ -90,9 +91,23 @@ class AdmissionEndToEnd(SynchronousTestCase):
         self.assertEqual(status_of(udp_from("127.0.0.1", options_request(sbc.sip_port), sbc.sip_port)), 200)
 
     def test_ipv6(self) -> None:
-        sbc = self.start(extra_toml=NO_MEDIA)
+        agent_port = free_port()
+        sbc = self.start(agent_uri=f"sip:{{user}}@127.0.0.1:{agent_port}", extra_toml=NO_MEDIA)
         reply = udp_exchange(options_request(sbc.sip_port, host="::1"), sbc.sip_port, host="::1")
         self.assertEqual(status_of(reply), 200)
+        if sipp_path() is not None:  # SIPp calling from ::1 completes its calls
+            uas = subprocess.Popen(
+                [need_sipp(), "-sn", "uas", "-i", "127.0.0.1", "-p", str(agent_port), "-m", "3", "-nostdin",
+                 "-timeout", "30s", "-timeout_error"],
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True)
+            self.addCleanup(lambda: uas.poll() is None and uas.kill())
+            uac = subprocess.run(
+                [need_sipp(), "-sn", "uac", "-i", "::1", "-s", "agent", "-m", "3", "-r", "3", "-nostdin",
+                 "-timeout", "30s", "-timeout_error", f"[::1]:{sbc.sip_port}"],
+                capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
+            uas.communicate(timeout=30)
+            self.assertEqual(uac.returncode, 0, uac.stdout[-2000:] + sbc.log_text()[-2000:])
+            self.assertRegex(uac.stdout, r"Successful call\s+\|\s+\d+\s+\|\s+3")
         v4_only = self.start(
             trunk_toml='[[trunk]]\nname = "v4"\nallow = ["127.0.0.1/32"]\nagent_uri = "sip:{user}@127.0.0.1:5090"\n',
             extra_toml=NO_MEDIA)
