@@ -537,6 +537,23 @@ class ExplainTests(SynchronousTestCase):
         self.assertEqual(rc, 1)
         self.assertIn("too-many-headers, 400", out)
 
+    def test_digest_only_trunk(self) -> None:
+        self.config.write_text(EXPLAIN_CONFIG + '[[trunk]]\nname = "carrier"\nagent_uri = "sip:{user}@10.9.9.9"\n'
+                               '[trunk.auth]\nusers = {alice = "pw-Not-Shown-123"}\n')
+        rc, out, _ = self.run_explain("--source", OUTSIDER)
+        self.assertEqual(rc, 0, out)
+        self.assertIn("pre-parse filter: admits every source: trunk:carrier has no allow networks", out)
+        self.assertIn("ADMITTED by trunk carrier", out)
+        self.assertIn("digest credentials required (401 challenge", out)
+        self.assertNotIn("pw-Not-Shown-123", out)
+
+    def test_allowlist_off(self) -> None:
+        self.config.write_text(EXPLAIN_CONFIG.replace("max_headers = 20", "max_headers = 20\nallowlist = false"))
+        rc, out, _ = self.run_explain("--source", OUTSIDER)
+        self.assertEqual(rc, 1)
+        self.assertIn("pre-parse filter: off", out)
+        self.assertIn("REFUSED (no-matching-trunk, 403)", out)
+
     def test_bad_arguments_exit_2(self) -> None:
         rc, _, err = self.run_explain("--source", "not-an-ip")
         self.assertEqual(rc, 2)
