@@ -6,7 +6,8 @@ Admission at the edge, end to end over loopback against a real SBC process:
   INVITE time out, and the SBC counts and logs ``source-not-allowed``;
 * OPTIONS and SIPp calls from ::1 (allowed) are answered; with ::1 outside the allowlist
   OPTIONS gets nothing;
-* a TCP connection from 127.0.0.2 is closed at once, before anything is sent;
+* a TCP connection from 127.0.0.2 is closed at once, before anything is sent; a TLS one
+  before the handshake;
 * a junk flood from one allowed source (127.0.0.3) gets it banned while SIPp's calls from
   127.0.0.1 all complete.
 
@@ -19,6 +20,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
@@ -135,6 +137,32 @@ class AdmissionEndToEnd(SynchronousTestCase):
             s.sendall(options_request(sbc.sip_port, transport="TCP"))
             self.assertTrue(s.recv(100).startswith(b"SIP/2.0 200"))
         self.assertEqual(sbc.health()["counters"].get("source-not-allowed"), 1)
+
+    def test_tls_from_outsider_closed_before_the_handshake(self) -> None:
+        import ssl
+        import tempfile
+
+        from .test_tls import make_self_signed
+
+        sbc = self.start(tls=make_self_signed(Path(tempfile.mkdtemp(prefix="sbc-adm-tls-"))), extra_toml=NO_MEDIA)
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as raw:
+            raw.bind(("127.0.0.2", 0))
+            raw.settimeout(3.0)
+            raw.connect(("127.0.0.1", sbc.tls_port))
+            with self.assertRaises((ssl.SSLError, ConnectionError, OSError)):
+                context.wrap_socket(raw, server_hostname="sbc.test.invalid").recv(10)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as raw:  # an allowed source completes it
+            raw.bind(("127.0.0.1", 0))
+            raw.settimeout(5.0)
+            raw.connect(("127.0.0.1", sbc.tls_port))
+            with context.wrap_socket(raw, server_hostname="sbc.test.invalid") as tls:
+                tls.sendall(options_request(sbc.tls_port, transport="TLS"))
+                self.assertTrue(tls.recv(100).startswith(b"SIP/2.0 200"))
+        self.assertEqual(sbc.health()["counters"].get("source-not-allowed"), 1)
+        self.assertIn("source-not-allowed from tls:127.0.0.2", sbc.log_text())
 
     def test_flood_from_one_source_is_banned_while_calls_complete(self) -> None:
         need_sipp()
