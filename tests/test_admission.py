@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from hypothesis import given, strategies as st
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver, StringTransportWithDisconnection
@@ -244,6 +245,21 @@ class UdpAdmissionTests(SynchronousTestCase):
         self.assertTrue(admission.allowlist.admits("198.51.100.20"))
         self.proto.datagramReceived(b"SIP/2.0 200 OK\r\n\r\n", ("198.51.100.20", 5060))
         self.assertNotIn("source-not-allowed", self.driver.counters)
+
+
+class UdpPropertyTests(SynchronousTestCase):
+    @given(st.binary(max_size=400), st.sampled_from([ALLOWED, OUTSIDER, "::ffff:" + ALLOWED, "2001:db8::1", "bogus"]),
+           st.integers(0, 3))
+    def test_any_datagram_from_any_source_raises_nothing(self, data: bytes, host: str, extra: int) -> None:
+        clock = Clock()
+        driver = make_driver(clock)
+        admission_for(driver, clock, flood=FloodSettings(rate=2.0, burst=2, threshold=3), max_headers=5, cap=1)
+        proto, transport = udp(driver)
+        for i in range(extra + 1):
+            proto.datagramReceived(data, (host, 5060 + i))
+            clock.advance(0.1)
+        if host in (OUTSIDER, "bogus"):
+            self.assertEqual(transport.written, [])
 
 
 class StreamAdmissionTests(SynchronousTestCase):

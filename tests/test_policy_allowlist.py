@@ -129,6 +129,15 @@ class AdmitsTests(SynchronousTestCase):
             self.assertTrue(a.admits(str(n.broadcast_address)) or n.broadcast_address.ipv4_mapped is not None)
 
 
+    @given(st.text(max_size=60))
+    def test_any_text_gets_a_verdict_never_an_exception(self, host: str) -> None:
+        a = allowlist("10.0.0.0/8", "2001:db8::/32", "127.0.0.1/32")
+        verdict = a.admits(host)
+        self.assertIsInstance(verdict, bool)
+        a.remember(host)
+        self.assertIsInstance(a.rules_for(host), list)
+
+
 class FromConfigTests(SynchronousTestCase):
     def trunk(self, name: str, allow: tuple = (), **kw: object) -> SimpleNamespace:
         return SimpleNamespace(name=name, allow=allow, **kw)
