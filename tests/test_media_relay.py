@@ -201,10 +201,23 @@ class RelayTests(TestCase):
         # RTCP toward a NAT-ed side goes beside its latched RTP until it sends RTCP itself.
         leg = call.session.legs["a"]
         self.assertEqual(leg.rtcp_peer, (HOST, natted.port + 1))
-        # A later change of source re-latches.
+        # Plain RTP from another source while the latched one still sends is dropped
+        # (RTP bleed): the natted source's next packet is the only one b gets.
         a, _ = call.peers["a"]
         a.send(audio(3), (HOST, call.to_a[0]))
-        yield b.wait(2)
+        natted.send(audio(30), (HOST, call.to_a[0]))
+        received = yield b.wait(2)
+        self.assertEqual(([d for d, _ in received], leg.foreign), ([audio(1), audio(30)], 1))
+        # Once the latched source has been quiet for a full timer tick (a NAT rebinding),
+        # a new source re-latches.
+        now = self.relay.clock.seconds()
+        call.session.tick(now, 0)
+        self.assertFalse(leg.quiet)  # it sent since the last tick
+        call.session.tick(now + 1, 0)
+        self.assertTrue(leg.quiet)
+        a.send(audio(3), (HOST, call.to_a[0]))
+        received = yield b.wait(3)
+        self.assertEqual(received[-1][0], audio(3))
         b.send(audio(4), (HOST, call.to_b[0]))
         ((data, _),) = yield a.wait(1)
         self.assertEqual(data, audio(4))

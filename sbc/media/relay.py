@@ -19,8 +19,12 @@ reactor's per-descriptor dispatch cost more than the relaying.  Elsewhere each s
 ``listenUDP`` DatagramProtocol (`_ReactorSockets`).  Both hand ``(data, addr)`` to the leg.
 
 Symmetric RTP ("latching"): a side's peer address starts as the one signalled in its SDP and
-follows the source of what the side really sends (NAT); any later change of source re-latches.
-With SRTP only packets that authenticate latch.  ``strict_source`` turns latching off and drops
+follows the source of what the side really sends (NAT).  With SRTP only packets that
+authenticate latch, and they may re-latch at any time.  On plain RTP the first packet latches,
+and a later change of source is accepted only once the latched source has gone quiet for a
+full tick of the relay's timer (one second) -- a NAT rebinding -- so that a stranger who
+guesses the port cannot take the media over while the real peer still sends ("RTP bleed");
+packets from other sources meanwhile are dropped (counted as ``foreign``).  ``strict_source`` turns latching off and drops
 anything not from the signalled address and port.
 
 Media timeout: one `LoopingCall` per relay (not per packet, not per call) compares each
@@ -177,6 +181,9 @@ class _Leg:
         self.peer: tuple[str, int] | None = None
         self.rtcp_peer: tuple[str, int] | None = None
         self.rtcp_latched = False  # rtcp_peer came from a packet, not from SDP or a guess
+        self.latched = False  # peer came from a packet (not from SDP)
+        self.quiet = True  # no RTP from the peer during the last full timer tick
+        self._rx_at_tick = 0
         self.mux = False
         self.strict = options.strict_source
         # Per-packet state.
@@ -194,6 +201,7 @@ class _Leg:
         self.dropped = 0
         self.auth_failures = 0
         self.latches = 0
+        self.foreign = 0
         self.events = 0
 
     # -- negotiation -----------------------------------------------------------------------------
@@ -211,6 +219,7 @@ class _Leg:
             self.mux = info.rtcp_mux
         if signalled != self.signalled:
             self.signalled = self.peer = signalled
+            self.latched = False  # a new address in the SDP: the next packet latches again
         if signalled_rtcp != self.signalled_rtcp:
             self.signalled_rtcp = self.rtcp_peer = signalled_rtcp
             self.rtcp_latched = False
@@ -277,7 +286,14 @@ class _Leg:
                     return
                 data = clear
             if addr != self.peer and not self.strict:
+                if self.latched and srtp is None and not self.quiet:
+                    # Plain RTP from a stranger while the latched peer still sends.
+                    self.foreign += 1
+                    self.dropped += 1
+                    return
                 self.peer = addr
+                self.latched = True
+                self.quiet = False
                 self.latches += 1
                 if not self.rtcp_latched:
                     # Until the side sends RTCP, guess it comes from beside its RTP (NAT).
@@ -461,7 +477,11 @@ class RelaySession:
             log.failure("media listener failed on speech of call {call_id}", call_id=self.call_id)
 
     def tick(self, now: float, timeout: float) -> None:
-        """Called by the relay's timer: track RTP activity, report a media timeout once."""
+        """Called by the relay's timer: track RTP activity (per side, for re-latching), report
+        a media timeout once."""
+        for leg in self.legs.values():
+            leg.quiet = leg.rx == leg._rx_at_tick
+            leg._rx_at_tick = leg.rx
         seen = (self.legs["a"].rx, self.legs["b"].rx)
         if seen != self._seen:
             self._seen = seen
@@ -492,6 +512,7 @@ class RelaySession:
                 "srtp": leg.srtp is not None,
                 "auth_failures": leg.auth_failures,
                 "latches": leg.latches,
+                "foreign": leg.foreign,
                 "dtmf_events": leg.events,
             }
             for side, leg in self.legs.items()
@@ -632,12 +653,15 @@ class RtpRelay:
     # -- media timeout ---------------------------------------------------------------------------
 
     def _start_timer(self) -> None:
-        if self._timer is not None or self.media_timeout <= 0:
+        # The timer runs even with the media timeout off: it also tells re-latching when a
+        # side's source went quiet.
+        if self._timer is not None:
             return
         timer = LoopingCall(self._tick)
         timer.clock = self.clock
         self._timer = timer
-        timer.start(min(1.0, self.media_timeout), now=False).addErrback(
+        interval = min(1.0, self.media_timeout) if self.media_timeout > 0 else 1.0
+        timer.start(interval, now=False).addErrback(
             lambda f: log.failure("media timeout timer stopped", f)
         )
 
