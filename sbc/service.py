@@ -281,9 +281,10 @@ class MediaRelayService(Service):
     def stopService(self) -> Any:
         super().stopService()
         try:
-            self.relay.close()
+            return self.relay.close()  # fires once every socket is closed
         except Exception:
             Logger().failure("closing the media relay failed")
+            return None
 
 
 class SbcService(MultiService):
