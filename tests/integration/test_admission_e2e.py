@@ -8,6 +8,7 @@ Admission at the edge, end to end over loopback against a real SBC process:
   OPTIONS gets nothing;
 * a TCP connection from 127.0.0.2 is closed at once, before anything is sent; a TLS one
   before the handshake;
+* with ``max_calls_per_source = 2`` a third concurrent call from 127.0.0.1 gets 503;
 * a junk flood from one allowed source (127.0.0.3) gets it banned while SIPp's calls from
   127.0.0.1 all complete.
 
@@ -194,6 +195,27 @@ class AdmissionEndToEnd(SynchronousTestCase):
         # Still banned after the flood: dropped before parsing, even a good OPTIONS.
         self.assertIsNone(udp_from("127.0.0.3", options_request(sbc.sip_port), sbc.sip_port))
         self.assertEqual(status_of(udp_from("127.0.0.1", options_request(sbc.sip_port), sbc.sip_port)), 200)
+
+    def test_calls_per_source_cap(self) -> None:
+        sipp = need_sipp()
+        agent_port = free_port()
+        sbc = self.start(agent_uri=f"sip:{{user}}@127.0.0.1:{agent_port}",
+                         extra_toml=NO_MEDIA + "[security]\nmax_calls_per_source = 2\n")
+        uas = subprocess.Popen(
+            [sipp, "-sn", "uas", "-i", "127.0.0.1", "-p", str(agent_port), "-m", "2", "-nostdin", "-timeout", "30s"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True)
+        self.addCleanup(lambda: uas.poll() is None and uas.kill())
+        # Three calls held 3 s each, started within 0.3 s: the third finds two in progress.
+        uac = subprocess.run(
+            [sipp, "-sn", "uac", "-i", "127.0.0.1", "-s", "agent", "-m", "3", "-r", "10", "-d", "3000", "-nostdin",
+             "-timeout", "30s", "-trace_msg", "-message_file", "/dev/stdout", f"127.0.0.1:{sbc.sip_port}"],
+            capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60, cwd=sbc.dir)
+        uas.communicate(timeout=30)
+        self.assertRegex(uac.stdout, r"Successful call\s+\|\s+\d+\s+\|\s+2")
+        self.assertRegex(uac.stdout, r"Failed call\s+\|\s+\d+\s+\|\s+1")
+        self.assertIn("SIP/2.0 503 Service Unavailable", uac.stdout)
+        self.assertEqual(sbc.health()["counters"].get("rate-limited"), 1)
+        self.assertIn("security.max_calls_per_source", sbc.log_text())
 
     def test_metrics_and_explain(self) -> None:
         import urllib.request
