@@ -970,6 +970,7 @@ def build_service(config: Any, reactor: Any, *, install_signals: bool = True, dn
                 index = config.listen.index(listener)
                 raise ConfigExit(ConfigError(config.path, f"listen[{index}]", str(e))) from None
             top.tls_servers[listener.key] = tls
+            tls.on_refused = driver.tls_refused
             factory = SipStreamFactory(
                 driver, "tls", max_message=sip.max_message_size,
                 idle_timeout=sip.tcp_idle_timeout, max_connections=sip.max_connections,

@@ -199,6 +199,78 @@ class AcceptedTests(SynchronousTestCase):
         self.flushLoggedErrors(RuntimeError)
 
 
+class _Admission:
+    """The source allowlist's answer, and who asked."""
+
+    max_headers = 0
+    allowlist = None
+
+    def __init__(self, admitted: bool) -> None:
+        self.admitted = admitted
+        self.asked: list[tuple[str, str, int]] = []
+
+    def notice(self, reason: str, host: str) -> None:
+        pass
+
+    def source_admitted(self, transport: str, host: str, port: int) -> bool:
+        self.asked.append((transport, host, port))
+        return self.admitted
+
+    def stream_request(self, transport: str, host: str, port: int) -> bool:
+        return True
+
+
+class _NamedJudge(_Judge):
+    admits_by_name = True
+
+
+class AllowlistTests(SynchronousTestCase):
+    """With match_tls_names, the allowlist is asked after the handshake, not at accept."""
+
+    def build(self, admitted: bool, verdict: ClientVerdict, judge_cls: type = _NamedJudge) -> tuple[
+            SipStreamProtocol | None, _TlsTransport, _Admission, SipDriver]:
+        driver = SipDriver(Endpoint(fqdn="sbc.example.com"), Clock())
+        admission = _Admission(admitted)
+        driver.admission = admission  # type: ignore[assignment]
+        proto = SipStreamFactory(driver, "tls", server_tls=judge_cls(verdict)).buildProtocol(
+            IPv4Address("TCP", "203.0.113.9", 40000))
+        transport = _TlsTransport(peerAddress=IPv4Address("TCP", "203.0.113.9", 40000))
+        if isinstance(proto, SipStreamProtocol):
+            transport.protocol = proto
+            proto.makeConnection(transport)
+        return proto, transport, admission, driver
+
+    def test_named_certificate_admits_unknown_source(self) -> None:
+        proto, transport, admission, driver = self.build(False, ClientVerdict(True, "", frozenset({"partner"})))
+        assert isinstance(proto, SipStreamProtocol)
+        proto.handshakeCompleted()
+        proto.dataReceived(OPTIONS)
+        self.assertFalse(transport.aborted)
+        self.assertEqual(admission.asked, [])
+        self.assertTrue(transport.value().startswith(b"SIP/2.0 200"))
+
+    def test_no_named_certificate_asks_allowlist_after_handshake(self) -> None:
+        proto, transport, admission, _ = self.build(False, ClientVerdict(True))
+        assert isinstance(proto, SipStreamProtocol)
+        self.assertEqual(admission.asked, [])
+        proto.handshakeCompleted()
+        self.assertEqual(admission.asked, [("tls", "203.0.113.9", 40000)])
+        proto.dataReceived(OPTIONS)
+        self.assertTrue(transport.aborted)
+        self.assertEqual(transport.value(), b"")
+
+    def test_allowed_source_without_names(self) -> None:
+        proto, transport, _, _ = self.build(True, ClientVerdict(True))
+        assert isinstance(proto, SipStreamProtocol)
+        proto.handshakeCompleted()
+        self.assertFalse(transport.aborted)
+
+    def test_without_names_allowlist_asked_at_accept(self) -> None:
+        proto, _, admission, _ = self.build(False, ClientVerdict(True), judge_cls=_Judge)
+        self.assertNotIsInstance(proto, SipStreamProtocol)
+        self.assertEqual(admission.asked, [("tls", "203.0.113.9", 40000)])
+
+
 class ClientTlsTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.dir = Path(self.mktemp())

@@ -526,9 +526,19 @@ class HandshakeTests(SynchronousTestCase):
         self.assertEqual(verdict.trunks, frozenset({"teams"}))
 
     def test_wrong_ca_fails_handshake(self) -> None:
+        refused: list[tuple[str, int, str]] = []
+        self.tls.on_refused = lambda host, port, reason: refused.append((host, port, reason))
         failed, _ = self.connect("52.112.0.1", self.pki.from_other_ca)
         self.assertEqual(failed, "server")
         self.assertEqual(self.tls.refused_in_handshake, 1)
+        self.assertEqual(len(refused), 1)
+        self.assertEqual(refused[0][0], "52.112.0.1")
+        self.assertIn("not verified by any trunk's CA bundle (unable to get local issuer certificate", refused[0][2])
+
+    def test_admits_by_name(self) -> None:
+        self.assertTrue(self.tls.admits_by_name)
+        plain = ServerTls.from_config(self.files.listener(), [trunk("pbx", "10.0.0.0/8")])
+        self.assertFalse(plain.admits_by_name)
 
     def test_wrong_name_refused_after_handshake(self) -> None:
         failed, server = self.connect("52.112.0.1", self.pki.teams_wrong_name)

@@ -124,6 +124,13 @@ class SipDriver:
         if peer is not None and self._streams.get(proto.conn) is proto:
             self._by_address[(peer.transport, peer.host, peer.port)] = proto.conn
 
+    def tls_refused(self, host: str, port: int, reason: str) -> None:
+        """A TLS client was refused for its certificate (in the handshake or right after):
+        counted ``tls-client-refused`` and logged, rate-limited."""
+        self._count("tls-client-refused")
+        self._notice_log.emit("tls-client-refused", "TLS connection from {host}:{port} refused: {reason}",
+                              host=host, port=port, reason=reason)
+
     def tls_trunks(self, peer: Peer) -> frozenset[str]:
         """The trunks whose certificate requirements the client of ``peer``'s TLS connection
         satisfies (mutual TLS, ``match_tls_names``); empty for anything else."""

@@ -51,6 +51,9 @@ class SipStreamProtocol(Protocol, TimeoutMixin):
         self.handshake: Deferred[SipStreamProtocol] | None = Deferred() if self.client_tls else None
         # Accepted TLS: nothing is read before the client's certificate was judged.
         self._unchecked = server_tls is not None
+        #: The source allowlist is asked after the handshake, not at accept (a certificate
+        #: named in a trunk's match_tls_names admits any source).
+        self.source_deferred = False
         self.transport_name = transport_name
         self.framer = StreamFramer(max_message=max_message)
         self.idle_timeout = idle_timeout
@@ -90,9 +93,15 @@ class SipStreamProtocol(Protocol, TimeoutMixin):
             verdict = None
         if verdict is None or not verdict.admitted:
             self._closing = True
-            self.driver._count("tls-client-refused")
-            self.log.info("TLS connection from {host}:{port} refused: {reason}", host=self.peer.host,
-                          port=self.peer.port, reason=verdict.reason if verdict is not None else "internal error")
+            self.driver.tls_refused(self.peer.host, self.peer.port,
+                                    verdict.reason if verdict is not None else "internal error")
+            self.transport.abortConnection()
+            return
+        admission = self.driver.admission
+        if self.source_deferred and not verdict.trunks and admission is not None and \
+                not admission.source_admitted(self.transport_name, self.peer.host, self.peer.port):
+            # Let through to the handshake for match_tls_names; no certificate names a trunk.
+            self._closing = True
             self.transport.abortConnection()
             return
         self.tls_trunks = verdict.trunks
@@ -170,7 +179,10 @@ class SipStreamFactory(Factory):
 
     def buildProtocol(self, addr: object) -> Protocol | None:  # type: ignore[override]
         admission = self.driver.admission
-        if admission is not None and not admission.source_admitted(
+        # TLS listeners whose trunks admit clients by certificate name see every source
+        # through the handshake; the allowlist is asked once the certificate is known.
+        by_name = self.server_tls is not None and getattr(self.server_tls, "admits_by_name", False)
+        if admission is not None and not by_name and not admission.source_admitted(
                 self.transport_name, getattr(addr, "host", ""), getattr(addr, "port", 0)):
             # Refused before any byte is read: plain TCP by building no protocol at all (the
             # reactor closes the socket); TLS wraps whatever we return, so it gets a protocol
@@ -181,9 +193,11 @@ class SipStreamFactory(Factory):
             self.log.warn("refusing {transport} connection from {addr}: limit of {n} reached",
                           transport=self.transport_name, addr=addr, n=self.max_connections)
             return None
-        return SipStreamProtocol(self.driver, self.transport_name, max_message=self.max_message,
-                                 idle_timeout=self.idle_timeout, server_tls=self.server_tls,
-                                 client=self.client)
+        proto = SipStreamProtocol(self.driver, self.transport_name, max_message=self.max_message,
+                                  idle_timeout=self.idle_timeout, server_tls=self.server_tls,
+                                  client=self.client)
+        proto.source_deferred = by_name
+        return proto
 
 
 class _Refused(Protocol):

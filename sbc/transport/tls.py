@@ -224,6 +224,16 @@ def names_match(cert: crypto.X509, wanted: Sequence[str]) -> bool:
     return False
 
 
+def _verify_error(errno: int) -> str:
+    """OpenSSL's text for a certificate verification error number."""
+    try:
+        from OpenSSL._util import ffi, lib  # pyOpenSSL's binding, as its own errors use
+
+        return ffi.string(lib.X509_verify_cert_error_string(errno)).decode("ascii", "replace")
+    except Exception:  # pragma: no cover - binding layout changed
+        return f"error {errno}"
+
+
 def _store(cas: Iterable[crypto.X509]) -> crypto.X509Store:
     store = crypto.X509Store()
     for ca in cas:
@@ -419,6 +429,9 @@ class ServerTls:
         self._material = material
         #: Connections refused during the handshake (their source needed a certificate).
         self.refused_in_handshake = 0
+        #: ``(host, port, reason)``: told of each refusal in the handshake (the service sets
+        #: the driver's :meth:`~sbc.transport.driver.SipDriver.tls_refused`: counted, logged).
+        self.on_refused: Any = None
 
     @classmethod
     def from_config(cls, listener: Any, trunks: Iterable[Any] = (), tls: Any = None) -> "ServerTls":
@@ -449,6 +462,12 @@ class ServerTls:
     def policy(self) -> ClientPolicy:
         return self._material.policy
 
+    @property
+    def admits_by_name(self) -> bool:
+        """Whether a client certificate can admit a source no allowlist holds (some trunk
+        has ``match_tls_names``)."""
+        return any(t.names for t in self._material.policy.trunks)
+
     def context_for(self, server_name: str | None) -> SSL.Context:
         return self._material.context_for(server_name)
 
@@ -469,11 +488,16 @@ class ServerTls:
                 if ok:
                     return True
                 transport = getattr(protocol, "transport", None)
-                host = transport.getPeer().host if transport is not None else ""
+                address = transport.getPeer() if transport is not None else None
+                host = getattr(address, "host", "")
                 if policy.requires_certificate(host):
                     self.refused_in_handshake += 1
-                    self.log.info("TLS client {host} refused in the handshake: certificate not verified "
-                                  "(depth {depth}, error {errno})", host=host, depth=depth, errno=errno)
+                    reason = (f"in the handshake: certificate not verified by any trunk's CA bundle "
+                              f"({_verify_error(errno)}, depth {depth})")
+                    if self.on_refused is not None:
+                        self.on_refused(host, getattr(address, "port", 0), reason)
+                    else:
+                        self.log.info("TLS connection from {host} refused {reason}", host=host, reason=reason)
                     return False
                 return True
             except Exception:
