@@ -32,7 +32,6 @@ Lifecycle (:class:`SbcService`):
 from __future__ import annotations
 
 import signal
-from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import attrs

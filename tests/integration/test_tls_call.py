@@ -10,6 +10,9 @@ Calls over TLS end to end, loopback only.
   UAC: SIPp -> Kamailio over UDP -> the SBC over TLS, with Kamailio's client certificate
   (the trunk requires mutual TLS) -> a SIPp UAS agent host over UDP.  A second call stays up
   while the SBC reloads its certificate on SIGHUP.  Skipped when kamailio or sipp is missing.
+* Trunk matching by certificate: an INVITE over TLS from an address outside the trunk's
+  ``allow`` belongs to the trunk when the client certificate (verified by ``[tls] ca``)
+  carries one of its ``match_tls_names``; another name or an unverified certificate: 403.
 
 Only processes started here are stopped, by their pid.
 """
@@ -445,3 +448,78 @@ class KamailioFront(SynchronousTestCase):
 
         assert der is not None
         self.assertIn("CN=second", x509.load_der_x509_certificate(der).subject.rfc4514_string())
+
+
+class NamedCertificate(SynchronousTestCase):
+    """``match_tls_names`` in trunk matching: a TLS client whose certificate (verified by
+    ``[tls] ca``) carries the trunk's name is that trunk's, whatever its address; another
+    name gets 403 (no trunk)."""
+
+    def setUp(self) -> None:
+        self.pki = _Pki()
+        self.addCleanup(shutil.rmtree, self.pki.dir, True)
+        self.agent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.agent.bind(("127.0.0.1", 0))
+        self.addCleanup(self.agent.close)
+        agent_port = self.agent.getsockname()[1]
+        self.sbc = RunningSbc(tls=self.pki.write(issue(self.pki.ca, FQDN), "sbc"), trunk_toml=(
+            '[[trunk]]\nname = "partner"\nallow = ["192.0.2.0/24"]\n'
+            f'agent_uri = "sip:{{user}}@127.0.0.1:{agent_port}"\nmatch_tls_names = ["pbx.partner.test.invalid"]\n\n'
+            f'[tls]\nca = "{self.pki.ca_path}"\n\n'))
+        self.sbc.start()
+        self.addCleanup(self.sbc.stop)
+
+    def invite_over_tls(self, cert: Issued, call_id: str) -> tuple[int | None, bytes | None]:
+        """(final status seen by the caller within 3 s or None, the INVITE the agent got)."""
+        cert_path, key_path = self.pki.write(cert, call_id)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        ctx.load_cert_chain(cert_path, key_path)
+        assert self.sbc.tls_port is not None
+        port = self.sbc.tls_port
+        with ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5), server_hostname=FQDN) as s:
+            local = s.getsockname()[1]
+            s.sendall((f"INVITE sip:agent@127.0.0.1:{port};transport=tls SIP/2.0\r\n"
+                       f"Via: SIP/2.0/TLS 127.0.0.1:{local};branch=z9hG4bK-{call_id}\r\nMax-Forwards: 70\r\n"
+                       f"From: <sip:pbx@partner.test.invalid>;tag=p1\r\nTo: <sip:agent@127.0.0.1>\r\n"
+                       f"Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\n"
+                       f"Contact: <sip:pbx@127.0.0.1:{local};transport=tls>\r\nContent-Type: application/sdp\r\n"
+                       f"Content-Length: {len(SDP)}\r\n\r\n{SDP}").encode())
+            buf = bytearray()
+            final = None
+            deadline = time.monotonic() + 3
+            while time.monotonic() < deadline:
+                msg = read_sip_message(s, buf, max(0.05, deadline - time.monotonic()))
+                if msg is None:
+                    break
+                status = status_of(msg)
+                if status is not None and status >= 200:
+                    final = status
+                    break
+                if status == 100:
+                    break  # the call went on; the agent tells where
+            self.agent.settimeout(3)
+            try:
+                got = self.agent.recv(65535)
+            except socket.timeout:
+                got = None
+        return final, got
+
+    def test_named_certificate_picks_the_trunk(self) -> None:
+        final, got = self.invite_over_tls(issue(self.pki.ca, "pbx.partner.test.invalid"), "named-ok")
+        self.assertIsNotNone(got, self.sbc.log_text()[-3000:])
+        assert got is not None
+        self.assertTrue(got.startswith(b"INVITE sip:agent@127.0.0.1"), got[:200])
+        self.assertNotEqual(final, 403)
+
+    def test_other_name_matches_no_trunk(self) -> None:
+        final, got = self.invite_over_tls(issue(self.pki.ca, "someone.test.invalid"), "named-other")
+        self.assertEqual(final, 403, self.sbc.log_text()[-3000:])
+        self.assertIsNone(got)
+
+    def test_unverified_certificate_matches_no_trunk(self) -> None:
+        forged = issue(make_ca("Forger"), "pbx.partner.test.invalid")
+        final, got = self.invite_over_tls(forged, "named-forged")
+        self.assertEqual(final, 403, self.sbc.log_text()[-3000:])
+        self.assertIsNone(got)
