@@ -60,7 +60,6 @@ __all__ = [
     "ServerTls",
     "TlsSetupError",
     "TrunkTls",
-    "server_tls_options",
     "split_pem_certificates",
     "tls_admits",
 ]
@@ -136,18 +135,6 @@ def load_identity(certificate: Path, private_key: Path, chain: Path | None = Non
     except SSL.Error:
         raise TlsSetupError(f"{str(private_key)!r} does not match certificate {str(certificate)!r}") from None
     return _Identity(certs[0], key, tuple(certs[1:]))
-
-
-def server_tls_options(
-    certificate: Path, private_key: Path, chain: Path | None = None
-) -> CertificateOptions:
-    """
-    Options for one certificate: ours (the first one in ``certificate``; further certificates
-    there, and those in ``chain``, are served as the chain), TLS 1.2 or newer, Twisted's
-    modern cipher list.  :class:`ServerTls` builds its contexts from these.
-    """
-    ident = load_identity(certificate, private_key, chain)
-    return _options(ident)
 
 
 def _options(ident: _Identity) -> CertificateOptions:
@@ -383,10 +370,6 @@ class _Material:
         self.default = self._context(default, cas)
         self.sni = [(name, self._context(ident, cas)) for name, ident in sni]
         self.default.set_tlsext_servername_callback(self._servername)
-        self.leaf_names = {
-            "default": default.leaf.get_subject().CN,
-            **{name: ident.leaf.get_subject().CN for name, ident in sni},
-        }
 
     @staticmethod
     def _context(ident: _Identity, cas: Sequence[crypto.X509]) -> SSL.Context:
