@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_tls_server -*-
+# -*- test-case-name: tests.test_tls_server,tests.test_tls_client,tests.integration.test_tls -*-
 """
 SIP over TLS (RFC 3261 §26.2.1, RFC 5630): what the listeners serve and what they ask of
 clients, and how the SBC connects out.
