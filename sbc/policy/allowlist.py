@@ -173,12 +173,10 @@ class Allowlist:
     def remember(self, host: str) -> None:
         """Admit ``host`` from now on: the SBC sent it a request (its answers must get in).
         Bounded: the oldest remembered host is forgotten first."""
+        if self.admits(host):
+            return  # admitted already (by a rule, or remembered): one cached lookup
         key = normalise_host(host)
         table = self._remembered
-        if key in table:
-            return
-        if self._in_ranges(key) or key in self._exact:
-            return  # admitted anyway
         if _to_int(key) is None:
             return
         if len(table) >= self._remember_size:
