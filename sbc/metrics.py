@@ -59,7 +59,7 @@ __all__ = [
 
 #: Driver/endpoint/B2BUA notice reasons that mean "a request or connection was refused".
 ADMISSION_REASONS = frozenset({
-    "call-refused",  # B2BUA: INVITE answered 403/404/420/483/503 ... (no trunk, limits, draining)
+    "call-refused",  # B2BUA: INVITE answered 420/483/488/503 ... (limits, draining, agent down)
     "rejected",  # endpoint: request answered 4xx/5xx before any handler
     "parse-error",  # unparseable request (answered 400 or dropped)
     "bad-request",  # malformed request dropped

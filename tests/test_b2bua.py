@@ -535,7 +535,7 @@ class AdmissionTests(CallTestCase):
 
         net = Net(peer=Peer("udp", "198.51.100.1", 5060, 1))
         self.assertEqual(self.refused(net, invite()).status, 403)
-        self.assertEqual(net.b2b.notices()[0].reason, "call-refused")
+        self.assertEqual(net.b2b.notices()[0].reason, "no-matching-trunk")
 
     def test_call_limits(self) -> None:
         self.net = Net(max_calls=1)
@@ -1098,4 +1098,4 @@ class RequestUriMatchTests(CallTestCase):
         final = self.net.pbx_take()[-1]
         self.assertEqual(final.status, 404)
         self.assertEqual(self.net.agent_take(), [])
-        self.assertIn("call-refused", self.net.b2b.stats)
+        self.assertIn("no-matching-trunk", self.net.b2b.stats)

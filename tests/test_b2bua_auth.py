@@ -245,7 +245,7 @@ class NotChallengedTests(AuthTestCase):
         net.from_pbx(invite())
         r = only(self, net.pbx_take())
         self.assertEqual((r.status, r.get_all("WWW-Authenticate")), (403, []))
-        self.assertEqual(net.b2b.notices()[0].reason, "call-refused")
+        self.assertEqual(net.b2b.notices()[0].reason, "no-matching-trunk")
 
 
 class RequiredAuthTests(AuthTestCase):

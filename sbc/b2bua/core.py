@@ -179,6 +179,10 @@ class LiteralResolver:
 #: Headers that carry credentials: never copied to the other leg.
 _CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization"})
 
+#: Notice reason of an INVITE no trunk takes (403 source of no trunk; 404 no trunk's
+#: ``match_ruri`` or ``dial`` pattern matches), counted apart from other refusals.
+NO_TRUNK = "no-matching-trunk"
+
 #: ``_trunk_for``: the source belongs to trunks, but no trunk's ``match_ruri`` matches.
 _RURI_MISMATCH = object()
 
@@ -893,8 +897,11 @@ class B2bua:
         return call.media.first_offer(body)
 
     def _refuse(self, request: Request, peer: Peer, key: TransactionKey, status: int, reason: str,
-                why: str, now: float, headers: Sequence[tuple[str, bytes]] = (), call_id: str = "") -> None:
-        self.notice("call-refused", f"INVITE refused {status}: {why}", peer, status, call_id)
+                why: str, now: float, headers: Sequence[tuple[str, bytes]] = (), call_id: str = "", *,
+                notice: str = "call-refused") -> None:
+        """Answer a new INVITE with a final refusal; the notice (``call-refused``, or
+        :data:`NO_TRUNK` when no trunk takes the call) says why, for counters and logs."""
+        self.notice(notice, f"INVITE refused {status}: {why}", peer, status, call_id)
         self._reply(request, key, status, reason, headers, now)
 
     def _callee(self, request: Request) -> str | None:
@@ -918,7 +925,8 @@ class B2bua:
             trunk = self._trunk_for(peer, request)
             if trunk is _RURI_MISMATCH:
                 self._refuse(request, peer, key, 404, "Not Found",
-                             f"source {peer.host} belongs to trunks whose match_ruri patterns do not match", now)
+                             f"source {peer.host} belongs to trunks whose match_ruri patterns do not match", now,
+                             notice=NO_TRUNK)
                 return
             # Digest authentication: digest-only trunks for a source outside every allowlist,
             # `auth.required` trunks for their own sources (see sbc.b2bua.auth).
@@ -933,9 +941,11 @@ class B2bua:
                     return
         if trunk is None:
             if from_agent:
-                self._refuse(request, peer, key, 404, "Not Found", "no trunk dials the Request-URI user", now)
+                self._refuse(request, peer, key, 404, "Not Found", "no trunk dials the Request-URI user", now,
+                             notice=NO_TRUNK)
             else:
-                self._refuse(request, peer, key, 403, "Forbidden", f"source {peer.host} matches no trunk", now)
+                self._refuse(request, peer, key, 403, "Forbidden", f"source {peer.host} matches no trunk", now,
+                             notice=NO_TRUNK)
             return
         if not self.accepting:
             self._refuse(request, peer, key, 503, "Service Unavailable", "shutting down", now, retry)

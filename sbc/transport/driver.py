@@ -392,9 +392,6 @@ class SipDriver:
         self.counters[what] = self.counters.get(what, 0) + 1
 
     def _log_notice(self, notice: Notice) -> None:
-        reason = _admission_reason(notice)
-        if reason != notice.reason:
-            notice = evolve(notice, reason=reason)
         self._count(notice.reason)
         if self.admission is not None:
             self.admission.notice(notice.reason, notice.peer.host)
@@ -408,17 +405,6 @@ class SipDriver:
             detail=notice.detail,
             status=notice.status,
         )
-
-
-def _admission_reason(notice: Notice) -> str:
-    """The refusal reason a notice is counted under: the B2BUA reports every refused INVITE
-    as ``call-refused``; the ones refused because no trunk takes the call (403 source in no
-    trunk, 404 no trunk's match_ruri/dial pattern) count as ``no-matching-trunk``."""
-    if notice.reason == "call-refused" and notice.status in (403, 404) and (
-            "matches no trunk" in notice.detail or "match_ruri" in notice.detail
-            or "no trunk dials" in notice.detail):
-        return "no-matching-trunk"
-    return notice.reason
 
 
 class TransactionUser(TypingProtocol):
