@@ -36,7 +36,7 @@ import math
 import platform
 import weakref
 from collections import Counter as _Tally
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, Info
@@ -124,22 +124,21 @@ def _status_class(status: int | None) -> str:
 
 
 class SipTrafficTap:
-    """Counts SIP messages in and out, and our retransmissions.
+    """Counts SIP messages in and out, and our retransmissions: a traffic observer of the
+    :class:`~sbc.transport.driver.SipDriver` (``driver.add_observer(tap)``, see
+    :meth:`install`).
 
-    :meth:`install` wraps, on the given instances only, the driver's input methods
-    (``datagram_received``, ``message_received``, ``parse_failure``), the endpoint's and the
-    transaction users' ``messages_to_send``.  A retransmission is recognised by identity: the
-    transaction layer queues the very same message object again (Timers A, E, G, the 2xx
-    retransmissions, a re-sent final response or ACK), so a weak map from ``id`` to message
-    spots it without hashing or keeping messages alive.  :meth:`uninstall` restores the
-    originals.
+    A retransmission is recognised by identity: the transaction layer queues the very same
+    message object again (Timers A, E, G, the 2xx retransmissions, a re-sent final response
+    or ACK), so a weak map from ``id`` to message spots it without hashing or keeping
+    messages alive.
     """
 
     def __init__(self) -> None:
         self.messages: dict[tuple[str, str], int] = {}
         self.retransmissions = 0
         self._sent: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
-        self._installed: list[tuple[object, str, Callable[..., Any]]] = []
+        self._driver: Any = None
 
     # -- counting --------------------------------------------------------------------------
 
@@ -147,8 +146,17 @@ class SipTrafficTap:
         key = (direction, message_kind(message))
         self.messages[key] = self.messages.get(key, 0) + 1
 
-    def count_out(self, items: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
-        """Count a TU's output batch (message objects); returns it unchanged."""
+    # -- the driver's traffic observer -----------------------------------------------------
+
+    def message_in(self, message: Any) -> None:
+        self.count("in", message)
+
+    def invalid_in(self) -> None:
+        key = ("in", "invalid")
+        self.messages[key] = self.messages.get(key, 0) + 1
+
+    def messages_out(self, items: list[tuple[Any, Any]]) -> None:
+        """Count a transaction user's output batch (message objects)."""
         sent = self._sent
         for message, _peer in items:
             self.count("out", message)
@@ -160,64 +168,23 @@ class SipTrafficTap:
                     sent[key] = message
             except TypeError:  # not weak-referenceable: cannot tell, count as new
                 pass
-        return items
 
-    def count_out_bytes(self, items: list[tuple[bytes, Any]]) -> list[tuple[bytes, Any]]:
+    def bytes_out(self, items: list[tuple[bytes, Any]]) -> None:
         for data, _peer in items:
             self.count("out", data)
-        return items
 
     # -- wiring ----------------------------------------------------------------------------
 
-    def _wrap(self, obj: object, name: str, wrapper: Callable[..., Any]) -> None:
-        setattr(obj, name, wrapper)
-        self._installed.append((obj, name, wrapper))
-
-    def install(self, driver: Any, tus: Iterable[Any] = ()) -> None:
-        tap = self
-        if driver is not None:
-            datagram = driver.datagram_received
-            message = driver.message_received
-            failure = driver.parse_failure
-
-            def datagram_received(data: bytes, peer: Any) -> None:
-                tap.count("in", data)
-                datagram(data, peer)
-
-            def message_received(msg: Any, peer: Any) -> None:
-                tap.count("in", msg)
-                message(msg, peer)
-
-            def parse_failure(data: bytes, error: Any, peer: Any) -> None:
-                key = ("in", "invalid")
-                tap.messages[key] = tap.messages.get(key, 0) + 1
-                failure(data, error, peer)
-
-            self._wrap(driver, "datagram_received", datagram_received)
-            self._wrap(driver, "message_received", message_received)
-            self._wrap(driver, "parse_failure", parse_failure)
-            endpoint = getattr(driver, "endpoint", None)
-            if endpoint is not None:
-                endpoint_out = endpoint.messages_to_send
-                self._wrap(endpoint, "messages_to_send", lambda: tap.count_out_bytes(endpoint_out()))
-        for tu in tus:
-            if tu is None:
-                continue
-            tu_out = tu.messages_to_send
-            try:
-                self._wrap(tu, "messages_to_send", lambda tu_out=tu_out: tap.count_out(tu_out()))
-            except AttributeError:  # a slotted TU: its output is not counted
-                pass
+    def install(self, driver: Any) -> None:
+        """Observe ``driver``'s traffic (every transaction user's output included)."""
+        self.uninstall()
+        driver.add_observer(self)
+        self._driver = driver
 
     def uninstall(self) -> None:
-        while self._installed:
-            obj, name, wrapper = self._installed.pop()
-            if obj.__dict__.get(name) is wrapper:
-                delattr(obj, name)
-
-
-# --------------------------------------------------------------------------------------
-# Metrics
+        driver, self._driver = self._driver, None
+        if driver is not None:
+            driver.remove_observer(self)
 
 
 class LiveCollector:

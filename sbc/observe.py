@@ -104,11 +104,9 @@ class Observability(Service):
         """Count SIP messages and retransmissions on the driver and its transaction users
         (the B2BUA, registrations, OPTIONS pings)."""
         if self.tap is None:
-            tus = list(getattr(self.driver, "_tus", None) or ())
-            if self.b2bua is not None and not any(tu is self.b2bua for tu in tus):
-                tus.append(self.b2bua)
             self.tap = SipTrafficTap()
-            self.tap.install(self.driver, tus)
+            if self.driver is not None and hasattr(self.driver, "add_observer"):
+                self.tap.install(self.driver)
         return self.tap
 
     def set_peer_up(self, name: str, up: bool, *, agent: bool = False) -> None:

@@ -233,66 +233,108 @@ class MessageKindTests(SynchronousTestCase):
         self.assertEqual(message_kind(R()), "4xx")
 
 
+class _Tu:
+    """A transaction user whose output the test sets."""
+
+    def __init__(self) -> None:
+        self.out: list[tuple[Any, Any]] = []
+
+    def messages_to_send(self) -> list[tuple[Any, Any]]:
+        out, self.out = self.out, []
+        return out
+
+    def next_deadline(self) -> None:
+        return None
+
+    def handle_timer(self, now: float) -> None:
+        pass
+
+
+def _driver() -> Any:
+    from sbc.sip.endpoint import Endpoint
+    from sbc.transport.driver import SipDriver
+
+    driver = SipDriver(Endpoint(fqdn="sbc.example.com"), Clock())
+    driver.send_to_peer = lambda data, peer: True  # type: ignore[method-assign]
+    return driver
+
+
 class TapTests(SynchronousTestCase):
-    def test_counts_in_and_out_and_passes_through(self) -> None:
-        driver, tu = FakeDriver(), FakeB2bua()
+    """The tap is a traffic observer of the real SipDriver: no method of anything is replaced."""
+
+    def test_counts_in_and_out(self) -> None:
+        from sbc.sip.endpoint import Peer
+
+        driver, tu = _driver(), _Tu()
+        driver.add_tu(tu)
         tap = SipTrafficTap()
-        tap.install(driver, [tu, None])
-        driver.datagram_received(b"INVITE sip:x@y SIP/2.0\r\n\r\n", "peer")
-        driver.datagram_received(b"\r\n\r\n", "peer")
-        driver.message_received(invite(), "peer")
-        driver.parse_failure(b"junk", None, "peer")
-        self.assertEqual([kind for kind, _ in driver.received], ["datagram", "datagram", "message", "failure"])
-        driver.endpoint.out = [(b"SIP/2.0 200 OK\r\n", "p"), (b"SIP/2.0 200 OK\r\n", "p")]
-        self.assertEqual(len(driver.endpoint.messages_to_send()), 2)
+        tap.install(driver)
+        peer = Peer("udp", "192.0.2.1", 5060, 1)
+        options = (b"OPTIONS sip:sbc.example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKt1\r\n"
+                   b"Max-Forwards: 70\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:sbc.example.com>\r\n"
+                   b"Call-ID: tap-1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n")
+        driver.datagram_received(options, peer)  # answered 200 by the endpoint (bytes out)
+        driver.datagram_received(b"\r\n\r\n", peer)
+        driver.message_received(invite(), peer)
+        from sbc.sip.errors import SipParseError
+
+        driver.parse_failure(b"junk", SipParseError("Bad Request", 400), peer)
         request = invite()
-        tu.out = [(request, "p")]
-        self.assertEqual(tu.messages_to_send(), [(request, "p")])
-        self.assertEqual(tap.messages, {("in", "INVITE"): 2, ("in", "keepalive"): 1, ("in", "invalid"): 1,
-                                        ("out", "2xx"): 2, ("out", "INVITE"): 1})
+        tu.out = [(request, Peer("udp", "192.0.2.9", 5060, 0))]
+        driver.flush()
+        self.assertEqual(tap.messages, {("in", "OPTIONS"): 1, ("in", "keepalive"): 1, ("in", "INVITE"): 1,
+                                        ("in", "invalid"): 1, ("out", "2xx"): 1, ("out", "INVITE"): 1,
+                                        ("out", "4xx"): 1})
         self.assertEqual(tap.retransmissions, 0)
+        self.assertIn(tap, driver.observers)
 
     def test_retransmission_is_the_same_object_again(self) -> None:
-        tu = FakeB2bua()
         tap = SipTrafficTap()
-        tap.install(None, [tu])
         first, equal_copy = invite(call_id="same@x"), invite(call_id="same@x")
-        tu.out = [(first, "p")]
-        tu.messages_to_send()
-        tu.out = [(equal_copy, "p")]  # equal by value, but a new message: not a retransmission
-        tu.messages_to_send()
+        tap.messages_out([(first, "p")])
+        tap.messages_out([(equal_copy, "p")])  # equal by value, but a new message: not a retransmission
         self.assertEqual(tap.retransmissions, 0)
-        tu.out = [(first, "p"), (first, "p")]
-        tu.messages_to_send()
+        tap.messages_out([(first, "p"), (first, "p")])
         self.assertEqual(tap.retransmissions, 2)
         self.assertEqual(tap.messages[("out", "INVITE")], 4)
 
-    def test_uninstall_restores_the_originals(self) -> None:
-        driver, tu = FakeDriver(), FakeB2bua()
+    def test_uninstall_stops_counting(self) -> None:
+        from sbc.sip.endpoint import Peer
+
+        driver = _driver()
         tap = SipTrafficTap()
-        tap.install(driver, [tu])
-        self.assertIn("datagram_received", driver.__dict__)
+        tap.install(driver)
         tap.uninstall()
-        for name in ("datagram_received", "message_received", "parse_failure"):
-            self.assertNotIn(name, driver.__dict__)
-        self.assertNotIn("messages_to_send", driver.endpoint.__dict__)
-        self.assertNotIn("messages_to_send", tu.__dict__)
-        driver.datagram_received(b"BYE sip:x SIP/2.0\r\n", "p")
+        self.assertEqual(driver.observers, [])
+        driver.datagram_received(b"\r\n\r\n", Peer("udp", "192.0.2.1", 5060, 1))
         self.assertEqual(tap.messages, {})
-        self.assertEqual(driver.received, [("datagram", b"BYE sip:x SIP/2.0\r\n")])
+
+    def test_a_failing_observer_costs_nothing_else(self) -> None:
+        from sbc.sip.endpoint import Peer
+
+        class Broken:
+            def message_in(self, message: Any) -> None:
+                raise RuntimeError("boom")
+
+        driver = _driver()
+        tap = SipTrafficTap()
+        driver.add_observer(Broken())  # type: ignore[arg-type]
+        tap.install(driver)
+        driver.datagram_received(b"\r\n\r\n", Peer("udp", "192.0.2.1", 5060, 1))
+        self.assertEqual(tap.messages, {("in", "keepalive"): 1})
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
 
     def test_timer_a_retransmission_in_the_b2bua(self) -> None:
+        # The B2BUA's output batches as the driver hands them to the tap.
         net = Net()
+        net.ep.receive(invite().to_bytes(), net.pbx_peer, net.now)
         tap = SipTrafficTap()
-        tap.install(None, [net.b2b])
-        net.from_pbx(invite())
-        self.assertEqual(tap.retransmissions, 0)
-        net.advance(0.5)  # Timer A: the B leg's INVITE again
-        self.assertEqual(tap.retransmissions, 1)
-        net.advance(1.0)
+        tap.messages_out(net.b2b.messages_to_send())  # the B leg's INVITE
+        net.b2b.handle_timer(net.now + 0.5)  # Timer A: the same INVITE again
+        tap.messages_out(net.b2b.messages_to_send())
+        net.b2b.handle_timer(net.now + 1.5)
+        tap.messages_out(net.b2b.messages_to_send())
         self.assertEqual(tap.retransmissions, 2)
-        invites = [m for m in net.agent_take() if isinstance(m, Request) and m.method == "INVITE"]
-        self.assertEqual(len(invites), 3)
         self.assertEqual(tap.messages[("out", "INVITE")], 3)
 
 
@@ -560,12 +602,12 @@ class WiringTests(SynchronousTestCase):
         self.assertTrue(ok, details)
         self.assertEqual(value(obs.metrics, "sbc_accepting_calls"), 0.0)
 
-    def test_the_tap_counts_every_transaction_user(self) -> None:
+    def test_the_tap_observes_the_driver(self) -> None:
         _, top = self.build(CONFIG + TRUNK_TOML)
-        tus = list(top.driver._tus)
-        self.assertIn(top.b2bua, tus)
-        for tu in tus:
-            self.assertIn("messages_to_send", tu.__dict__, tu)
+        self.assertIn(top.observability.tap, top.driver.observers)
+        self.assertIn(top.b2bua, list(top.driver._tus))
+        for tu in top.driver._tus:
+            self.assertNotIn("messages_to_send", vars(tu), tu)  # nothing is monkeypatched
 
     def test_vendors_follow_a_reload(self) -> None:
         from sbc.config import TrunkConfig

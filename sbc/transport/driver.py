@@ -97,6 +97,9 @@ class SipDriver:
         #: Edge checks (:class:`~sbc.transport.admission.Admission`): the transports ask it
         #: before parsing; None admits everything.
         self.admission: Admission | None = None
+        #: Traffic observers (metrics, see :class:`TrafficObserver`), told of every message
+        #: in and out; an observer that raises is logged and costs nothing else.
+        self.observers: list[TrafficObserver] = []
 
     # -- registry --------------------------------------------------------------------------
 
@@ -156,6 +159,20 @@ class SipDriver:
 
     # -- transaction users -----------------------------------------------------------------
 
+    def add_observer(self, observer: "TrafficObserver") -> None:
+        self.observers.append(observer)
+
+    def remove_observer(self, observer: "TrafficObserver") -> None:
+        if observer in self.observers:
+            self.observers.remove(observer)
+
+    def _observe(self, what: str, *args: Any) -> None:
+        for observer in self.observers:
+            try:
+                getattr(observer, what)(*args)
+            except Exception:
+                self.log.failure("traffic observer {observer!r} raised in {what}", observer=observer, what=what)
+
     def add_tu(self, tu: "TransactionUser") -> None:
         """A transaction user (the B2BUA) whose output and timers this driver runs."""
         self._tus.append(tu)
@@ -165,7 +182,10 @@ class SipDriver:
         """Send what the TUs queued and schedule the earliest of their deadlines."""
         admission = self.admission
         for tu in self._tus:
-            for message, peer in tu.messages_to_send():
+            items = tu.messages_to_send()
+            if self.observers and items:
+                self._observe("messages_out", items)
+            for message, peer in items:
                 if admission is not None and admission.allowlist is not None and isinstance(message, Request):
                     # A peer we send requests to may answer and send requests back.
                     admission.allowlist.remember(peer.host)
@@ -215,6 +235,8 @@ class SipDriver:
     # -- input -----------------------------------------------------------------------------
 
     def datagram_received(self, data: bytes, peer: Peer) -> None:
+        if self.observers:
+            self._observe("message_in", data)
         try:
             admission = self.admission
             if len(data) > self.max_message_size:
@@ -233,6 +255,8 @@ class SipDriver:
         self.flush()
 
     def message_received(self, message: Request | Response, peer: Peer) -> None:
+        if self.observers:
+            self._observe("message_in", message)
         try:
             admission = self.admission
             if admission is not None and admission.max_headers and len(message.headers) > admission.max_headers:
@@ -247,6 +271,8 @@ class SipDriver:
         self.flush()
 
     def parse_failure(self, data: bytes, error: SipParseError, peer: Peer) -> None:
+        if self.observers:
+            self._observe("invalid_in")
         try:
             self.endpoint.receive_parse_failure(data, error, peer)
         except Exception:
@@ -257,7 +283,10 @@ class SipDriver:
     # -- output ----------------------------------------------------------------------------
 
     def flush(self) -> None:
-        for data, peer in self.endpoint.messages_to_send():
+        out = self.endpoint.messages_to_send()
+        if self.observers and out:
+            self._observe("bytes_out", out)
+        for data, peer in out:
             self.send_to_peer(data, peer)
         for notice in self.endpoint.notices():
             self._log_notice(notice)
@@ -405,6 +434,22 @@ class SipDriver:
             detail=notice.detail,
             status=notice.status,
         )
+
+
+class TrafficObserver(TypingProtocol):
+    """Told of the SIP traffic through a :class:`SipDriver` (``add_observer``)."""
+
+    def message_in(self, message: bytes | Request | Response) -> None:
+        """A datagram (bytes, before parsing) or a framed stream message arrived (admitted)."""
+
+    def invalid_in(self) -> None:
+        """A stream message could not be parsed."""
+
+    def messages_out(self, items: list[tuple[Request | Response, Peer]]) -> None:
+        """A transaction user's output batch (the same object again is a retransmission)."""
+
+    def bytes_out(self, items: list[tuple[bytes, Peer]]) -> None:
+        """The endpoint's own answers (stateless responses), as bytes."""
 
 
 class TransactionUser(TypingProtocol):
