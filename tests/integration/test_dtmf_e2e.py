@@ -15,110 +15,36 @@ import time
 from pathlib import Path
 from typing import Any
 
-from twisted.trial.unittest import SkipTest, SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase
 
-from . import rtpgen
-from .harness import RunningSbc, free_port, sipp_path
+from . import rtpgen, sipp
+from .harness import RunningSbc, free_port
 
 HERE = Path(__file__).parent
 TE_PT = 96  # not 101: the payload type must come from the SDP
 
-SDP = f"""v=0
-o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-s=-
-c=IN IP[media_ip_type] [media_ip]
-t=0 0
-m=audio [media_port] RTP/AVP 0 {TE_PT}
-a=rtpmap:0 PCMU/8000
-a=rtpmap:{TE_PT} telephone-event/8000
-a=fmtp:{TE_PT} 0-16
-a=ptime:20
-a=sendrecv
-"""
-
-
-def _len() -> str:
-    return "Content-Length: [len]"
+SDP = sipp.sdp("user1", (0, TE_PT), ("a=ptime:20", "a=sendrecv"), telephone_event=TE_PT, events="0-16")
+PBX_FROM = sipp.uac_from('"PBX"', "+15551230000")
 
 
 def uac_scenario(actions: str) -> str:
-    return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="dtmf uac">
-  <send retrans="500">
-    <![CDATA[
-      INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: "PBX" <sip:+15551230000@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-      To: <sip:[service]@[remote_ip]:[remote_port]>
-      Call-ID: [call_id]
-      CSeq: 1 INVITE
-      Contact: <sip:pbx@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      Content-Type: application/sdp
-      {_len()}
-
-{SDP}
-    ]]>
-  </send>
-  <recv response="100" optional="true"/>
-  <recv response="180" optional="true"/>
-  <recv response="200" rrs="true"/>
-  <send>
-    <![CDATA[
-      ACK [next_url] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: "PBX" <sip:+15551230000@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-      [last_To:]
-      [routes]
-      Call-ID: [call_id]
-      CSeq: 1 ACK
-      Max-Forwards: 70
-      Content-Length: 0
-
-    ]]>
-  </send>
-{actions}
-  <send retrans="500">
-    <![CDATA[
-      BYE [next_url] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: "PBX" <sip:+15551230000@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-      [last_To:]
-      [routes]
-      Call-ID: [call_id]
-      CSeq: 9 BYE
-      Max-Forwards: 70
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <recv response="200"/>
-</scenario>
-"""
+    return sipp.scenario("dtmf uac", (
+        sipp.uac_invite(PBX_FROM, "pbx", SDP)
+        + sipp.expect_responses(100, 180)
+        + '  <recv response="200" rrs="true"/>\n'
+        + sipp.uac_ack(PBX_FROM)
+        + f"{actions}\n"
+        + sipp.uac_bye(PBX_FROM, 9)
+        + '  <recv response="200"/>\n'))
 
 
 def info_actions(digits: str) -> str:
     out = []
     for i, digit in enumerate(digits):
-        out.append(f"""  <send retrans="500">
-    <![CDATA[
-      INFO [next_url] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: "PBX" <sip:+15551230000@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-      [last_To:]
-      [routes]
-      Call-ID: [call_id]
-      CSeq: {2 + i} INFO
-      Max-Forwards: 70
-      Content-Type: application/dtmf-relay
-      {_len()}
-
-      Signal={digit}
-      Duration=160
-    ]]>
-  </send>
-  <recv response="200"/>
-  <pause milliseconds="150"/>""")
+        out.append(
+            sipp.uac_request("INFO", 2 + i, PBX_FROM, content_type="application/dtmf-relay",
+                             body=sipp.indented(f"Signal={digit}\nDuration=160"))
+            + '  <recv response="200"/>\n  <pause milliseconds="150"/>')
     return "\n".join(out) + '\n  <pause milliseconds="500"/>'
 
 
@@ -131,60 +57,17 @@ def play_actions(pcap: Path, seconds: float) -> str:
   <pause milliseconds="{int(seconds * 1000)}"/>"""
 
 
-UAS = f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="agent host">
-  <recv request="INVITE" crlf="true"/>
-  <send>
-    <![CDATA[
-      SIP/2.0 180 Ringing
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:agent@[local_ip]:[local_port]>
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <send retrans="500">
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:agent@[local_ip]:[local_port]>
-      Content-Type: application/sdp
-      {_len()}
-
-{SDP.replace("user1", "agent")}
-    ]]>
-  </send>
-  <recv request="ACK" crlf="true"/>
-  <recv request="BYE"/>
-  <send>
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-
-    ]]>
-  </send>
-</scenario>
-"""
+UAS = sipp.scenario("agent host", (
+    '  <recv request="INVITE" crlf="true"/>\n'
+    + sipp.uas_answer("180 Ringing")
+    + sipp.uas_answer("200 OK", SDP.replace("user1", "agent"))
+    + '  <recv request="ACK" crlf="true"/>\n  <recv request="BYE"/>\n'
+    + sipp.uas_bye_answer()))
 
 
 class DtmfEndToEnd(SynchronousTestCase):
     def setUp(self) -> None:
-        self.sipp = sipp_path()
-        if self.sipp is None:
-            raise SkipTest("sipp is not installed (Debian package sip-tester)")
+        sipp.require_sipp()
         self.agent_port = free_port()
         self.sbc = RunningSbc(agent_uri=f"sip:{{user}}@127.0.0.1:{self.agent_port}").start()
         self.addCleanup(self.sbc.stop)
@@ -205,28 +88,11 @@ class DtmfEndToEnd(SynchronousTestCase):
         line = ws.stdout.readline() if ws.stdout is not None else ""
         if line.strip() != "connected":
             self.fail(f"WebSocket client: {line}{ws.stdout.read() if ws.stdout else ''}")
-        uas_media = free_port()
-        uas = subprocess.Popen(
-            [self.sipp, "-sf", str(uas_xml), "-i", "127.0.0.1", "-p", str(self.agent_port), "-t", "u1",
-             "-mi", "127.0.0.1", "-mp", str(uas_media), "-rtp_echo", "-m", "1", "-nostdin",
-             "-timeout", "60s", "-timeout_error"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True)
-        self.addCleanup(lambda: uas.poll() is None and uas.kill())
-        uac_media = free_port()
-        uac = subprocess.run(
-            [self.sipp, "-sf", str(uac_xml), "-i", "127.0.0.1", "-t", "u1", "-s", "agent",
-             "-mi", "127.0.0.1", "-mp", str(uac_media), "-m", "1", "-nostdin", "-timeout", "60s",
-             "-timeout_error", f"127.0.0.1:{self.sbc.sip_port}"],
-            capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=90)
-        try:
-            uas_out, _ = uas.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            uas.kill()
-            uas_out, _ = uas.communicate()
-        detail = (f"UAC exit {uac.returncode}\n{uac.stdout[-2000:]}\n{uac.stderr[-1000:]}\n"
-                  f"UAS exit {uas.returncode}\n{uas_out[-2000:]}\nSBC log:\n{self.sbc.log_text()[-3000:]}")
-        self.assertEqual(uac.returncode, 0, detail)
-        self.assertEqual(uas.returncode, 0, detail)
+        detail = sipp.run_pair(
+            self, self.sbc,
+            uas=["-sf", str(uas_xml), "-p", str(self.agent_port), "-mi", "127.0.0.1", "-mp", str(free_port()),
+                 "-rtp_echo"],
+            uac=["-sf", str(uac_xml), "-s", "agent", "-mi", "127.0.0.1", "-mp", str(free_port())])
         # the call.ended event closes the call's story: wait for it (bounded)
         deadline = time.monotonic() + 10
         events: list[dict[str, Any]] = []
