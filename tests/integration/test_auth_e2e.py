@@ -23,161 +23,44 @@ from __future__ import annotations
 
 import re
 import socket
-import subprocess
 import time
 from pathlib import Path
 
-from twisted.trial.unittest import SkipTest, SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase
 
 from sbc.sip.digest import ClientCredentials, NonceCounter, authorize, challenges_in
 from sbc.sip.message import Request, Response, parse_message
 
-from .harness import FQDN, RunningSbc, free_port, sipp_path
+from . import sipp
+from .harness import FQDN, RunningSbc, free_port
 
 CALLER_IP = "127.0.0.3"
 USER = "alice"
 PASSWORD = "e2e-Digest-Pa55"
 
-_AUTH_UAC = """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<!DOCTYPE scenario SYSTEM "sipp.dtd">
-<scenario name="UAC answering a 401 digest challenge">
-  <send retrans="500">
-    <![CDATA[
-      INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-      To: <sip:[service]@[remote_ip]:[remote_port]>
-      Call-ID: [call_id]
-      CSeq: 1 INVITE
-      Contact: <sip:sipp@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      Content-Type: application/sdp
-      Content-Length: [len]
+_OFFER = sipp.indented(sipp.sdp("user1", (0,)))
+_CALLER_FROM = sipp.uac_from("sipp", "sipp")
 
-      v=0
-      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 0
-      a=rtpmap:0 PCMU/8000
-    ]]>
-  </send>
-  <recv response="100" optional="true"/>
-  <recv response="401" auth="true"/>
-  <send>
-    <![CDATA[
-      ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      Call-ID: [call_id]
-      CSeq: 1 ACK
-      Max-Forwards: 70
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <send retrans="500">
-    <![CDATA[
-      INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-      To: <sip:[service]@[remote_ip]:[remote_port]>
-      Call-ID: [call_id]
-      CSeq: 2 INVITE
-      Contact: <sip:sipp@[local_ip]:[local_port]>
-      [authentication]
-      Max-Forwards: 70
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 0
-      a=rtpmap:0 PCMU/8000
-    ]]>
-  </send>
-  <recv response="100" optional="true"/>
-  <recv response="180" optional="true"/>
-  <recv response="183" optional="true"/>
-  <recv response="200" rtd="true"/>
-  <send>
-    <![CDATA[
-      ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-      [last_To:]
-      Call-ID: [call_id]
-      CSeq: 2 ACK
-      Max-Forwards: 70
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <pause milliseconds="300"/>
-  <send retrans="500">
-    <![CDATA[
-      BYE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-      [last_To:]
-      Call-ID: [call_id]
-      CSeq: 3 BYE
-      Max-Forwards: 70
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <recv response="200" crlf="true"/>
-</scenario>
-"""
+_AUTH_UAC = sipp.scenario("UAC answering a 401 digest challenge", (
+    sipp.uac_invite(_CALLER_FROM, "sipp", _OFFER)
+    + sipp.expect_responses(100)
+    + '  <recv response="401" auth="true"/>\n'
+    # the ACK of the 401 belongs to the first INVITE's transaction: its Via, From and To
+    + sipp.uac_ack("[last_From:]", uri=sipp.SERVICE_URI, via="[last_Via:]", routes=False)
+    + sipp.uac_invite(_CALLER_FROM, "sipp", _OFFER, cseq=2, authentication=True)
+    + sipp.expect_responses(100, 180, 183)
+    + '  <recv response="200" rtd="true"/>\n'
+    + sipp.uac_ack(_CALLER_FROM, 2, uri=sipp.SERVICE_URI, routes=False)
+    + '  <pause milliseconds="300"/>\n'
+    + sipp.uac_bye(_CALLER_FROM, 3, uri=sipp.SERVICE_URI, routes=False)
+    + '  <recv response="200" crlf="true"/>\n'), doctype=True)
 
 # The agent host: answers the INVITE at once (its message trace is checked for credentials).
-_AGENT_UAS = """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<!DOCTYPE scenario SYSTEM "sipp.dtd">
-<scenario name="agent host that must never see credentials">
-  <recv request="INVITE" crlf="true"/>
-  <send>
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:agent@[local_ip]:[local_port]>
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=agent 1 1 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 0
-      a=rtpmap:0 PCMU/8000
-    ]]>
-  </send>
-  <recv request="ACK" crlf="true"/>
-  <recv request="BYE"/>
-  <send>
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-
-    ]]>
-  </send>
-</scenario>
-"""
+_AGENT_UAS = sipp.scenario("agent host that must never see credentials", (
+    '  <recv request="INVITE" crlf="true"/>\n'
+    + sipp.uas_answer("200 OK", sipp.indented(sipp.sdp("agent", (0,), origin="1 1")), retrans=False)
+    + '  <recv request="ACK" crlf="true"/>\n  <recv request="BYE"/>\n'
+    + sipp.uas_bye_answer()), doctype=True)
 
 
 def carrier_toml(agent_port: int, algorithms: str = "") -> str:
@@ -265,35 +148,17 @@ class DigestEndToEnd(SynchronousTestCase):
         return sbc, agent_port
 
     def sipp_call(self, algorithms: str = "") -> None:
-        sipp = sipp_path()
-        if sipp is None:
-            raise SkipTest("sipp is not installed (Debian package sip-tester)")
+        sipp.require_sipp()
         sbc, agent_port = self.start_sbc(algorithms)
         folder = Path(sbc.dir)
         (folder / "auth_uac.xml").write_text(_AUTH_UAC)
         (folder / "agent_uas.xml").write_text(_AGENT_UAS)
-        uas = subprocess.Popen(
-            [sipp, "-sf", str(folder / "agent_uas.xml"), "-i", "127.0.0.1", "-p", str(agent_port), "-t", "u1",
-             "-m", "1", "-nostdin", "-timeout", "30s", "-timeout_error", "-trace_msg"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, cwd=folder)
-        self.addCleanup(lambda: uas.poll() is None and uas.kill())
-        uac = subprocess.run(
-            [sipp, "-sf", str(folder / "auth_uac.xml"), "-i", CALLER_IP, "-p", str(free_port()), "-t", "u1",
-             "-s", "agent42", "-au", USER, "-ap", PASSWORD, "-auth_uri", f"agent42@127.0.0.1:{sbc.sip_port}",
-             "-m", "1", "-nostdin", "-timeout", "30s",
-             "-timeout_error", "-recv_timeout", "10000", f"127.0.0.1:{sbc.sip_port}"],
-            capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60, cwd=folder)
-        try:
-            uas_out, _ = uas.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            uas.kill()
-            uas_out, _ = uas.communicate()
-        sbc.stop()
+        sipp.run_pair(
+            self, sbc, timeout=30, uac_ip=CALLER_IP, cwd=folder, stop_sbc=True,
+            uas=["-sf", str(folder / "agent_uas.xml"), "-p", str(agent_port), "-trace_msg"],
+            uac=["-sf", str(folder / "auth_uac.xml"), "-p", str(free_port()), "-s", "agent42", "-au", USER,
+                 "-ap", PASSWORD, "-auth_uri", f"agent42@127.0.0.1:{sbc.sip_port}", "-recv_timeout", "10000"])
         log = sbc.log_text()
-        detail = (f"UAC exit {uac.returncode}\n{uac.stdout[-2500:]}\n{uac.stderr[-1500:]}\n"
-                  f"UAS exit {uas.returncode}\n{uas_out[-2500:]}\nSBC log:\n{log[-3000:]}")
-        self.assertEqual(uac.returncode, 0, detail)
-        self.assertEqual(uas.returncode, 0, detail)
         self.assertEqual(_secrets_in(log), [], log[-3000:])
         [trace] = folder.glob("agent_uas_*messages.log")
         agent_saw = trace.read_text(errors="replace")
