@@ -202,6 +202,16 @@ def udp_port_taken(port: int, host: str = "127.0.0.1") -> bool:
     return False
 
 
+def finish(proc: subprocess.Popen[str], timeout: float) -> str:
+    """Wait up to ``timeout`` seconds for ``proc`` (killed after that) and return its output."""
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+    return out or ""
+
+
 def run_pair(case: SynchronousTestCase, sbc: RunningSbc, *, uac: Sequence[str], uas: Sequence[str],
              transport: str = "u1", calls: int = 1, timeout: int = 60, uac_ip: str = "127.0.0.1",
              cwd: Path | None = None, stop_sbc: bool = False) -> str:
@@ -223,11 +233,7 @@ def run_pair(case: SynchronousTestCase, sbc: RunningSbc, *, uac: Sequence[str], 
     uac_done = subprocess.run(
         [sipp, *uac, "-i", uac_ip, *common, f"127.0.0.1:{sbc.sip_port}"],
         capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=timeout + 30, cwd=cwd)
-    try:
-        uas_out, _ = uas_proc.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        uas_proc.kill()
-        uas_out, _ = uas_proc.communicate()
+    uas_out = finish(uas_proc, 30)
     if stop_sbc:
         sbc.stop()
     detail = (f"UAC exit {uac_done.returncode}\n{uac_done.stdout[-2500:]}\n{uac_done.stderr[-1500:]}\n"

@@ -51,8 +51,8 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from sbc.media.core.sdes import SrtpKeying, crypto_value, new_keying, parse_crypto_value
 
-from . import rtpgen
-from .harness import RunningSbc, free_port, sipp_path
+from . import rtpgen, sipp
+from .harness import RunningSbc, free_port
 
 try:
     from pylibsrtp import Error as SrtpLibError
@@ -440,53 +440,31 @@ class Pbx:
 
 # -- the agent host: SIPp UAS with -rtp_echo -------------------------------------------------------
 
-UAS_SDP = """v=0
-o=agent 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-s=-
-c=IN IP[media_ip_type] [media_ip]
-t=0 0
-m=audio [media_port] RTP/AVP 0 101
-a=rtpmap:0 PCMU/8000
-a=rtpmap:101 telephone-event/8000
-a=fmtp:101 0-15
-a=ptime:20
-a=sendrecv
-"""
+UAS_SDP = sipp.sdp("agent", (0, 101), ("a=ptime:20", "a=sendrecv"), telephone_event=101)
 
-UAS = f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="agent host (plain RTP, echo)">
-  <recv request="INVITE" crlf="true"/>
-  <send retrans="500">
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:agent@[local_ip]:[local_port]>
-      Content-Type: application/sdp
-      Content-Length: [len]
 
-{UAS_SDP}
-    ]]>
-  </send>
-  <recv request="ACK" crlf="true"/>
-  <recv request="BYE"/>
-  <send>
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
+def agent_host(*, early: bool = False, reinvite: bool = False) -> str:
+    """The agent host's scenario: 200 with plain RTP (``early``: a 183 with the same SDP
+    2.5 s before it), the ACK, then (``reinvite``) an optional re-INVITE answered with the
+    same SDP, and the BYE."""
+    body = '  <recv request="INVITE" crlf="true"/>\n'
+    if early:
+        body += sipp.uas_answer("183 Session Progress", UAS_SDP) + '  <pause milliseconds="2500"/>\n'
+    body += sipp.uas_answer("200 OK", UAS_SDP) + '  <recv request="ACK" crlf="true"/>\n'
+    if reinvite:
+        body += ('  <recv request="INVITE" optional="true" next="reinvite"/>\n'
+                 '  <recv request="BYE" next="bye"/>\n'
+                 '  <label id="reinvite"/>\n'
+                 + sipp.uas_answer("200 OK", UAS_SDP, to_tag=False)
+                 + '  <recv request="ACK" crlf="true"/>\n'
+                 '  <recv request="BYE"/>\n'
+                 '  <label id="bye"/>\n')
+    else:
+        body += '  <recv request="BYE"/>\n'
+    return sipp.scenario("agent host (plain RTP, echo)", body + sipp.uas_bye_answer())
 
-    ]]>
-  </send>
-</scenario>
-"""
+
+UAS = agent_host()
 
 
 class _Base(SynchronousTestCase):
@@ -497,9 +475,7 @@ class _Base(SynchronousTestCase):
     def setUp(self) -> None:
         if Policy is None:
             raise SkipTest("pylibsrtp is not installed")
-        self.sipp = sipp_path()
-        if self.uses_sipp and self.sipp is None:
-            raise SkipTest("sipp is not installed (Debian package sip-tester)")
+        self.sipp_exe = sipp.require_sipp() if self.uses_sipp else None
         self.agent_port = free_port()
         # extra_toml lands right after the generated `local` trunk's agent_uri line.
         self.sbc = RunningSbc(f'srtp = "{self.trunk_srtp}"\n',
@@ -512,14 +488,14 @@ class _Base(SynchronousTestCase):
         """SIPp as the agent host, listening on the port the SBC's agent_uri names.  Parallel
         test runs may take its media port between `free_port` and SIPp's bind: a SIPp that
         exits at start-up is started again on another media port (bounded)."""
-        assert self.sipp is not None
+        assert self.sipp_exe is not None
         scenario = self.sbc.dir / "uas.xml"
         scenario.write_text(self.uas_scenario)
         trace = self.sbc.dir / "uas_messages.log"
         output = ""
         for _ in range(3):
             uas = subprocess.Popen(
-                [self.sipp, "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(self.agent_port), "-t", "u1",
+                [self.sipp_exe, "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(self.agent_port), "-t", "u1",
                  "-mi", "127.0.0.1", "-mp", str(free_port()), "-rtp_echo", "-m", "1", "-nostdin",
                  "-timeout", "40s", "-timeout_error", "-trace_msg", "-message_file", str(trace)],
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
@@ -527,7 +503,7 @@ class _Base(SynchronousTestCase):
             self.addCleanup(lambda uas=uas: uas.poll() is None and uas.kill())
             # SIPp binds its SIP and media sockets at start-up: give it a bounded moment.
             deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and uas.poll() is None and not _udp_bound(self.agent_port):
+            while time.monotonic() < deadline and uas.poll() is None and not sipp.udp_port_taken(self.agent_port):
                 time.sleep(0.05)
             time.sleep(0.2)  # an early exit (a media port taken) shows by now
             if uas.poll() is None:
@@ -550,12 +526,7 @@ class _Base(SynchronousTestCase):
         self.fail(self.detail(f"{what}\nSIPp (agent host) exit {uas.returncode if uas else None}:\n{out[-3000:]}"))
 
     def finish_uas(self, uas: subprocess.Popen[str]) -> str:
-        try:
-            out, _ = uas.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            uas.kill()
-            out, _ = uas.communicate()
-        return out
+        return sipp.finish(uas, 20)
 
     def media(self) -> dict[str, Any]:
         return self.sbc.health().get("media", {})
@@ -587,15 +558,6 @@ class _Base(SynchronousTestCase):
         text = trace.read_text(errors="replace") if trace.exists() else ""
         start = text.find("INVITE sip:")
         return text[start:start + 4000] if start >= 0 else ""
-
-
-def _udp_bound(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-    return False
 
 
 class _SrtpCall(_Base):
@@ -727,29 +689,7 @@ class AeadGcm256ToPlainAgent(SrtpRequiredToPlainAgent):
     suite = "AEAD_AES_256_GCM"
 
 
-UAS_REINVITE = UAS.replace(
-    """  <recv request="BYE"/>""",
-    """  <recv request="INVITE" optional="true" next="reinvite"/>
-  <recv request="BYE" next="bye"/>
-  <label id="reinvite"/>
-  <send retrans="500">
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:agent@[local_ip]:[local_port]>
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-""" + UAS_SDP + """
-    ]]>
-  </send>
-  <recv request="ACK" crlf="true"/>
-  <recv request="BYE"/>
-  <label id="bye"/>""")
+UAS_REINVITE = agent_host(reinvite=True)
 
 
 class SrtpReinvite(_SrtpCall):
@@ -1019,25 +959,7 @@ class SrtpFeedbackProfile(SrtpRequiredToPlainAgent):
         self.assertNotIn("a=crypto", offered)
 
 
-UAS_EARLY = UAS.replace(
-    """  <send retrans="500">""",
-    """  <send>
-    <![CDATA[
-      SIP/2.0 183 Session Progress
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:agent@[local_ip]:[local_port]>
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-""" + UAS_SDP + """
-    ]]>
-  </send>
-  <pause milliseconds="2500"/>
-  <send retrans="500">""", 1)
+UAS_EARLY = agent_host(early=True)
 
 
 class SrtpEarlyMedia(_SrtpCall):
