@@ -59,12 +59,12 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Callable
-from xml.sax.saxutils import escape
 
 from attrs import Factory, evolve, frozen
-from twisted.trial.unittest import SkipTest, SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase
 
-from .harness import FQDN, REPO, RunningSbc, free_port, sipp_path
+from . import sipp
+from .harness import FQDN, REPO, RunningSbc, free_port
 
 MESSAGES = REPO / "tests" / "vendor_messages"
 WS_LISTEN = Path(__file__).parent / "ws_listen.py"
@@ -104,7 +104,7 @@ class Check:
     def xml(self) -> str:
         kind = "check_it_inverse" if self.absent else "check_it"
         # double quotes only: SIPp's own XML parser does not read single-quoted attributes
-        regexp = escape(self.regexp, {'"': "&quot;"})
+        regexp = sipp.xml_attribute(self.regexp)
         return (f'      <ereg regexp="{regexp}" search_in="{self.search_in}" '
                 f'{kind}="true" assign_to="chk"/>')
 
@@ -311,17 +311,7 @@ def pbx_invite(vendor: Vendor, media_port: int = 6000, tcp: bool = False) -> Pbx
 
 
 #: The PBX's answer in its ACK when it sent no offer (Genesys' late offer).
-ACK_ANSWER = """v=0
-o=pbx 2 2 IN IP[local_ip_type] [local_ip]
-s=pbx
-c=IN IP[media_ip_type] [media_ip]
-t=0 0
-m=audio [media_port] RTP/AVP 0 101
-a=rtpmap:0 PCMU/8000
-a=rtpmap:101 telephone-event/8000
-a=fmtp:101 0-15
-a=sendrecv
-"""
+ACK_ANSWER = sipp.sdp("pbx", (0, 101), ("a=sendrecv",), telephone_event=101, origin="2 2", session="pbx")
 
 
 def pbx_scenario(vendor: Vendor, invite: PbxInvite) -> str:
@@ -330,58 +320,31 @@ def pbx_scenario(vendor: Vendor, invite: PbxInvite) -> str:
     common = (Check("agentsecret", absent=True),)
     on_200 = "\n".join(c.xml() for c in (*common, *vendor.on_200))
     on_bye = "\n".join(c.xml() for c in (*common, *vendor.on_bye))
+    head, _, body = invite.text.partition("\n\n")
     if invite.late_offer:
-        ack_body = f"Content-Type: application/sdp\nContent-Length: [len]\n\n{ACK_ANSWER}"
+        ack = sipp.uac_ack(invite.from_line, invite.cseq, to=invite.to_line + "[peer_tag_param]",
+                           content_type="application/sdp", body=ACK_ANSWER, indent="")
     else:
-        ack_body = "Content-Length: 0\n\n"
-    return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="{vendor.name} PBX">
-  <send retrans="500">
-    <![CDATA[
-{invite.text}
-    ]]>
-  </send>
-  <recv response="100" optional="true"/>
-  <recv response="180" optional="true"/>
-  <recv response="183" optional="true"/>
-  <recv response="200" rrs="true">
+        ack = sipp.uac_ack(invite.from_line, invite.cseq, to=invite.to_line + "[peer_tag_param]", body="",
+                           indent="")
+    return sipp.scenario(f"{vendor.name} PBX", (
+        sipp.send(head.split("\n"), body, retrans=True, indent="")
+        + sipp.expect_responses(100, 180, 183)
+        + f"""  <recv response="200" rrs="true">
     <action>
 {on_200}
     </action>
   </recv>
-  <send>
-    <![CDATA[
-ACK [next_url] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-{invite.from_line}
-{invite.to_line}[peer_tag_param]
-[routes]
-Call-ID: [call_id]
-CSeq: {invite.cseq} ACK
-Max-Forwards: 70
-{ack_body}
-    ]]>
-  </send>
-  <recv request="BYE">
+"""
+        + ack
+        + f"""  <recv request="BYE">
     <action>
 {on_bye}
     </action>
   </recv>
-  <send>
-    <![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-    ]]>
-  </send>
-  <Reference variables="chk"/>
-</scenario>
 """
+        + sipp.uas_bye_answer(indent="")
+        + '  <Reference variables="chk"/>\n'))
 
 
 # ---------------------------------------------------------------------------- agent side
@@ -430,67 +393,30 @@ def agent_checks(vendor: Vendor, *, call_id: str, trunk: str, pbx_port: int) -> 
     return checks
 
 
-AGENT_SDP = """v=0
-o=agent 1 1 IN IP[local_ip_type] [local_ip]
-s=agent
-c=IN IP[media_ip_type] [media_ip]
-t=0 0
-m=audio [media_port] RTP/AVP 0 101
-a=rtpmap:0 PCMU/8000
-a=rtpmap:101 telephone-event/8000
-a=fmtp:101 0-15
-a=sendrecv
-"""
+AGENT_SDP = sipp.sdp("agent", (0, 101), ("a=sendrecv",), telephone_event=101, origin="1 1", session="agent")
+AGENT_CONTACT = "Contact: <sip:agentsecret@[local_ip]:[local_port]>"
 
 
 def agent_scenario(vendor: Vendor, checks: list[Check]) -> str:
     """The agent host (SIPp UAS): checks the INVITE, answers 200, then hangs up."""
-    custom = "P-Agent-Note: wrap-up done\nX-Agent-Disposition: sale\n" if vendor.agent_custom_headers else ""
+    custom = ["P-Agent-Note: wrap-up done", "X-Agent-Disposition: sale"] if vendor.agent_custom_headers else []
     on_invite = "\n".join(c.xml() for c in checks)
-    return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="{vendor.name} agent host">
-  <recv request="INVITE" crlf="true" rrs="true">
+    bye = ["BYE [next_url] SIP/2.0", sipp.VIA, "[routes]", "From:[$to];tag=[pid]SIPpTag01[call_number]",
+           "To:[$from]", "Call-ID: [call_id]", "CSeq: 1 BYE", "Max-Forwards: 70", *custom, "Content-Length: 0"]
+    return sipp.scenario(f"{vendor.name} agent host", (
+        f"""  <recv request="INVITE" crlf="true" rrs="true">
     <action>
       <ereg regexp=".*" search_in="hdr" header="From:" assign_to="from"/>
       <ereg regexp=".*" search_in="hdr" header="To:" assign_to="to"/>
 {on_invite}
     </action>
   </recv>
-  <send retrans="500">
-    <![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]SIPpTag01[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Contact: <sip:agentsecret@[local_ip]:[local_port]>
-{custom}Content-Type: application/sdp
-Content-Length: [len]
-
-{AGENT_SDP}
-    ]]>
-  </send>
-  <recv request="ACK" crlf="true"/>
-  <pause milliseconds="300"/>
-  <send retrans="500">
-    <![CDATA[
-BYE [next_url] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-[routes]
-From:[$to];tag=[pid]SIPpTag01[call_number]
-To:[$from]
-Call-ID: [call_id]
-CSeq: 1 BYE
-Max-Forwards: 70
-{custom}Content-Length: 0
-
-    ]]>
-  </send>
-  <recv response="200" crlf="true"/>
-  <Reference variables="chk,from,to"/>
-</scenario>
 """
+        + sipp.uas_answer("200 OK", AGENT_SDP, headers=(AGENT_CONTACT, *custom), indent="")
+        + '  <recv request="ACK" crlf="true"/>\n  <pause milliseconds="300"/>\n'
+        + sipp.send(bye, retrans=True, indent="")
+        + '  <recv response="200" crlf="true"/>\n'
+        + '  <Reference variables="chk,from,to"/>\n'))
 
 
 # ---------------------------------------------------------------------------- the vendors
@@ -621,15 +547,6 @@ TEAMS_ANONYMOUS = Vendor(
 
 # ---------------------------------------------------------------------------- running a call
 
-def _port_taken(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            s.bind((HOST, port))
-        except OSError:
-            return True
-    return False
-
-
 def _tail(path: Path, limit: int = 3000) -> str:
     try:
         return path.read_text(errors="replace")[-limit:]
@@ -660,9 +577,7 @@ class VendorCallTests(SynchronousTestCase):
         """One call of the vendor ``pick(pbx_port)`` gives (the PBX's SIPp port is in its
         checks), the PBX side over ``transport`` (SIPp's "u1" or "t1"; the agent host is
         always on UDP)."""
-        sipp = sipp_path()
-        if sipp is None:
-            raise SkipTest("sipp is not installed (Debian package sip-tester)")
+        sipp_exe = sipp.require_sipp()
         pbx_port = free_port()
         agent_port = free_port()
         vendor = pick(pbx_port)
@@ -699,19 +614,19 @@ class VendorCallTests(SynchronousTestCase):
         agent_out = open(work / "agent.out", "w")
         self.addCleanup(agent_out.close)
         agent = subprocess.Popen(
-            [sipp, "-sf", str(work / "agent.xml"), "-p", str(agent_port), "-mp", str(free_port()), "-t", "u1",
+            [sipp_exe, "-sf", str(work / "agent.xml"), "-p", str(agent_port), "-mp", str(free_port()), "-t", "u1",
              *common,
              "-error_file", str(work / "agent_errors.log"), "-message_file", str(work / "agent_messages.log")],
             stdout=agent_out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=work)
         self.addCleanup(lambda: agent.poll() is None and agent.kill())
         deadline = time.monotonic() + 10
-        while not _port_taken(agent_port) and time.monotonic() < deadline and agent.poll() is None:
+        while not sipp.udp_port_taken(agent_port) and time.monotonic() < deadline and agent.poll() is None:
             time.sleep(0.05)
         pbx_out = open(work / "pbx.out", "w")
         self.addCleanup(pbx_out.close)
         user = vendor.callee
         pbx = subprocess.Popen(
-            [sipp, "-sf", str(work / "pbx.xml"), "-p", str(pbx_port), "-mp", str(pbx_media), "-s", user,
+            [sipp_exe, "-sf", str(work / "pbx.xml"), "-p", str(pbx_port), "-mp", str(pbx_media), "-s", user,
              "-t", transport,
              "-cid_str", call_id.rsplit("-", 1)[0] + "-%u", "-recv_timeout", "15000", *common,
              "-error_file", str(work / "pbx_errors.log"), "-message_file", str(work / "pbx_messages.log"),
@@ -917,130 +832,49 @@ def outbound_pbx_scenario(out: Outbound) -> str:
     when offered SRTP, echoing the offered _80 tag), then gets the SBC's BYE."""
     on_invite = "\n".join(c.xml() for c in (Check("agentsecret", absent=True), *out.on_invite))
     on_bye = "\n".join(c.xml() for c in (Check("agentsecret", absent=True), *out.on_bye))
-    rr = "[last_Record-Route:]\nRecord-Route: <sip:[local_ip]:[local_port];lr>\n" if out.record_route else ""
+    rr = ["[last_Record-Route:]", "Record-Route: <sip:[local_ip]:[local_port];lr>"] if out.record_route else []
 
-    def answer(profile: str, crypto: str) -> str:
-        return f"""  <send retrans="500">
-    <![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]SIPpTag01[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-{rr}Contact: {out.pbx_contact}
-Content-Type: application/sdp
-Content-Length: [len]
+    def answer(profile: str, crypto: tuple[str, ...]) -> str:
+        body = sipp.sdp("pbx", (0, 101), (*crypto, "a=sendrecv"), telephone_event=101, origin="1 1",
+                        session="pbx", profile=profile)
+        return sipp.uas_answer("200 OK", body, headers=(*rr, f"Contact: {out.pbx_contact}"), indent="")
 
-v=0
-o=pbx 1 1 IN IP[local_ip_type] [local_ip]
-s=pbx
-c=IN IP[media_ip_type] [media_ip]
-t=0 0
-m=audio [media_port] {profile} 0 101
-a=rtpmap:0 PCMU/8000
-a=rtpmap:101 telephone-event/8000
-a=fmtp:101 0-15
-{crypto}a=sendrecv
-
-    ]]>
-  </send>"""
-
-    plain = answer("RTP/AVP", "")
-    sdes = answer("RTP/SAVP", f"a=crypto:[$tag] AES_CM_128_HMAC_SHA1_80 inline:{PBX_CRYPTO_KEY}\n")
-    return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="{out.vendor} PBX answering">
-  <recv request="INVITE" crlf="true">
+    plain = answer("RTP/AVP", ())
+    sdes = answer("RTP/SAVP", (f"a=crypto:[$tag] AES_CM_128_HMAC_SHA1_80 inline:{PBX_CRYPTO_KEY}",))
+    return sipp.scenario(f"{out.vendor} PBX answering", (
+        f"""  <recv request="INVITE" crlf="true">
     <action>
       <ereg regexp="a=crypto:([0-9]+) AES_CM_128_HMAC_SHA1_80 " search_in="body" assign_to="savp,tag"/>
 {on_invite}
     </action>
   </recv>
   <nop next="srtp" test="savp"/>
-{plain}
-  <nop next="answered"/>
+{plain}  <nop next="answered"/>
   <label id="srtp"/>
-{sdes}
-  <label id="answered"/>
+{sdes}  <label id="answered"/>
   <recv request="ACK" crlf="true"/>
   <recv request="BYE">
     <action>
 {on_bye}
     </action>
   </recv>
-  <send>
-    <![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-    ]]>
-  </send>
-  <Reference variables="chk,savp,tag"/>
-</scenario>
 """
+        + sipp.uas_bye_answer(indent="")
+        + '  <Reference variables="chk,savp,tag"/>\n'))
 
 
 def outbound_agent_scenario(out: Outbound) -> str:
     """The agent host dialling out (SIPp UAC): INVITE, ACK, then it hangs up."""
-    return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="agent host dialling {out.vendor}">
-  <send retrans="500">
-    <![CDATA[
-INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: "Agent" <sip:+13125550100@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-To: <sip:[service]@[remote_ip]:[remote_port]>
-Call-ID: [call_id]
-CSeq: 1 INVITE
-Contact: <sip:agentsecret@[local_ip]:[local_port]>
-Max-Forwards: 70
-{out.agent_headers}Content-Type: application/sdp
-Content-Length: [len]
-
-{AGENT_SDP}
-    ]]>
-  </send>
-  <recv response="100" optional="true"/>
-  <recv response="180" optional="true"/>
-  <recv response="183" optional="true"/>
-  <recv response="200" rrs="true"/>
-  <send>
-    <![CDATA[
-ACK [next_url] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: "Agent" <sip:+13125550100@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
-[routes]
-Call-ID: [call_id]
-CSeq: 1 ACK
-Max-Forwards: 70
-Content-Length: 0
-
-    ]]>
-  </send>
-  <pause milliseconds="300"/>
-  <send retrans="500">
-    <![CDATA[
-BYE [next_url] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: "Agent" <sip:+13125550100@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
-[routes]
-Call-ID: [call_id]
-CSeq: 2 BYE
-Max-Forwards: 70
-Content-Length: 0
-
-    ]]>
-  </send>
-  <recv response="200"/>
-</scenario>
-"""
+    caller = sipp.uac_from('"Agent"', "+13125550100")
+    to = f"To: <{sipp.SERVICE_URI}>[peer_tag_param]"
+    return sipp.scenario(f"agent host dialling {out.vendor}", (
+        sipp.uac_invite(caller, "agentsecret", AGENT_SDP, headers=out.agent_headers.splitlines(), indent="")
+        + sipp.expect_responses(100, 180, 183)
+        + '  <recv response="200" rrs="true"/>\n'
+        + sipp.uac_ack(caller, 1, to=to, indent="")
+        + '  <pause milliseconds="300"/>\n'
+        + sipp.uac_bye(caller, 2, to=to, indent="")
+        + '  <recv response="200"/>\n'))
 
 
 def outbound_calls(pbx_port: int) -> dict[str, Outbound]:
@@ -1104,9 +938,7 @@ class OutboundVendorTests(SynchronousTestCase):
     P-Asserted-Identity, BYE along Record-Route to a private Contact)."""
 
     def run_outbound(self, out: Outbound) -> None:
-        sipp = sipp_path()
-        if sipp is None:
-            raise SkipTest("sipp is not installed (Debian package sip-tester)")
+        sipp_exe = sipp.require_sipp()
         pbx_port = free_port()
         out = outbound_calls(pbx_port)[out.vendor]  # the checks name the PBX's port
         trunk_toml = (
@@ -1128,17 +960,17 @@ class OutboundVendorTests(SynchronousTestCase):
         pbx_out = open(work / "pbx.out", "w")
         self.addCleanup(pbx_out.close)
         pbx = subprocess.Popen(
-            [sipp, "-sf", str(work / "pbx.xml"), "-p", str(pbx_port), "-mp", str(free_port()), *common,
+            [sipp_exe, "-sf", str(work / "pbx.xml"), "-p", str(pbx_port), "-mp", str(free_port()), *common,
              "-error_file", str(work / "pbx_errors.log"), "-message_file", str(work / "pbx_messages.log")],
             stdout=pbx_out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=work)
         self.addCleanup(lambda: pbx.poll() is None and pbx.kill())
         deadline = time.monotonic() + 10
-        while not _port_taken(pbx_port) and time.monotonic() < deadline and pbx.poll() is None:
+        while not sipp.udp_port_taken(pbx_port) and time.monotonic() < deadline and pbx.poll() is None:
             time.sleep(0.05)
         agent_out = open(work / "agent.out", "w")
         self.addCleanup(agent_out.close)
         agent = subprocess.Popen(
-            [sipp, "-sf", str(work / "agent.xml"), "-p", str(free_port()), "-mp", str(free_port()),
+            [sipp_exe, "-sf", str(work / "agent.xml"), "-p", str(free_port()), "-mp", str(free_port()),
              "-s", out.dialled, "-recv_timeout", "15000", *common,
              "-error_file", str(work / "agent_errors.log"), "-message_file", str(work / "agent_messages.log"),
              f"{HOST}:{sbc.sip_port}"],
