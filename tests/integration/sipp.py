@@ -23,6 +23,10 @@ SIPp quirks that the pieces respect, and that text added around them must respec
 running SBC and checks that both exit 0, with everything needed to debug a failure (both
 outputs and the SBC's log tail) in the message.
 
+:func:`start_logged` starts one SIPp side that keeps its output, errors and message trace
+in a work directory (for tests that read the trace afterwards), :func:`wait_all` bounds the
+wait for the sides and :func:`side_report` puts each side's story in a failure message.
+
 Only processes started here are ever stopped, by their own handle.
 """
 
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import time
 from pathlib import Path
 from typing import Iterable, Sequence
 from xml.sax.saxutils import escape
@@ -241,3 +246,54 @@ def run_pair(case: SynchronousTestCase, sbc: RunningSbc, *, uac: Sequence[str], 
     case.assertEqual(uac_done.returncode, 0, detail)
     case.assertEqual(uas_proc.returncode, 0, detail)
     return detail
+
+
+# -- SIPp sides that log to a work directory ---------------------------------------------------
+
+def tail(path: Path, limit: int = 3000) -> str:
+    """The last ``limit`` characters of the file at ``path``, or ``(none)``."""
+    try:
+        return path.read_text(errors="replace")[-limit:]
+    except FileNotFoundError:
+        return "(none)"
+
+
+def start_logged(case: SynchronousTestCase, sipp_exe: str, work: Path, name: str, args: Sequence[str], *,
+                 remote: str | None = None, listen_port: int | None = None, ip: str = "127.0.0.1",
+                 timeout: int = 30) -> subprocess.Popen[bytes]:
+    """Start SIPp on the scenario ``work/<name>.xml`` for one call, with ``args`` (ports,
+    transport, ...) and, for a UAC, the ``remote`` host:port.  Its output goes to
+    ``<name>.out``, its errors to ``<name>_errors.log`` and every message it sends or
+    receives to ``<name>_messages.log`` (see :func:`side_report`).  ``listen_port``: wait
+    (10 s at most) until SIPp has bound that UDP port, so that a peer started next finds it."""
+    out = open(work / f"{name}.out", "w")
+    case.addCleanup(out.close)
+    proc = subprocess.Popen(
+        [sipp_exe, "-sf", str(work / f"{name}.xml"), *args, "-i", ip, "-m", "1", "-nostdin",
+         "-timeout", f"{timeout}s", "-timeout_error", "-trace_err", "-trace_msg",
+         "-error_file", str(work / f"{name}_errors.log"), "-message_file", str(work / f"{name}_messages.log"),
+         *([remote] if remote else [])],
+        stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=work)
+    case.addCleanup(lambda: proc.poll() is None and proc.kill())
+    if listen_port is not None:
+        deadline = time.monotonic() + 10
+        while not udp_port_taken(listen_port, ip) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+    return proc
+
+
+def wait_all(*procs: tuple[subprocess.Popen[bytes], float]) -> None:
+    """Wait for each process in turn, up to its own limit in seconds; kill it after that."""
+    for proc, limit in procs:
+        try:
+            proc.wait(limit)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def side_report(work: Path, name: str, label: str, proc: subprocess.Popen[bytes]) -> str:
+    """What a failure message says about a :func:`start_logged` side: its exit status, the
+    end of its output and of its error log."""
+    return (f"== {label} exit {proc.returncode}\n{tail(work / f'{name}.out', 1200)}\n"
+            f"== {label} errors\n{tail(work / f'{name}_errors.log')}\n")

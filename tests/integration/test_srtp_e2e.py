@@ -528,6 +528,17 @@ class _Base(SynchronousTestCase):
     def finish_uas(self, uas: subprocess.Popen[str]) -> str:
         return sipp.finish(uas, 20)
 
+    def hang_up(self, uas: subprocess.Popen[str]) -> None:
+        """BYE ends the call on both legs: the agent host got its BYE, no call or media left."""
+        bye = self.pbx.bye()
+        self.require(bye, "no answer to BYE")
+        assert bye is not None
+        self.assertEqual(bye.status, 200)
+        uas_out = self.finish_uas(uas)
+        self.assertEqual(uas.returncode, 0, self.detail(f"UAS exit {uas.returncode}\n{uas_out[-2000:]}"))
+        health = self.wait_call_gone()
+        self.assertEqual((health.get("calls"), health.get("media", {}).get("sessions")), (0, 0), health)
+
     def media(self) -> dict[str, Any]:
         return self.sbc.health().get("media", {})
 
@@ -632,17 +643,6 @@ class _SrtpCall(_Base):
         except socket.timeout:
             echoed = None
         self.assertIsNone(echoed, "something came back for a packet under a wrong key")
-
-    def hang_up(self, uas: subprocess.Popen[str]) -> None:
-        """BYE ends the call on both legs: the agent host got its BYE, no call or media left."""
-        bye = self.pbx.bye()
-        self.require(bye, "no answer to BYE")
-        assert bye is not None
-        self.assertEqual(bye.status, 200)
-        uas_out = self.finish_uas(uas)
-        self.assertEqual(uas.returncode, 0, self.detail(f"UAS exit {uas.returncode}\n{uas_out[-2000:]}"))
-        health = self.wait_call_gone()
-        self.assertEqual((health.get("calls"), health.get("media", {}).get("sessions")), (0, 0), health)
 
     def assertPlainOffer(self, trace: Path, *keys: SrtpKeying) -> None:
         """The agent host was offered plain RTP, no key material at all."""
@@ -766,14 +766,7 @@ class SrtpOptionalPlainOffer(_Base):
         self.assertGreaterEqual(mid["b_to_a"] - before.get("b_to_a", 0), len(received), (before, mid))
         self.assertEqual(mid["srtp_auth_failures"], before.get("srtp_auth_failures", 0))
 
-        bye = self.pbx.bye()
-        self.require(bye, "no answer to BYE")
-        assert bye is not None
-        self.assertEqual(bye.status, 200)
-        uas_out = self.finish_uas(uas)
-        self.assertEqual(uas.returncode, 0, self.detail(f"UAS exit {uas.returncode}\n{uas_out[-2000:]}"))
-        health = self.wait_call_gone()
-        self.assertEqual((health.get("calls"), health.get("media", {}).get("sessions")), (0, 0), health)
+        self.hang_up(uas)
         offered = self.agent_invite(trace)
         self.assertIn("RTP/AVP", offered, offered)
         self.assertNotIn("a=crypto", offered)

@@ -547,13 +547,6 @@ TEAMS_ANONYMOUS = Vendor(
 
 # ---------------------------------------------------------------------------- running a call
 
-def _tail(path: Path, limit: int = 3000) -> str:
-    try:
-        return path.read_text(errors="replace")[-limit:]
-    except FileNotFoundError:
-        return "(none)"
-
-
 def received_messages(log: Path) -> list[str]:
     """The messages a SIPp process received, from its ``-message_file``."""
     text = log.read_text(errors="replace") if log.exists() else ""
@@ -568,6 +561,15 @@ def received_messages(log: Path) -> list[str]:
 def header_names(message: str) -> list[str]:
     head = message.replace("\r\n", "\n").split("\n\n", 1)[0]
     return [line.split(":", 1)[0].strip() for line in head.split("\n")[1:] if ":" in line and line[:1] not in " \t"]
+
+
+def assertTwilioHeaders(case: SynchronousTestCase, received: list[str], detail: str) -> None:
+    """Every header of every message toward Twilio is an ``x-`` header, a standard one or
+    one of Twilio's allowed custom headers."""
+    for message in received:
+        bad = [n for n in header_names(message)
+               if not (n.lower().startswith("x-") or n.lower() in STANDARD_HEADERS or n.lower() in TWILIO_ALLOWED)]
+        case.assertEqual(bad, [], f"non-x- custom headers toward Twilio in:\n{message}" + detail)
 
 
 class VendorCallTests(SynchronousTestCase):
@@ -609,36 +611,14 @@ class VendorCallTests(SynchronousTestCase):
         if line.strip() != "connected":
             self.fail(f"WebSocket client: {line}{ws.stdout.read() if ws.stdout else ''}")
 
-        common = ["-i", HOST, "-m", "1", "-nostdin", "-timeout", "30s", "-timeout_error",
-                  "-trace_err", "-trace_msg"]
-        agent_out = open(work / "agent.out", "w")
-        self.addCleanup(agent_out.close)
-        agent = subprocess.Popen(
-            [sipp_exe, "-sf", str(work / "agent.xml"), "-p", str(agent_port), "-mp", str(free_port()), "-t", "u1",
-             *common,
-             "-error_file", str(work / "agent_errors.log"), "-message_file", str(work / "agent_messages.log")],
-            stdout=agent_out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=work)
-        self.addCleanup(lambda: agent.poll() is None and agent.kill())
-        deadline = time.monotonic() + 10
-        while not sipp.udp_port_taken(agent_port) and time.monotonic() < deadline and agent.poll() is None:
-            time.sleep(0.05)
-        pbx_out = open(work / "pbx.out", "w")
-        self.addCleanup(pbx_out.close)
-        user = vendor.callee
-        pbx = subprocess.Popen(
-            [sipp_exe, "-sf", str(work / "pbx.xml"), "-p", str(pbx_port), "-mp", str(pbx_media), "-s", user,
-             "-t", transport,
-             "-cid_str", call_id.rsplit("-", 1)[0] + "-%u", "-recv_timeout", "15000", *common,
-             "-error_file", str(work / "pbx_errors.log"), "-message_file", str(work / "pbx_messages.log"),
-             f"{HOST}:{sbc.sip_port}"],
-            stdout=pbx_out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=work)
-        self.addCleanup(lambda: pbx.poll() is None and pbx.kill())
-        for proc, limit in ((pbx, 60), (agent, 15)):
-            try:
-                proc.wait(limit)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        agent = sipp.start_logged(self, sipp_exe, work, "agent",
+                                  ["-p", str(agent_port), "-mp", str(free_port()), "-t", "u1"], listen_port=agent_port)
+        pbx = sipp.start_logged(
+            self, sipp_exe, work, "pbx",
+            ["-p", str(pbx_port), "-mp", str(pbx_media), "-s", vendor.callee, "-t", transport,
+             "-cid_str", call_id.rsplit("-", 1)[0] + "-%u", "-recv_timeout", "15000"],
+            remote=f"{HOST}:{sbc.sip_port}")
+        sipp.wait_all((pbx, 60), (agent, 15))
         deadline = time.monotonic() + 10
         events: list[dict] = []
         while time.monotonic() < deadline:
@@ -653,11 +633,8 @@ class VendorCallTests(SynchronousTestCase):
         log = sbc.log_text()
         detail = (f"\n== {vendor.name} ({vendor.fixture or 'generic INVITE'}) over "
                   f"{'TCP' if transport == 't1' else 'UDP'}; work dir {work}\n"
-                  f"== PBX exit {pbx.returncode}\n{_tail(work / 'pbx.out', 1200)}\n"
-                  f"== PBX errors\n{_tail(work / 'pbx_errors.log')}\n"
-                  f"== agent exit {agent.returncode}\n{_tail(work / 'agent.out', 1200)}\n"
-                  f"== agent errors\n{_tail(work / 'agent_errors.log')}\n"
-                  f"== SBC log\n{log[-4000:]}")
+                  + sipp.side_report(work, "pbx", "PBX", pbx) + sipp.side_report(work, "agent", "agent", agent)
+                  + f"== SBC log\n{log[-4000:]}")
         self.assertEqual(pbx.returncode, 0, "PBX-side SIPp failed" + detail)
         self.assertEqual(agent.returncode, 0, "agent-side SIPp failed" + detail)
         self.assertNotIn("Traceback", log, "SBC logged a traceback" + detail)
@@ -691,11 +668,7 @@ class VendorCallTests(SynchronousTestCase):
         received = received_messages(work / "pbx_messages.log")
         self.assertTrue(any(m.startswith("BYE ") for m in received), "the PBX got no BYE" + detail)
         if vendor.name == "twilio":
-            for message in received:
-                bad = [n for n in header_names(message)
-                       if not (n.lower().startswith("x-") or n.lower() in STANDARD_HEADERS
-                               or n.lower() in TWILIO_ALLOWED)]
-                self.assertEqual(bad, [], f"non-x- custom headers toward Twilio in:\n{message}" + detail)
+            assertTwilioHeaders(self, received, detail)
         if not os.environ.get("SBC_FLOWS_KEEP"):
             shutil.rmtree(work, ignore_errors=True)  # kept when the call failed
 
@@ -955,41 +928,18 @@ class OutboundVendorTests(SynchronousTestCase):
         work = Path(tempfile.mkdtemp(prefix=f"vendor-out-{out.vendor}-"))
         (work / "pbx.xml").write_text(outbound_pbx_scenario(out))
         (work / "agent.xml").write_text(outbound_agent_scenario(out))
-        common = ["-i", HOST, "-m", "1", "-nostdin", "-t", "u1", "-timeout", "30s", "-timeout_error",
-                  "-trace_err", "-trace_msg"]
-        pbx_out = open(work / "pbx.out", "w")
-        self.addCleanup(pbx_out.close)
-        pbx = subprocess.Popen(
-            [sipp_exe, "-sf", str(work / "pbx.xml"), "-p", str(pbx_port), "-mp", str(free_port()), *common,
-             "-error_file", str(work / "pbx_errors.log"), "-message_file", str(work / "pbx_messages.log")],
-            stdout=pbx_out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=work)
-        self.addCleanup(lambda: pbx.poll() is None and pbx.kill())
-        deadline = time.monotonic() + 10
-        while not sipp.udp_port_taken(pbx_port) and time.monotonic() < deadline and pbx.poll() is None:
-            time.sleep(0.05)
-        agent_out = open(work / "agent.out", "w")
-        self.addCleanup(agent_out.close)
-        agent = subprocess.Popen(
-            [sipp_exe, "-sf", str(work / "agent.xml"), "-p", str(free_port()), "-mp", str(free_port()),
-             "-s", out.dialled, "-recv_timeout", "15000", *common,
-             "-error_file", str(work / "agent_errors.log"), "-message_file", str(work / "agent_messages.log"),
-             f"{HOST}:{sbc.sip_port}"],
-            stdout=agent_out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=work)
-        self.addCleanup(lambda: agent.poll() is None and agent.kill())
-        for proc, limit in ((agent, 60), (pbx, 15)):
-            try:
-                proc.wait(limit)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        pbx = sipp.start_logged(self, sipp_exe, work, "pbx",
+                                ["-p", str(pbx_port), "-mp", str(free_port()), "-t", "u1"], listen_port=pbx_port)
+        agent = sipp.start_logged(
+            self, sipp_exe, work, "agent",
+            ["-p", str(free_port()), "-mp", str(free_port()), "-t", "u1", "-s", out.dialled, "-recv_timeout", "15000"],
+            remote=f"{HOST}:{sbc.sip_port}")
+        sipp.wait_all((agent, 60), (pbx, 15))
         sbc.stop()
         log = sbc.log_text()
         detail = (f"\n== agent host dialling {out.vendor}; work dir {work}\n"
-                  f"== agent exit {agent.returncode}\n{_tail(work / 'agent.out', 1200)}\n"
-                  f"== agent errors\n{_tail(work / 'agent_errors.log')}\n"
-                  f"== PBX exit {pbx.returncode}\n{_tail(work / 'pbx.out', 1200)}\n"
-                  f"== PBX errors\n{_tail(work / 'pbx_errors.log')}\n"
-                  f"== SBC log\n{log[-4000:]}")
+                  + sipp.side_report(work, "agent", "agent", agent) + sipp.side_report(work, "pbx", "PBX", pbx)
+                  + f"== SBC log\n{log[-4000:]}")
         self.assertEqual(agent.returncode, 0, "agent-side SIPp failed" + detail)
         self.assertEqual(pbx.returncode, 0, "PBX-side SIPp failed" + detail)
         self.assertNotIn("Traceback", log, "SBC logged a traceback" + detail)
@@ -998,11 +948,7 @@ class OutboundVendorTests(SynchronousTestCase):
         self.assertTrue(any(m.startswith("INVITE ") for m in received), "the PBX got no INVITE" + detail)
         self.assertTrue(any(m.startswith("BYE ") for m in received), "the PBX got no BYE" + detail)
         if out.vendor == "twilio":
-            for message in received:
-                bad = [n for n in header_names(message)
-                       if not (n.lower().startswith("x-") or n.lower() in STANDARD_HEADERS
-                               or n.lower() in TWILIO_ALLOWED)]
-                self.assertEqual(bad, [], f"non-x- custom headers toward Twilio in:\n{message}" + detail)
+            assertTwilioHeaders(self, received, detail)
         if not os.environ.get("SBC_FLOWS_KEEP"):
             shutil.rmtree(work, ignore_errors=True)
 
