@@ -1352,12 +1352,12 @@ class SecurityConfig:
             "agent's `allow` networks (and the peers the SBC sends to) before parsing. Off: every source is parsed.",
     )
     request_rate: float = setting(
-        non_negative_float, default=1000.0, type_name="float",
+        non_negative_float, default=5000.0, type_name="float",
         doc="Requests per second each source may send (token bucket; responses and CRLF keep-alives are free); "
             "beyond it requests are dropped (`rate-limited`). 0 turns the limit off.",
     )
     request_burst: int = setting(
-        integer(1), default=2000, type_name="integer",
+        integer(1), default=10000, type_name="integer",
         doc="Requests a source may send at once above `request_rate` (the bucket's size).",
     )
     max_calls_per_source: int = setting(

@@ -422,7 +422,7 @@ class ServiceWiringTests(SynchronousTestCase):
     def test_defaults_and_peers(self) -> None:
         admission = self.top.driver.admission
         self.assertEqual(admission.max_headers, 100)
-        self.assertEqual(admission.guard.settings.rate, 1000.0)
+        self.assertEqual((admission.guard.settings.rate, admission.guard.settings.burst), (5000.0, 10000))
         allow = admission.allowlist
         for host in (ALLOWED, "127.0.0.1", "192.0.2.10"):  # trunk, agent_uri/registrar, peer_uri
             self.assertTrue(allow.admits(host), host)
