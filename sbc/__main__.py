@@ -7,6 +7,7 @@
     sbc normalize --vendor twilio --option country_code=1 invite.txt
     sbc normalize --list
     sbc explain --config etc/sbc.toml --source 203.0.113.7 [--transport udp] [--request invite.txt]
+    sbc events [--admin 127.0.0.1:8080] [--call CALL_ID] [--seconds N]
     python -m sbc normalize ...
 
 The SBC itself runs under twistd (``twistd -n sbc --config etc/sbc.toml``); this command
@@ -26,6 +27,7 @@ __all__ = ["COMMANDS", "main"]
 COMMANDS = {
     "normalize": "show what the vendor quirk plugins do to a SIP message file",
     "explain": "show which trunk and rule admit or refuse a source address (and request), and why",
+    "events": "watch the agent event stream of a running SBC (one JSON event per line)",
 }
 
 USAGE = """usage: sbc COMMAND [ARGS...]
@@ -67,6 +69,13 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
 
         try:
             return explain(args, out=out, err=err)
+        except BrokenPipeError:
+            return 1
+    if command == "events":
+        from sbc.events_cmd import main as events
+
+        try:
+            return events(args, out=out, err=err)
         except BrokenPipeError:
             return 1
     err.write(f"sbc: unknown command {command!r}\n\n{_usage()}")
