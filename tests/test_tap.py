@@ -64,6 +64,8 @@ class MakeServiceTests(SynchronousTestCase):
         fake = types.ModuleType("sbc.service")
         fake.build_service = build_service  # type: ignore[attr-defined]
         self.patch(sys, "modules", {**sys.modules, "sbc.service": fake})
+        self.gc_tuned: list[bool] = []
+        self.patch(tap, "tune_gc", lambda: self.gc_tuned.append(True))  # not in the test process
 
     def test_builds_from_loaded_config_with_global_reactor(self) -> None:
         from twisted.internet import reactor
@@ -76,6 +78,7 @@ class MakeServiceTests(SynchronousTestCase):
         config, given_reactor = self.calls[0]
         self.assertIs(config, options.loaded_config)
         self.assertIs(given_reactor, reactor)
+        self.assertEqual(self.gc_tuned, [True])
 
     def test_loads_config_when_options_were_not_parsed(self) -> None:
         options = tap.Options()
@@ -90,6 +93,19 @@ class MakeServiceTests(SynchronousTestCase):
             tap.makeService(options)
         self.assertEqual(cm.exception.code, "/nonexistent.toml: file not found")
         self.assertEqual(self.calls, [])
+
+
+class TuneGcTests(SynchronousTestCase):
+    def test_freezes_then_raises_the_thresholds(self) -> None:
+        import gc
+
+        calls: list[Any] = []
+        self.patch(gc, "collect", lambda *a: calls.append("collect"))
+        self.patch(gc, "freeze", lambda: calls.append("freeze"))
+        self.patch(gc, "set_threshold", lambda *t: calls.append(t))
+        tap.tune_gc()
+        self.assertEqual(calls, ["collect", "freeze", tap.GC_THRESHOLDS])
+        self.assertGreater(tap.GC_THRESHOLDS[0], 700)  # CPython's default young threshold
 
 
 class DropinTests(SynchronousTestCase):
