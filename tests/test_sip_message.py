@@ -620,3 +620,17 @@ class MakeResponseRecordRouteTests(SynchronousTestCase):
             self.assertFalse(make_response(req, status, to_tag="t").has("Record-Route"))
         opts = parse_message(self.DATA.replace(b"INVITE", b"OPTIONS"))
         self.assertFalse(make_response(opts, 200, to_tag="t").has("Record-Route"))
+
+
+class ReplaceKeyedTests(SynchronousTestCase):
+    """``replace_keyed``: the one rule behind replacing a header by name (messages and the
+    plugins' message view)."""
+
+    def test_first_position_others_dropped_or_appended(self) -> None:
+        from sbc.sip.headers import replace_keyed
+        from sbc.sip.message import Header
+
+        a, b1, c, b2 = Header("X-A", b"1"), Header("X-B", b"2"), Header("X-C", b"3"), Header("x-b", b"4")
+        new = Header("X-B", b"9")
+        self.assertEqual(replace_keyed([a, b1, c, b2], "x-b", new), [a, new, c])
+        self.assertEqual(replace_keyed([a, c], "x-b", new), [a, c, new])

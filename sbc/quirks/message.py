@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Iterator
 
 from sbc.sip.errors import SipParseError
-from sbc.sip.headers import MULTI_VALUE, canonical_name, header_key, is_token, split_values
+from sbc.sip.headers import MULTI_VALUE, canonical_name, header_key, is_token, replace_keyed, split_values
 from sbc.sip.message import Header, Request, Response
 
 __all__ = ["SipMessage", "from_sip", "to_sip", "decode", "encode"]
@@ -143,19 +143,7 @@ class SipMessage:
         position (or at the end)."""
         _check_value(value)
         key = header_key(_check_name(name))
-        new = _Entry(canonical_name(name), value, None)
-        out: list[_Entry] = []
-        placed = False
-        for e in self._entries:
-            if e.key == key:
-                if not placed:
-                    out.append(new)
-                    placed = True
-            else:
-                out.append(e)
-        if not placed:
-            out.append(new)
-        self._entries = out
+        self._entries = replace_keyed(self._entries, key, _Entry(canonical_name(name), value, None))
 
     def add(self, name: str, value: str) -> None:
         """Add a header line at the end (after any others)."""

@@ -8,6 +8,8 @@ caller did not ask for.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
+from typing import Protocol, TypeVar
 
 from sbc.sip.errors import SipParseError
 
@@ -20,6 +22,7 @@ __all__ = [
     "split_values",
     "first_value",
     "is_token",
+    "replace_keyed",
     "TOKEN_CHARS",
 ]
 
@@ -198,3 +201,29 @@ def first_value(value: bytes) -> bytes:
     if not item:
         raise SipParseError("empty item in header list")
     return item
+
+
+class _Keyed(Protocol):
+    @property
+    def key(self) -> str: ...
+
+
+_K = TypeVar("_K", bound=_Keyed)
+
+
+def replace_keyed(items: Iterable[_K], key: str, new: _K) -> list[_K]:
+    """``items`` with every item whose ``key`` is ``key`` replaced by one ``new``, at the
+    first such item's position (appended when there is none): replacing a header by name,
+    for messages and for the plugins' message view alike."""
+    out: list[_K] = []
+    placed = False
+    for item in items:
+        if item.key == key:
+            if not placed:
+                out.append(new)
+                placed = True
+        else:
+            out.append(item)
+    if not placed:
+        out.append(new)
+    return out

@@ -39,6 +39,7 @@ from sbc.sip.headers import (
     first_value,
     header_key,
     is_token,
+    replace_keyed,
     split_values,
 )
 from sbc.sip.uri import URI, _get_param, _replace_param, parse_uri
@@ -562,20 +563,8 @@ class Message:
 
     def with_header(self: _M, name: str, value: bytes | str) -> _M:
         """Replace every header called ``name`` by one, at the first one's position."""
-        key = header_key(name)
         new = Header(canonical_name(name), _to_bytes_value(value))
-        out: list[Header] = []
-        placed = False
-        for h in self.headers:
-            if h.key == key:
-                if not placed:
-                    out.append(new)
-                    placed = True
-            else:
-                out.append(h)
-        if not placed:
-            out.append(new)
-        return self._with_headers(tuple(out))
+        return self._with_headers(tuple(replace_keyed(self.headers, header_key(name), new)))
 
     def without_header(self: _M, name: str) -> _M:
         key = header_key(name)
