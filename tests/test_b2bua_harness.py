@@ -152,45 +152,45 @@ def cancel(invite_req: Request) -> Request:
     return build_cancel(invite_req)
 
 
-class PbxDialog:
-    """The PBX's side of an answered call: builds in-dialog requests."""
+class _PeerDialog:
+    """One peer's side of an answered call (its address and Contact below): builds its
+    in-dialog requests and ACKs."""
+
+    hostport = ""
+    contact = b""
+    dialog: Dialog
+
+    def _via(self) -> bytes:
+        return f"SIP/2.0/UDP {self.hostport};branch={branch()}".encode()
+
+    def request(self, method: str, body: bytes = b"", headers: list[tuple[str, bytes]] | None = None) -> Request:
+        hdrs = list(headers or [])
+        if body:
+            hdrs.append(("Content-Type", b"application/sdp"))
+        return self.dialog.create_request(
+            method, via=self._via(), contact=self.contact if method in ("INVITE", "UPDATE") else None,
+            headers=hdrs, body=body)
+
+    def ack(self, invite_req: Request, body: bytes = b"") -> Request:
+        hdrs = [("Content-Type", b"application/sdp")] if body else []
+        return self.dialog.create_ack(invite_req.cseq.seq, via=self._via(), headers=hdrs, body=body)
+
+
+class PbxDialog(_PeerDialog):
+    """The PBX's side of an answered call (we are its UAC's peer)."""
+
+    hostport = "10.0.0.5:5060"
+    contact = b"<sip:alice@10.0.0.5:5060>"
 
     def __init__(self, invite_req: Request, response: Response) -> None:
         self.dialog = Dialog.from_uac(invite_req, response)
 
-    def request(self, method: str, body: bytes = b"", headers: list[tuple[str, bytes]] | None = None) -> Request:
-        hdrs = list(headers or [])
-        if body:
-            hdrs.append(("Content-Type", b"application/sdp"))
-        return self.dialog.create_request(
-            method, via=f"SIP/2.0/UDP 10.0.0.5:5060;branch={branch()}".encode(),
-            contact=b"<sip:alice@10.0.0.5:5060>" if method in ("INVITE", "UPDATE") else None,
-            headers=hdrs, body=body)
 
-    def ack(self, invite_req: Request, body: bytes = b"") -> Request:
-        hdrs = [("Content-Type", b"application/sdp")] if body else []
-        return self.dialog.create_ack(invite_req.cseq.seq,
-                                      via=f"SIP/2.0/UDP 10.0.0.5:5060;branch={branch()}".encode(),
-                                      headers=hdrs, body=body)
-
-
-class AgentDialog:
+class AgentDialog(_PeerDialog):
     """The agent host's side: a UAS dialog built from the B leg's INVITE."""
 
+    hostport = "127.0.0.1:5090"
+    contact = b"<sip:agent@127.0.0.1:5090>"
+
     def __init__(self, invite_req: Request, tag: str = "ag1") -> None:
-        self.dialog = Dialog.from_uas(invite_req, tag, b"<sip:agent@127.0.0.1:5090>")
-
-    def request(self, method: str, body: bytes = b"", headers: list[tuple[str, bytes]] | None = None) -> Request:
-        hdrs = list(headers or [])
-        if body:
-            hdrs.append(("Content-Type", b"application/sdp"))
-        return self.dialog.create_request(
-            method, via=f"SIP/2.0/UDP 127.0.0.1:5090;branch={branch()}".encode(),
-            contact=b"<sip:agent@127.0.0.1:5090>" if method in ("INVITE", "UPDATE") else None,
-            headers=hdrs, body=body)
-
-    def ack(self, invite_req: Request, body: bytes = b"") -> Request:
-        hdrs = [("Content-Type", b"application/sdp")] if body else []
-        return self.dialog.create_ack(invite_req.cseq.seq,
-                                      via=f"SIP/2.0/UDP 127.0.0.1:5090;branch={branch()}".encode(),
-                                      headers=hdrs, body=body)
+        self.dialog = Dialog.from_uas(invite_req, tag, self.contact)

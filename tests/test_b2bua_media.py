@@ -17,7 +17,7 @@ from sbc.media.core.rfc4733 import Keypress
 from sbc.sip.message import Response
 
 from .test_b2bua import CallTestCase, only
-from .test_b2bua_harness import SDP_A, SDP_B, Net, PbxDialog, branch, invite, reply
+from .test_b2bua_harness import SDP_A, SDP_B, Net, PbxDialog, invite, reply
 
 
 def tagged(sdp: bytes, side: str) -> bytes:
@@ -26,8 +26,7 @@ def tagged(sdp: bytes, side: str) -> bytes:
 
 
 def info_request(pbx: PbxDialog, content_type: bytes, body: bytes) -> Any:
-    return pbx.dialog.create_request("INFO", via=f"SIP/2.0/UDP 10.0.0.5:5060;branch={branch()}".encode(),
-                                     headers=[("Content-Type", content_type)], body=body)
+    return pbx.dialog.create_request("INFO", via=pbx._via(), headers=[("Content-Type", content_type)], body=body)
 
 
 class FakeSession:
