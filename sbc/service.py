@@ -527,19 +527,9 @@ class SbcService(MultiService):
         return out
 
     def _trunk_of(self, peer: Peer) -> str | None:
-        """The name of the first trunk whose networks hold ``peer``'s address."""
-        from ipaddress import ip_address
-
-        try:
-            addr = ip_address(peer.host)
-        except ValueError:
-            return None
-        trunks = self.b2bua.trunks if self.b2bua is not None else getattr(self.config, "trunks", ())
-        for trunk in trunks:
-            for net in trunk.allow:
-                if getattr(net, "version", None) == addr.version and addr in net:
-                    return str(trunk.name)
-        return None
+        """The name of the trunk ``peer``'s address belongs to (the B2BUA's own matching)."""
+        trunk = self.b2bua.trunk_of(peer) if self.b2bua is not None else None
+        return str(trunk.name) if trunk is not None else None
 
     def dns_answered(self) -> None:
         """A background DNS lookup completed: retry what waited for it (on a later turn)."""

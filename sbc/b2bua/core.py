@@ -791,14 +791,15 @@ class B2bua:
             if by_certificate is False:  # mutual TLS required and not satisfied
                 continue
             if by_certificate or any(addr.version == net.version and addr in net for net in trunk.allow):
-                patterns = getattr(trunk, "match_ruri", ())
-                if not patterns or request is None:
-                    return trunk
-                uri = request.uri.decode("utf-8", "replace") if isinstance(request.uri, bytes) else str(request.uri)
-                if any(p.search(uri) for p in patterns):
+                if request is None or self._ruri_ok(trunk, request):
                     return trunk
                 mismatch = True
         return _RURI_MISMATCH if mismatch else None
+
+    def trunk_of(self, peer: Peer) -> Any:
+        """The trunk ``peer`` belongs to by its source address (or TLS certificate), None if
+        none: what a request that is not a call (an OPTIONS ping) is attributed to."""
+        return self._trunk_for(peer)
 
     @staticmethod
     def _ruri_ok(trunk: Any, request: Request) -> bool:
