@@ -58,6 +58,7 @@ def rate_sweep(args: argparse.Namespace) -> None:
             uas = start_uas(agent_port, args.calls, args.transport)
             time.sleep(0.5)
             start = time.monotonic()
+            cpu = sbc.cpu_seconds()
             uac = subprocess.run(uac_cmd(sbc.sip_port, args.calls, rate, args.transport,
                                          "-l", str(max(rate * 10, 100))),
                                  capture_output=True, text=True, stdin=subprocess.DEVNULL)
@@ -67,11 +68,13 @@ def rate_sweep(args: argparse.Namespace) -> None:
             except subprocess.TimeoutExpired:  # calls the agent side never saw end
                 uas.kill()
                 uas_out, _ = uas.communicate()
+            cpu = sbc.cpu_seconds() - cpu
             ok, failed = _counts(uac.stdout)
             uas_ok, uas_failed = _counts(uas_out)
             passed = uac.returncode == 0 and uas.returncode == 0 and ok == args.calls
             print(f"rate {rate:>5}/s x {args.calls} calls over {args.transport}: UAC {ok} ok "
                   f"{failed} failed, UAS {uas_ok} ok {uas_failed} failed, wall {wall:.1f}s, "
+                  f"SBC CPU {cpu * 1000 / args.calls:.2f} ms per call, "
                   f"SBC RSS {sbc.rss_kib() // 1024} MiB -> {'PASS' if passed else 'FAIL'}",
                   flush=True)
         finally:
