@@ -123,6 +123,46 @@ class UdpTests(SynchronousTestCase):
         self.assertEqual(transport.written[0][1], ("192.0.2.50", 5060))
 
 
+class DirectSendTests(SynchronousTestCase):
+    """Datagrams to an IP address go straight to the socket; anything else takes Twisted's
+    checked ``write``."""
+
+    def test_ip_addresses_use_the_socket(self) -> None:
+        import socket
+
+        receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(receiver.close)
+        self.addCleanup(sender.close)
+        receiver.bind(("127.0.0.1", 0))
+        receiver.settimeout(2)
+        port = receiver.getsockname()[1]
+        driver = make_driver()
+        proto, transport = udp(driver)
+        transport.socket = sender  # type: ignore[attr-defined]
+        proto.send(b"one", ("127.0.0.1", port))
+        proto.send(b"two", ("127.0.0.1", port))
+        self.assertEqual(receiver.recv(100), b"one")
+        self.assertEqual(receiver.recv(100), b"two")
+        self.assertEqual(transport.written, [])
+        proto.send(b"three", ("localhost", port))
+        self.assertEqual(transport.written, [(b"three", ("localhost", port))])
+
+    def test_send_error_is_logged_not_raised(self) -> None:
+        class Broken:
+            def sendto(self, data: bytes, addr: object) -> None:
+                raise OSError(105, "No buffer space available")
+
+        driver = make_driver()
+        proto, transport = udp(driver)
+        transport.socket = Broken()  # type: ignore[attr-defined]
+        events: list[dict] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        proto.send(b"x", ("127.0.0.1", 9))
+        self.assertTrue(any("UDP send" in e.get("log_format", "") for e in events))
+
+
 class StreamTests(SynchronousTestCase):
     def test_messages_split_across_reads(self) -> None:
         driver = make_driver()

@@ -23,6 +23,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 import sbc.transport.locator as locator_module
 from sbc.sip.locate import DnsCache, LocateError, LocatorPlan, Naptr, Query, Rcode, RRType, Target
+from sbc.sip.uri import parse_uri
 from sbc.transport.locator import Locator, answer_from_records, system_resolver
 
 HANG = object()
@@ -365,6 +366,27 @@ class CacheAndSharingTests(SynchronousTestCase):
         self.assertIsNone(loc.cached("sip:x@example.com"))
         self.assertEqual(len(resolver.calls), calls)
         self.assertRaises(LocateError, loc.cached, "tel:+1555")
+
+    def test_ip_literal_plan_built_once(self) -> None:
+        """An IP literal's targets never depend on DNS: the plan is built on the first
+        question only, and callers get their own list each time."""
+        loc, resolver, _, _ = make({})
+        plans: list[object] = []
+        real = loc._plan
+        loc._plan = lambda uri: plans.append(uri) or real(uri)  # type: ignore[method-assign]
+        uri = parse_uri("sip:agent@192.0.2.7:5090;transport=tcp")
+        first = loc.cached(uri)
+        assert first is not None
+        first.clear()
+        expected = [Target("tcp", "192.0.2.7", "192.0.2.7", 5090)]
+        self.assertEqual(loc.cached(uri), expected)
+        self.assertEqual(loc.cached(parse_uri("sip:agent@192.0.2.7:5090;transport=tcp")), expected)
+        self.assertEqual(len(plans), 1)
+        # A name is planned each time (its records expire).
+        self.assertIsNone(loc.cached("sip:x@example.com"))
+        self.assertIsNone(loc.cached("sip:x@example.com"))
+        self.assertEqual(len(plans), 3)
+        self.assertEqual(resolver.calls, [])
 
     def test_concurrent_identical_queries_share_one_lookup(self) -> None:
         pending: Deferred[Any] = Deferred()

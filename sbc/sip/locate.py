@@ -334,6 +334,11 @@ class Quarantine:
             return False
         return True
 
+    @property
+    def active(self) -> bool:
+        """Some target is (or was until lately) quarantined."""
+        return bool(self._until)
+
     def order(self, targets: Sequence[Target], now: float) -> list[Target]:
         healthy = [t for t in targets if not self.is_quarantined(t, now)]
         sick = [t for t in targets if t in self._until]
@@ -431,6 +436,11 @@ class LocatorPlan:
         self._port = uri.port
         if self._ip is not None or self._port is not None:
             self._explicit = self._explicit or self._default_transport()
+
+    @property
+    def literal(self) -> bool:
+        """The URI names an IP address: the targets come without any DNS query."""
+        return self._ip is not None
 
     # -- transport choice --------------------------------------------------------------
 

@@ -199,6 +199,7 @@ class Locator:
         self._random = random
         self._max_hosts = max_hosts
         self._inflight: dict[Query, list[Deferred[Answer]]] = {}
+        self._literals: dict[URI | str | bytes, list[Target]] = {}
         # Fail fast on bad settings rather than on the first call.
         LocatorPlan("sip:127.0.0.1", self._transports, families=self._families, max_hosts=max_hosts)
 
@@ -223,10 +224,22 @@ class Locator:
 
         :raises LocateError: for a URI that cannot be located at all.
         """
-        plan = self._plan(uri)
-        if not plan.done:
-            return None
-        return self.quarantine.order(plan.targets(), self._clock.seconds())
+        literal = self._literals.get(uri)
+        if literal is None:
+            plan = self._plan(uri)
+            if not plan.done:
+                return None
+            literal = plan.targets()
+            if plan.literal:
+                # An IP-literal target needs no DNS: its plan never changes, so it is built
+                # once (the agent host is usually named this way, and every B-leg request
+                # asks).  Bounded, as the URIs come from configuration and dialogs.
+                if len(self._literals) >= 1024:
+                    self._literals.clear()
+                self._literals[uri] = literal
+        if not self.quarantine.active:
+            return list(literal)
+        return self.quarantine.order(literal, self._clock.seconds())
 
     def mark_failed(self, target: Target, now: float | None = None) -> None:
         """``target`` timed out, answered 503 or had a transport error: later results put it

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 
+from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
@@ -33,6 +34,7 @@ class SipDatagramProtocol(DatagramProtocol):
         self.conn = 0
         self.local_port: int | None = None
         self.is_ipv6 = False
+        self._ip_hosts: set[str] = set()
 
     def startProtocol(self) -> None:
         host = self.transport.getHost()
@@ -62,6 +64,19 @@ class SipDatagramProtocol(DatagramProtocol):
     def stopProtocol(self) -> None:
         self.driver.remove_udp(self.conn)
 
+    def _is_ip(self, host: str) -> bool:
+        """``host`` is an IP address of our socket's family (checked once per host), so that
+        ``sendto`` never resolves a name; anything else goes through Twisted's ``write``."""
+        known = self._ip_hosts
+        if host in known:
+            return True
+        ok = isIPv6Address(host) if self.is_ipv6 else isIPAddress(host)
+        if ok:
+            if len(known) >= 4096:
+                known.clear()
+            known.add(host)
+        return ok
+
     def datagramReceived(self, data: bytes, addr: tuple[str, int]) -> None:  # type: ignore[override]
         if len(data) <= 4 and not (set(data) - _WHITESPACE):
             return
@@ -73,8 +88,16 @@ class SipDatagramProtocol(DatagramProtocol):
         self.driver.datagram_received(data, Peer("udp", host, port, self.conn))
 
     def send(self, data: bytes, addr: tuple[str, int]) -> None:
+        # Straight to the socket: Twisted's ``Port.write`` checks the address's syntax on every
+        # datagram, and ours always come from a parsed peer or a resolved target.  Its error
+        # handling is kept: a full send buffer (EAGAIN/ENOBUFS) or an ICMP error loses one
+        # datagram, which SIP's retransmissions cover.
+        sock = getattr(self.transport, "socket", None)
         try:
-            self.transport.write(data, addr)
+            if sock is not None and self._is_ip(addr[0]):
+                sock.sendto(data, addr)
+            else:
+                self.transport.write(data, addr)
         except OSError as e:
             # ICMP errors surface here on some platforms; one lost datagram is not fatal.
             self.log.info("UDP send to {host}:{port} failed: {error}", host=addr[0],
