@@ -596,6 +596,29 @@ class LazinessTests(SynchronousTestCase):
         self.assertEqual(m.from_.tag, "1928301774")
 
 
+    def test_with_top_via_keeps_the_other_views(self) -> None:
+        two = INVITE.replace(b"Max-Forwards", b"Via: SIP/2.0/TCP proxy.example.com;branch=z9hG4bKp\r\nMax-Forwards")
+        for data in (INVITE, two):
+            m = parse_message(data)
+            validate_request(m)  # parses From, To, Call-ID, CSeq and the Vias
+            via = m.top_via.with_param("received", "192.0.2.4")
+            m2 = m.with_top_via(via)
+            self.assertIs(m2.from_, m.from_)
+            self.assertIs(m2.cseq, m.cseq)
+            self.assertIs(m2.top_via, via)
+            self.assertEqual(m2.vias, (via, *m.vias[1:]))
+            self.assertEqual(m2.get("Via"), via.to_bytes())
+            self.assertEqual(m.get("Via"), b"SIP/2.0/UDP pc33.atlanta.example.com;branch=z9hG4bK776asdhds")
+            # The new message reads the same when parsed from its bytes.
+            again = parse_message(m2.to_bytes())
+            self.assertEqual(again.vias, m2.vias)
+            self.assertEqual([(h.name, h.value) for h in again.headers], [(h.name, h.value) for h in m2.headers])
+        # Unparsed views are parsed on demand from the new headers.
+        fresh = parse_message(two).with_top_via(parse_message(two).top_via.with_param("rport", "5"))
+        self.assertEqual([v.host for v in fresh.vias], ["pc33.atlanta.example.com", "proxy.example.com"])
+        self.assertEqual(fresh.vias[0].rport, "5")
+
+
 class HeaderReprTests(SynchronousTestCase):
     def test_credentials_never_in_repr(self) -> None:
         h = Header("Authorization", b'Digest username="bob", response="6629fae49393a05397450978507c4ef1"')

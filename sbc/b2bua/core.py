@@ -86,6 +86,7 @@ dialog's route set / remote target when it is an IP literal, else the first hop 
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import re
@@ -185,6 +186,15 @@ NO_TRUNK = "no-matching-trunk"
 
 #: ``_trunk_for``: the source belongs to trunks, but no trunk's ``match_ruri`` matches.
 _RURI_MISMATCH = object()
+
+
+@functools.lru_cache(maxsize=1024)
+def _ip_version(host: str) -> int | None:
+    """4 or 6 for an IP address (bracketed or not), else None (memoised: peers repeat)."""
+    try:
+        return ip_address(host.strip("[]")).version
+    except ValueError:
+        return None
 
 
 @frozen
@@ -475,10 +485,7 @@ class B2bua:
         """Our address toward ``peer_host``: the ``local_hosts`` entry of its IP version, else
         ``local_host``."""
         if peer_host and self.local_hosts:
-            try:
-                version = ip_address(peer_host.strip("[]")).version
-            except ValueError:
-                version = None
+            version = _ip_version(peer_host)
             if version in self.local_hosts:
                 return self.local_hosts[version]
         return self.local_host

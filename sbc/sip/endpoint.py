@@ -34,7 +34,7 @@ import re
 from collections import deque
 from typing import Callable, Iterable, Protocol, TypeVar
 
-from attrs import evolve, frozen
+from attrs import frozen
 
 from .errors import SipParseError
 from .message import (
@@ -417,10 +417,4 @@ def _reason_phrase(status: int, reason: str) -> str:
 
 def with_top_via(message: _M, via: Via) -> _M:
     """Replace the first via-parm of the first Via header; every other byte stays as it was."""
-    headers = list(message.headers)
-    for i, header in enumerate(headers):
-        if header.key == "via":
-            _, rest = split_first_via(header.value)
-            headers[i] = Header(header.name, via.to_bytes() + rest)
-            break
-    return evolve(message, headers=tuple(headers))
+    return message.with_top_via(via)

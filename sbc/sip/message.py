@@ -488,6 +488,10 @@ def _cached(fn: Callable[[Any], _T]) -> property:
     return property(getter)
 
 
+#: Cached views that depend on the Via headers (the rest survive ``with_top_via``).
+_VIA_VIEWS = frozenset({"vias", "top_via", "_idx"})
+
+
 def _headers_converter(value: Iterable[Header]) -> tuple[Header, ...]:
     return value if type(value) is tuple else tuple(value)
 
@@ -583,6 +587,39 @@ class Message:
                 pos = i
                 break
         return self._with_headers(headers[:pos] + (new,) + headers[pos:])
+
+    def with_top_via(self: _M, via: Via) -> _M:
+        """Replace the first via-parm of the first Via header; every other byte stays as it
+        was, and so do the views already parsed from the other headers (a server stamps
+        ``received``/``rport`` on every request it takes in, after validating it: nothing
+        is parsed twice)."""
+        headers = list(self.headers)
+        for i, header in enumerate(headers):
+            if header.key == "via":
+                _, rest = split_first_via(header.value)
+                new = Header(header.name, via.to_bytes() + rest)
+                headers[i] = new
+                break
+        else:
+            raise SipParseError("missing Via")
+        msg = attrs.evolve(self, headers=tuple(headers))  # type: ignore[misc]
+        cache = msg._cache
+        old = self._cache
+        for name, value in old.items():
+            if name not in _VIA_VIEWS:
+                cache[name] = value
+        idx = old.get("_idx")
+        if idx is not None:
+            idx = dict(idx)
+            vias = list(idx["via"])
+            vias[0] = new
+            idx["via"] = vias
+            cache["_idx"] = idx
+        cache["top_via"] = via
+        parsed = old.get("vias")
+        if parsed:
+            cache["vias"] = (via, *parsed[1:])
+        return msg
 
     def append_header(self: _M, name: str, value: bytes | str) -> _M:
         new = Header(canonical_name(name), _to_bytes_value(value))
