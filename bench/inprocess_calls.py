@@ -114,9 +114,9 @@ class Bench:
         self.busy = 0.0
 
     def deliver(self, data: bytes, source: tuple[str, int]) -> list[tuple[bytes, tuple[str, int]]]:
-        started = time.perf_counter()
+        started = time.thread_time()
         self.port.protocol.datagramReceived(data, source)
-        self.busy += time.perf_counter() - started
+        self.busy += time.thread_time() - started
         out = self.port.written[self.seen:]
         self.seen = len(self.port.written)
         return out

@@ -201,8 +201,11 @@ class SipDriver:
             if notices is not None:
                 for notice in notices():
                     self._log_notice(notice)
-        deadlines = [d for d in (tu.next_deadline() for tu in self._tus) if d is not None]
-        at = min(deadlines) if deadlines else None
+        at = None
+        for tu in self._tus:
+            d = tu.next_deadline()
+            if d is not None and (at is None or d < at):
+                at = d
         if at == self._timer_at and (self._timer is None or self._timer.active()):
             return
         if self._timer is not None and self._timer.active():

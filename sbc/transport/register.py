@@ -93,8 +93,9 @@ class ClientTU:
     def next_deadline(self) -> float | None:
         own = self._own_deadline()
         tx = self._tx.next_deadline()
-        present = [t for t in (own, tx) if t is not None]
-        return min(present) if present else None
+        if own is None:
+            return tx
+        return own if tx is None else min(own, tx)
 
     def handle_timer(self, now: float) -> None:
         self._tx.handle_timer(now)
@@ -363,6 +364,8 @@ class RegistrationTU(ClientTU):
         self._by_key.pop(key, None)
 
     def _own_deadline(self) -> float | None:
+        if not self._entries and not self._retiring:  # asked at every driver flush
+            return None
         times = [e.client.next_deadline() for e in self._all()]
         present = [t for t in times if t is not None]
         return min(present) if present else None
