@@ -137,7 +137,11 @@ class SipTrafficTap:
     def __init__(self) -> None:
         self.messages: dict[tuple[str, str], int] = {}
         self.retransmissions = 0
-        self._sent: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
+        # id(message) -> weak reference to it.  A plain dict of references rather than a
+        # WeakValueDictionary (whose get is Python code, on every message): dead entries
+        # are swept when the table has doubled since the last sweep.
+        self._sent: dict[int, weakref.ref[Any]] = {}
+        self._sweep_at = 4096
         self._driver: Any = None
 
     # -- counting --------------------------------------------------------------------------
@@ -161,13 +165,21 @@ class SipTrafficTap:
         for message, _peer in items:
             self.count("out", message)
             key = id(message)
+            ref = sent.get(key)
+            if ref is not None and ref() is message:
+                self.retransmissions += 1
+                continue
             try:
-                if sent.get(key) is message:
-                    self.retransmissions += 1
-                else:
-                    sent[key] = message
+                sent[key] = weakref.ref(message)
             except TypeError:  # not weak-referenceable: cannot tell, count as new
-                pass
+                continue
+            if len(sent) > self._sweep_at:
+                self._sweep()
+
+    def _sweep(self) -> None:
+        """Drop the references to messages that are gone (their ids may be reused)."""
+        self._sent = {k: r for k, r in self._sent.items() if r() is not None}
+        self._sweep_at = max(4096, 2 * len(self._sent))
 
     def bytes_out(self, items: list[tuple[bytes, Any]]) -> None:
         for data, _peer in items:

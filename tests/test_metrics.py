@@ -298,6 +298,16 @@ class TapTests(SynchronousTestCase):
         self.assertEqual(tap.retransmissions, 2)
         self.assertEqual(tap.messages[("out", "INVITE")], 4)
 
+    def test_references_to_gone_messages_are_swept(self) -> None:
+        tap = SipTrafficTap()
+        kept = invite(call_id="kept@x")
+        tap.messages_out([(kept, "p")])
+        for n in range(5000):  # each message is gone right after it is counted
+            tap.messages_out([(invite(call_id=f"gone{n}@x"), "p")])
+        self.assertLess(len(tap._sent), 4100)
+        tap.messages_out([(kept, "p")])  # still recognised after the sweep
+        self.assertEqual(tap.retransmissions, 1)
+
     def test_uninstall_stops_counting(self) -> None:
         from sbc.sip.endpoint import Peer
 
