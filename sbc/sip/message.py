@@ -223,7 +223,7 @@ def _to_bytes_value(value: bytes | str) -> bytes:
 
 
 def _header_value(value: bytes | str) -> bytes:
-    data = _to_bytes_value(value)
+    data = value if type(value) is bytes else _to_bytes_value(value)
     if b"\r" in data or b"\n" in data:
         raise ValueError("header value must not contain CR or LF")
     return data
