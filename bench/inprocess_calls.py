@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sbc.config import load_config_text  # noqa: E402
 from sbc.service import build_service  # noqa: E402
+from sbc.tap import tune_gc  # noqa: E402
 from sbc.sip.dialog import Dialog  # noqa: E402
 from sbc.sip.message import Request, make_response, parse_message  # noqa: E402
 from tests.test_service import FakeReactor  # noqa: E402
@@ -109,6 +110,7 @@ class Bench:
         self.reactor = HeapReactor()
         self.top = build_service(load_config_text(CONFIG), self.reactor, install_signals=False)
         self.top.startService()
+        tune_gc()  # as twistd sbc does after building the service
         self.port = self.reactor.udp_ports[0]
         self.seen = 0
         self.busy = 0.0
