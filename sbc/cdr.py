@@ -94,7 +94,9 @@ def _text(get: Callable[[], Any]) -> str | None:
     text = str(value)
     if not text:
         return None
-    text = "".join(ch if ch.isprintable() else "?" for ch in text[:_MAX_TEXT])
+    text = text[:_MAX_TEXT]
+    if not text.isprintable():  # the usual case needs no character-by-character pass
+        text = "".join(ch if ch.isprintable() else "?" for ch in text)
     return text
 
 
