@@ -95,10 +95,11 @@ from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
 from attrs import frozen
 
-from sbc.sip.dialog import Dialog, DialogError, DialogId
+from sbc.sip.dialog import CONFIRMED, TERMINATED, Dialog, DialogError, DialogId
 from sbc.sip.endpoint import Peer
 from sbc.sip.errors import SipError, SipParseError
 from sbc.sip.message import Request, Response, make_response, reason_phrase
+from sbc.sip.replaces import Replaces, embedded_replaces, parse_replaces, with_embedded_replaces
 from sbc.sip.timers import TimerHeap
 from sbc.sip.session_timer import Reject422, SessionTimerConfig, UasAccept, negotiate_uas
 from sbc.sip.transaction import (
@@ -242,6 +243,7 @@ class B2bua:
         session_timer: SessionTimerConfig | None = SessionTimerConfig(),
         agent_allow: Iterable[Any] = (),
         reliable_provisionals: bool = True,
+        agent_100rel: bool = True,
         local_hosts: Mapping[int, str] | None = None,
         quirks: Mapping[str, Any] | None = None,
         media: Any = None,
@@ -257,7 +259,9 @@ class B2bua:
         :mod:`sbc.sip.session_timer`); None turns session timers off.  With timers on, the
         option tag ``timer`` is supported, with ``reliable_provisionals`` ``100rel`` (give
         :attr:`option_tags` to the Endpoint as its ``supported``, or it refuses ``Require:
-        timer``/``Require: 100rel`` with 420 before we see it).  ``agent_allow``: the agent
+        timer``/``Require: 100rel`` with 420 before we see it).  ``agent_100rel``: the INVITE
+        toward the agent host offers ``100rel`` and its reliable provisionals are PRACKed
+        (``[agent] reliable_provisionals``).  ``agent_allow``: the agent
         hosts' source networks, whose INVITEs are outbound calls (see above).  ``local_hosts``:
         our address per IP version, for Via and Contact toward peers of that family.
 
@@ -290,6 +294,7 @@ class B2bua:
         self.user_agent = user_agent.encode()
         self.session_timer = session_timer
         self.reliable_provisionals = reliable_provisionals
+        self.agent_100rel = agent_100rel
         #: Source networks of the agent host(s): their INVITEs are calls toward a trunk
         #: (outbound dialling), routed by the trunks' ``dial`` patterns.
         self.agent_allow = tuple(agent_allow)
@@ -300,7 +305,7 @@ class B2bua:
         self.tls_admits: Any = None
         self.supported = frozenset(s.lower() for s in supported) | (
             {"timer"} if session_timer is not None else set()) | (
-            {"100rel"} if reliable_provisionals else set())
+            {"100rel"} if reliable_provisionals else set()) | {"replaces"}
         self.accepting = True  # False: new calls get 503 (graceful shutdown)
         #: Admission hook: ``agent_up(trunk_name)`` False (the pinger marked the trunk's agent
         #: host down) makes new calls of that trunk get 503 with Retry-After.
@@ -534,6 +539,115 @@ class B2bua:
 
     def cancel_timer(self, call: Call, kind: str) -> None:
         self._timers.cancel((call.id, kind))
+
+    # ------------------------------------------------------------------ Replaces (RFC 3891)
+
+    def _replaced_leg(self, replaces: Replaces, *, agent_side: bool, trunk: str) -> tuple[Leg | None, str]:
+        """The leg whose dialog ``replaces`` names as that leg's peer sees it (its Call-ID and
+        our tag and the peer's, taken either way round), facing the agent host
+        (``agent_side``) or the PBX, with a live call on trunk ``trunk``.  (None, why) if
+        there is none: ``"unknown"`` (no such dialog on that side) or ``"other-trunk"``."""
+        for local, remote in ((replaces.to_tag, replaces.from_tag), (replaces.from_tag, replaces.to_tag)):
+            leg = self._dialogs.get((replaces.call_id, local))
+            if leg is None or leg.dialog is None or leg.dialog.remote_tag != remote:
+                continue
+            if (leg is leg.call.agent_leg) != agent_side or leg.call.ended is not None:
+                continue
+            if leg.call.trunk != trunk:
+                return None, "other-trunk"
+            return leg, ""
+        return None, "unknown"
+
+    @staticmethod
+    def _mapped(leg: Leg, replaces: Replaces) -> tuple[Replaces, Dialog] | None:
+        """``replaces`` naming the dialog of the other leg of ``leg``'s call instead, as that
+        leg's peer sees it: its Call-ID, ``to-tag`` its own tag and ``from-tag`` ours (RFC
+        3891 §3: the tags as the UA receiving the INVITE compares them); ``early-only`` and
+        other parameters kept.  None when the other leg has no live dialog."""
+        dialog = leg.call.other(leg).dialog
+        if dialog is None or dialog.state == TERMINATED or not dialog.remote_tag:
+            return None
+        return replaces.with_dialog(dialog.call_id, dialog.remote_tag, dialog.local_tag), dialog
+
+    def map_refer_to(self, leg: Leg, value: bytes) -> bytes | tuple[int, str]:
+        """The Refer-To of the agent host's REFER as relayed to the PBX (LegStack).
+
+        Without an embedded Replaces it is unchanged.  A Replaces naming the agent host's
+        dialog of a call we hold on the same trunk is rewritten to name the PBX's dialog of
+        that call, and the URI becomes the PBX's Contact in that dialog (the transfer
+        target as the PBX knows it, RFC 5589 §7).  A Replaces naming a call on another
+        trunk, or one whose PBX side has no dialog, refuses the REFER with 403; one naming
+        no dialog we hold is passed on unchanged (both with a notice); a malformed one gets
+        400."""
+        if b"replaces" not in value.lower():
+            return value
+        call = leg.call
+        try:
+            found = embedded_replaces(value)
+        except SipParseError as e:
+            self.notice("refer-replaces-bad", f"REFER refused 400: {e.reason}", leg.peer, 400, call.id)
+            return 400, "Bad Refer-To"
+        if found is None:
+            return value
+        addr, replaces = found
+        named, why = self._replaced_leg(replaces, agent_side=True, trunk=call.trunk)
+        if named is None and why == "unknown":
+            self.notice("refer-replaces-unknown", "Replaces in Refer-To names no dialog we hold; passed on unchanged",
+                        leg.peer, None, call.id)
+            return value
+        mapped = self._mapped(named, replaces) if named is not None else None
+        if mapped is None:
+            detail = ("names a call on another trunk" if named is None
+                      else f"names call {named.call.id}, which has no dialog on the trunk's side")
+            self.notice("refer-replaces-refused", f"REFER refused 403: Replaces in Refer-To {detail}", leg.peer,
+                        403, call.id)
+            return 403, "Forbidden"
+        replaced, dialog = mapped
+        target = dialog.remote_target if dialog.remote_target.is_sip else None
+        self.stats["refer-replaces-mapped"] = self.stats.get("refer-replaces-mapped", 0) + 1
+        return with_embedded_replaces(addr, replaced, target)
+
+    def _invite_replaces(self, request: Request, peer: Peer, key: TransactionKey, trunk: Any, direction: str,
+                         now: float) -> tuple[tuple[str, bytes], ...] | None:
+        """The Replaces (and ``Require: replaces`` when the caller required it) for the new
+        call's outgoing INVITE, () when the INVITE has none; None when it was refused here
+        (RFC 3891 §3, as the UAS of the dialog it names): 400 for a malformed or repeated
+        Replaces; 481 when it names no dialog of the caller's side we hold on this trunk
+        (or an early dialog the caller initiated), 603 a dialog being torn down, 486 a
+        confirmed dialog with ``early-only``."""
+        values = request.get_all("Replaces")
+        if not values:
+            return ()
+        try:
+            if len(values) > 1:
+                raise SipParseError("more than one Replaces")
+            replaces = parse_replaces(values[0])
+        except SipParseError as e:
+            self._refuse(request, peer, key, 400, "Bad Replaces", e.reason, now, notice="replaces-refused")
+            return None
+        named, why = self._replaced_leg(replaces, agent_side=direction == "outbound", trunk=trunk.name)
+        status, detail = 0, ""
+        if named is None:
+            status, detail = 481, ("names a call on another trunk" if why == "other-trunk"
+                                   else "names no dialog we hold")
+        elif named.ended or named.state is named.TERMINATING:
+            status, detail = 603, "names a dialog being torn down"
+        elif named.dialog is not None and named.dialog.state != CONFIRMED and isinstance(named, UasLeg):
+            status, detail = 481, "names an early dialog we did not initiate"
+        elif replaces.early_only and named.dialog is not None and named.dialog.state == CONFIRMED:
+            status, detail = 486, "early-only, but the dialog is confirmed"
+        mapped = self._mapped(named, replaces) if named is not None and not status else None
+        if mapped is None and not status:
+            status, detail = 481, "names a call whose other leg has no dialog"
+        if mapped is None:
+            self._refuse(request, peer, key, status, reason_phrase(status), f"Replaces {detail}", now,
+                         notice="replaces-refused")
+            return None
+        self.stats["replaces-mapped"] = self.stats.get("replaces-mapped", 0) + 1
+        headers: tuple[tuple[str, bytes], ...] = (("Replaces", mapped[0].to_bytes()),)
+        if any(t.strip().lower() == b"replaces" for t in request.get_all("Require")):
+            headers += (("Require", b"replaces"),)
+        return headers
 
     # ------------------------------------------------------------------ vendor quirks
 
@@ -980,6 +1094,9 @@ class B2bua:
         if max_forwards is not None and max_forwards <= 0:
             self._refuse(request, peer, key, 483, "Too Many Hops", "Max-Forwards 0", now)
             return
+        replaces = self._invite_replaces(request, peer, key, trunk, direction, now)
+        if replaces is None:
+            return
         user = self._callee(request)
         # Vendor quirks and the canonical form toward the agent host (issue 6).
         inbound = self._inbound_quirks(trunk, request, peer) if direction == "inbound" else None
@@ -1047,7 +1164,7 @@ class B2bua:
         outbound = direction == "outbound"
         call.b = UacLeg(self, call, target, peers, local_host=_bracket(self.fqdn if outbound else self.local_host),
                         route=route, user_agent=self.user_agent, call_id=call_id, local_tag=self.new_token(),
-                        contact_host=self.fqdn if outbound else None)
+                        contact_host=self.fqdn if outbound else None, rel100=self.agent_100rel and not outbound)
         if peers is None:
             text = str(hop)
             call.b.lookup_key = text
@@ -1078,6 +1195,9 @@ class B2bua:
             caller_user, caller_display = inbound.caller(caller_user, caller_display)
         # Credentials are for the SBC alone: they never reach the agent host (nor events, CDRs).
         headers = tuple((name, value) for name, value in headers if name.lower() not in _CREDENTIAL_HEADERS)
+        if replaces:
+            # The Replaces as the called side knows the dialog (never the caller's own).
+            headers = tuple((n, v) for n, v in headers if n.lower() != "replaces") + replaces
         call.caller = caller_user  # canonical with quirks: +E.164, None for an anonymous caller
         call.callee = user
         call.headers = tuple((name, value.decode("utf-8", "replace")) for name, value in headers)
