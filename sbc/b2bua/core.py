@@ -61,23 +61,69 @@ supports ``100rel`` (and ``reliable_provisionals`` is on), every 18x we send it 
 arrives, and is given up with 504 toward the caller and CANCEL toward the called side after
 64*T1.  One reliable provisional is outstanding at a time (later ones queue); a 2xx waits
 for the PRACK of a provisional that carried SDP.  PRACKs are answered on the A leg and never
-relayed; the B leg does not offer 100rel.  Limits: a late-offer INVITE gets its reliable
-provisionals without SDP (no early media), and an offer inside a PRACK is refused with 488.
+relayed.  Limits: a late-offer INVITE gets its reliable provisionals without SDP (no early
+media), and an offer inside a PRACK is refused with 488.
+
+On the B leg toward the agent host (``agent_100rel``, config ``[agent]
+reliable_provisionals``, default on) the INVITE offers 100rel (``Supported: 100rel``, never
+``Require``) when it carries an SDP offer -- a late-offer INVITE does not, since a reliable
+provisional would then carry an offer we would have to answer in the PRACK.  A provisional
+from the agent host with ``Require: 100rel`` and an ``RSeq`` is PRACKed within its early
+dialog (RFC 3262 §4: next CSeq of that dialog, ``RAck: <RSeq> <CSeq> INVITE``, the 18x's
+route set and Contact), per To tag (another fork is PRACKed in its own dialog), and relayed
+to the A leg as any provisional (reliably there when the PBX supports 100rel; its SDP is the
+agent's early answer).  A retransmission (an RSeq already taken) is dropped, as is one out of
+order (RSeq beyond the next; notice ``100rel-out-of-order``): neither is PRACKed nor relayed.
+The PRACK's 200 is absorbed; a failure or no answer is only reported (notice
+``prack-failed``) and the call goes on -- the INVITE's final response decides.  A reliable
+provisional we cannot PRACK (100rel not offered: ``100rel-unrequested``; no To tag or no valid
+RSeq: ``100rel-malformed``) is relayed as an unreliable one.  The B leg toward a trunk (an
+outbound call) does not offer 100rel.
 
 Transfers (REFER, RFC 3515): only the agent host may transfer, and only on a trunk with
 ``allow_refer``.  Its in-dialog REFER is relayed on the other leg of the same call, inside
 that leg's own dialog (our Call-ID, tags, CSeq and Contact), with ``Refer-To`` passed through
-unchanged and ``Refer-Sub`` (RFC 4488) if present; ``Referred-By`` is dropped (it names the
-agent host's side).  The PBX's answer (202, or a failure) goes back to the agent host as
-is, and the NOTIFYs it then sends in its dialog (``Event: refer``, ``message/sipfrag``
+(but see Replaces below) and ``Refer-Sub`` (RFC 4488) if present; ``Referred-By`` is dropped
+(it names the agent host's side).  The PBX's answer (202, or a failure) goes back to the agent
+host as is, and the NOTIFYs it then sends in its dialog (``Event: refer``, ``message/sipfrag``
 bodies, ``Subscription-State``) are relayed back like any NOTIFY, the ``id`` of the Event
 header rewritten to the CSeq of the agent host's REFER (a NOTIFY without ``id`` reports on
 the last REFER).  The PBX then carries out the transfer itself and, typically, hangs up its
 leg -- the BYE ends the call on both legs as usual.  A REFER the agent host sends on a trunk
 without ``allow_refer`` is answered 403 (notice ``refer-refused``), a REFER from the PBX's
-side 405, a REFER outside any call 403; none of these touch the call.  Limits: ``Replaces``
-in a ``Refer-To`` (attended transfer) is passed through unmapped, so it names the agent
-host's dialog, which the PBX does not know; REFER is not relayed toward the agent host.
+side 405, a REFER outside any call 403; none of these touch the call.  REFER is not relayed
+toward the agent host.
+
+Attended transfer (``Replaces``, RFC 3891).  A dialog is named by its Call-ID and two tags, and
+each leg has its own: the agent host knows only the B legs' dialogs, the PBX only the A legs'.
+So the SBC maps a Replaces from one side's view to the other's (:meth:`B2bua.map_refer_to`,
+:meth:`B2bua._invite_replaces`).  The tags of a Replaces are accepted either way round; the
+mapped value has them as RFC 3891 §3 wants them for the peer that will compare them:
+``to-tag`` that peer's own tag, ``from-tag`` ours; ``early-only`` and other parameters are
+kept.
+
+* REFER from the agent host whose ``Refer-To`` URI embeds ``?Replaces=...`` naming the agent
+  host's dialog of a call we hold on the same trunk (call 2): the Replaces is rewritten to name
+  the PBX's dialog of call 2 (its Call-ID, its tag as ``to-tag``, ours as ``from-tag``), and the
+  URI becomes the PBX's Contact in that dialog -- the transfer target as the PBX knows it (RFC
+  5589 §7); other URI headers, parameters and the display name are kept.  The PBX then replaces
+  its own dialog, and its BYE for call 2's A leg ends call 2 on both legs.  A Replaces naming a
+  call on another trunk, or whose PBX side has no dialog yet, gets 403 (notice
+  ``refer-replaces-refused``): the PBX could only fail it later.  A Replaces naming no dialog we
+  hold is passed on unchanged (notice ``refer-replaces-unknown``): it may name a dialog the
+  agent host has with the PBX by another path.  A malformed or repeated embedded Replaces gets
+  400 (``refer-replaces-bad``).
+* INVITE (a new call) whose ``Replaces`` header names a dialog of the caller's side of a call
+  we hold on the same trunk (the PBX's view of an A leg, or, on an outbound call, the agent
+  host's view of its leg): the called side's INVITE carries a Replaces naming the other leg's
+  dialog of that call (plus ``Require: replaces`` if the caller required it).  Here the SBC is
+  the UAS of the dialog named, so RFC 3891 §3 applies: no such dialog (or one on another trunk,
+  or the other side's view) 481, an early dialog the caller initiated 481, a dialog being torn
+  down 603, ``early-only`` on a confirmed dialog 486, a malformed or repeated Replaces 400
+  (notice ``replaces-refused``).  Passing an unknown Replaces on without it would ring the
+  agent host with a call it was meant to replace silently.  ``replaces`` is among our option
+  tags, so ``Require: replaces`` is accepted.  Vendor plugins may still remove Replaces toward
+  their platform (Teams does).
 
 In-dialog requests toward the PBX go back to the address the INVITE came from (symmetric
 signalling, the way PBX trunks behind NAT expect it); toward the agent host they follow the
