@@ -275,14 +275,16 @@ class ReferReplacesTests(ReplacesTestCase):
         a dialog the agent host has."""
         a1, b1, a1_ok, pbx1, agent1 = self.call(1)
         a2, b2, a2_ok, pbx2, agent2 = self.call(2)
-        refer_to = f"<sip:x@192.0.2.77?Replaces={escaped(f'{a2.call_id};to-tag=pbx2;from-tag={a2_ok.to.tag}')}>".encode()
+        pbx_view = escaped(f"{a2.call_id};to-tag=pbx2;from-tag={a2_ok.to.tag}")
+        refer_to = f"<sip:x@192.0.2.77?Replaces={pbx_view}>".encode()
         self.assertEqual(self.refer(agent1, refer_to).get("Refer-To"), refer_to)
         self.assertIn("refer-replaces-unknown", self.notices())
 
     def test_malformed_replaces_400(self) -> None:
         a1, b1, a1_ok, pbx1, agent1 = self.call(1)
         for refer_to in (b"<sip:x@192.0.2.77?Replaces=abc%3Bto-tag%3D1>",  # no from-tag
-                         b"<sip:x@192.0.2.77?Replaces=a%3Bto-tag%3D1%3Bfrom-tag%3D2&Replaces=b%3Bto-tag%3D1%3Bfrom-tag%3D2>",
+                         b"<sip:x@192.0.2.77?Replaces=a%3Bto-tag%3D1%3Bfrom-tag%3D2"
+                         b"&Replaces=b%3Bto-tag%3D1%3Bfrom-tag%3D2>",  # two of them
                          b"<sip:x@192.0.2.77?Replaces=a%3Bto-tag%3D1%3Bto-tag%3D3%3Bfrom-tag%3D2>",
                          b"<sip:x@@?Replaces=x>"):
             self.net.from_agent(agent1.request("REFER", headers=[("Refer-To", refer_to)]))

@@ -104,7 +104,7 @@ class ReferReplacesE2E(SynchronousTestCase):
             self.assertIn(b"m=audio", a_ok.body)
             sbc_contact = a_ok.contacts[0].uri
             pbx.send(f"ACK {sbc_contact} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{pbx.port};branch={pbx.branch()}\r\n"
-                     f"Max-Forwards: 70\r\nFrom: <sip:pbx@127.0.0.1>;tag=pbx{n}\r\n{'To: ' + a_ok.get('To').decode()}\r\n"
+                     f"Max-Forwards: 70\r\nFrom: <sip:pbx@127.0.0.1>;tag=pbx{n}\r\nTo: {a_ok.get('To').decode()}\r\n"
                      f"Call-ID: pbx-call-{n}@127.0.0.1\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n", sip)
             agent.wait(request("ACK"))
             calls.append((b_inv, a_ok))
