@@ -401,3 +401,50 @@ class InviteReplacesTests(ReplacesTestCase):
         self.assertEqual((bye.method, bye.call_id, bye.to.tag), ("BYE", "pbx-call-1@10.0.0.5", "pbx1"))
         self.net.from_pbx(reply(bye, 200))
         self.assertEqual(self.net.b2b.counts()["calls"], 1)
+
+
+class OutboundReplacesTests(CallTestCase):
+    """On outbound calls the agent host is the calling (A) leg: its view of a dialog is the A
+    leg's, the PBX's the B leg's; the mapping works the same way round."""
+
+    def setUp(self) -> None:
+        self.net = Net(trunks=[attrs.evolve(DIAL_TRUNK, allow_refer=True)], agent_allow=AGENTS)
+
+    def outbound_call(self, n: int):
+        from .test_b2bua_harness import SDP_A, PbxDialog
+
+        a_inv = agent_invite(call_id=f"agent-call-{n}@127.0.0.1").with_header(
+            "From", f'"Agent" <sip:bot7@127.0.0.1>;tag=agt{n}')
+        self.net.from_agent(a_inv)
+        self.net.agent_take()
+        b_inv = only(self, self.net.pbx_take())
+        self.net.from_pbx(reply(b_inv, 200, tag=f"pbxt{n}", body=SDP_A, contact=b"<sip:gw@10.0.0.5:5060>"))
+        a_ok = only(self, self.net.agent_take(), Response)
+        agent = PbxDialog(a_inv, a_ok)  # the agent host is the UAC here
+        self.net.from_agent(agent.ack(a_inv))
+        self.net.pbx_take()
+        return a_inv, b_inv, a_ok, agent
+
+    def test_refer_replaces_mapped_to_the_trunk_dialog(self) -> None:
+        from sbc.sip.replaces import Replaces, embedded_replaces
+
+        a1, b1, a1_ok, agent1 = self.outbound_call(1)
+        a2, b2, a2_ok, agent2 = self.outbound_call(2)
+        rep = escaped(f"agent-call-2@127.0.0.1;to-tag={a2_ok.to.tag};from-tag=agt2")
+        self.net.from_agent(agent1.request("REFER", headers=[("Refer-To", f"<sip:x@192.0.2.10?Replaces={rep}>"
+                                                                          .encode())]))
+        b_refer = only(self, self.net.pbx_take())
+        self.assertEqual(b_refer.call_id, b1.call_id)
+        addr, mapped = embedded_replaces(b_refer.get("Refer-To"))
+        self.assertEqual(mapped, Replaces(b2.call_id, "pbxt2", b2.from_.tag))
+        self.assertEqual(str(addr.uri).split("?")[0], "sip:gw@10.0.0.5:5060")
+
+    def test_agent_invite_with_replaces_mapped_toward_the_trunk(self) -> None:
+        a1, b1, a1_ok, agent1 = self.outbound_call(1)
+        inv = agent_invite(call_id="agent-call-9@127.0.0.1",
+                           extra=f"Replaces: agent-call-1@127.0.0.1;to-tag={a1_ok.to.tag};from-tag=agt1\r\n")
+        self.net.from_agent(inv)
+        self.net.agent_take()
+        b_inv = only(self, self.net.pbx_take())
+        self.assertEqual(b_inv.get("Replaces"), f"{b1.call_id};to-tag=pbxt1;from-tag={b1.from_.tag}".encode())
+        self.assertFalse(b_inv.has("Require"))
