@@ -95,8 +95,8 @@ side 405, a REFER outside any call 403; none of these touch the call.  REFER is 
 toward the agent host.
 
 Attended transfer (``Replaces``, RFC 3891).  A dialog is named by its Call-ID and two tags, and
-each leg has its own: the agent host knows only the B legs' dialogs, the PBX only the A legs'.
-So the SBC maps a Replaces from one side's view to the other's (:meth:`B2bua.map_refer_to`,
+each leg has its own: the agent host knows only the dialogs of the legs facing it, the PBX only
+those of the legs facing it.  So the SBC maps a Replaces from one side's view to the other's (:meth:`B2bua.map_refer_to`,
 :meth:`B2bua._invite_replaces`).  The tags of a Replaces are accepted either way round; the
 mapped value has them as RFC 3891 §3 wants them for the peer that will compare them:
 ``to-tag`` that peer's own tag, ``from-tag`` ours; ``early-only`` and other parameters are
@@ -120,8 +120,9 @@ kept.
   the UAS of the dialog named, so RFC 3891 §3 applies: no such dialog (or one on another trunk,
   or the other side's view) 481, an early dialog the caller initiated 481, a dialog being torn
   down 603, ``early-only`` on a confirmed dialog 486, a malformed or repeated Replaces 400
-  (notice ``replaces-refused``).  Passing an unknown Replaces on without it would ring the
-  agent host with a call it was meant to replace silently.  ``replaces`` is among our option
+  (notice ``replaces-refused``).  Passing such an INVITE on without its Replaces would ring the
+  called side with a new call where the caller meant to take over an existing one.
+  ``replaces`` is among our option
   tags, so ``Require: replaces`` is accepted.  Vendor plugins may still remove Replaces toward
   their platform (Teams does).
 
