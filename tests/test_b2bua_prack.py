@@ -357,10 +357,16 @@ class AgentPrackTests(CallTestCase):
         self.net = Net(agent_100rel=False)
         a_inv, b_inv = self.start()
         self.assertNotIn(b"100rel", b_inv.get_all("Supported"))
-        self.net.from_agent(reliable(b_inv, 183, 7, body=SDP_B))
+        p183 = reliable(b_inv, 183, 7, body=SDP_B)
+        self.net.from_agent(p183)
         self.assertEqual(self.net.agent_take(), [])  # no PRACK
         self.assertEqual(statuses(self.net.pbx_take()), [183])
         self.assertIn("100rel-unrequested", notices(self.net))
+        # the agent host retransmits it, waiting for a PRACK that never comes: relayed once only
+        self.net.from_agent(p183)
+        self.assertEqual((self.net.agent_take(), statuses(self.net.pbx_take())), ([], []))
+        self.net.from_agent(reliable(b_inv, 180, 8))  # a new one is relayed
+        self.assertEqual((self.net.agent_take(), statuses(self.net.pbx_take())), ([], [180]))
 
     def test_late_offer_invite_does_not_offer_100rel(self) -> None:
         a_inv, b_inv = self.start(body=b"")

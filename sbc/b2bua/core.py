@@ -77,8 +77,8 @@ order (RSeq beyond the next; notice ``100rel-out-of-order``): neither is PRACKed
 The PRACK's 200 is absorbed; a failure or no answer is only reported (notice
 ``prack-failed``) and the call goes on -- the INVITE's final response decides.  A reliable
 provisional we cannot PRACK (100rel not offered: ``100rel-unrequested``; no To tag or no valid
-RSeq: ``100rel-malformed``) is relayed as an unreliable one.  The B leg toward a trunk (an
-outbound call) does not offer 100rel.
+RSeq: ``100rel-malformed``) is relayed as an unreliable one, once (its retransmissions are
+dropped too).  The B leg toward a trunk (an outbound call) does not offer 100rel.
 
 Transfers (REFER, RFC 3515): only the agent host may transfer, and only on a trunk with
 ``allow_refer``.  Its in-dialog REFER is relayed on the other leg of the same call, inside

@@ -1481,15 +1481,11 @@ class UacLeg(Leg):
 
     def _reliable_provisional(self, response: Response, tag: str | None, now: float) -> bool:
         """A provisional response with ``Require: 100rel``: PRACK it if it is the next one of
-        its early dialog.  False: a retransmission of one already PRACKed, or one out of
+        its early dialog.  False: a retransmission (an RSeq already taken), or one out of
         order -- discarded, neither PRACKed nor relayed.  One we cannot PRACK (we did not
         offer 100rel, no RSeq, no To tag) is taken as an unreliable provisional (True) and
-        reported."""
-        if self._try is None or not self._offers_100rel(self._try):
-            self.stack.notice("100rel-unrequested", f"{response.status} requires 100rel, which our INVITE "
-                              "did not offer; relayed as unreliable, no PRACK", self.peer, response.status,
-                              self.call.id)
-            return True
+        reported; its retransmissions are dropped all the same when it has an RSeq."""
+        offered = self._try is not None and self._offers_100rel(self._try)
         rseq = _rseq_of(response)
         if rseq is None or not tag:
             self.stack.notice("100rel-malformed", f"reliable {response.status} without "
@@ -1497,13 +1493,18 @@ class UacLeg(Leg):
                               self.peer, response.status, self.call.id)
             return True
         last = self._rseq_in.get(tag)
-        if last is not None:
-            if rseq <= last:
-                return False  # retransmitted: our PRACK transaction retransmits by itself
-            if rseq != last + 1:
-                self.stack.notice("100rel-out-of-order", f"RSeq {rseq} after {last}; discarded", self.peer,
-                                  response.status, self.call.id)
-                return False
+        if last is not None and rseq <= last:
+            return False  # retransmitted: our PRACK transaction retransmits by itself
+        if not offered:
+            self._rseq_in[tag] = rseq
+            self.stack.notice("100rel-unrequested", f"{response.status} requires 100rel, which our INVITE "
+                              "did not offer; relayed as unreliable, no PRACK", self.peer, response.status,
+                              self.call.id)
+            return True
+        if last is not None and rseq != last + 1:
+            self.stack.notice("100rel-out-of-order", f"RSeq {rseq} after {last}; discarded", self.peer,
+                              response.status, self.call.id)
+            return False
         self._rseq_in[tag] = rseq
         self._send_prack(response, tag, rseq, now)
         return True
