@@ -1340,6 +1340,11 @@ class AgentConfig:
         _SRTP_POLICY, default="off", type_name='"off", "optional" or "required"',
         doc="SRTP (SDES) toward the agent host(s).",
     )
+    reliable_provisionals: bool = setting(
+        boolean, default=True, type_name="boolean",
+        doc="Offer 100rel (RFC 3262) in INVITEs toward the agent host and PRACK its reliable provisional "
+            "responses. Off: no 100rel offered; a reliable provisional is relayed as an unreliable one.",
+    )
 
 
 @frozen

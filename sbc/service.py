@@ -863,6 +863,7 @@ def build_service(config: Any, reactor: Any, *, install_signals: bool = True, dn
             local_ports=ports,
             resolver=resolver,
             events_sip_info=config.events.sip_info,
+            agent_100rel=config.agent.reliable_provisionals,
             quirks=chains,
             **_local_hosts(config.listen),
         )

@@ -611,7 +611,8 @@ class AdmissionTests(CallTestCase):
         self.assertEqual(b_inv.get("Privacy"), b"id")
         self.assertFalse(b_inv.has("P-Internal"))
         self.assertEqual(b_inv.get("User-Agent"), b"sbc")
-        self.assertEqual(b_inv.get_all("Supported"), [b"timer"])  # ours (RFC 4028), not the PBX's line
+        # ours (RFC 4028, RFC 3262), not the PBX's line
+        self.assertEqual(b_inv.get_all("Supported"), [b"timer", b"100rel"])
         net = Net(copy_headers=(), copy_x_headers=False)
         net.from_pbx(invite(extra="P-Asserted-Identity: <sip:1@10.0.0.5>\r\nX-Case: 1\r\n"))
         b2 = [m for m in net.agent_take() if isinstance(m, Request)][0]

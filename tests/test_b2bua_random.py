@@ -283,6 +283,8 @@ class FakeAgent(FakeUA):
     def __init__(self, world: "World") -> None:
         super().__init__(world, "agent", AGENT, b"<sip:agent@127.0.0.1:5090>")
         self.pending: dict[TransactionKey, Request] = {}  # INVITEs not answered finally yet
+        self.rseq: dict[str, int] = {}  # Call-ID -> last RSeq sent
+        self.pracks = 0
 
     def on_event(self, event: Any, now: float) -> None:
         self.note_response(event)
@@ -291,6 +293,7 @@ class FakeAgent(FakeUA):
             if request.method == "INVITE" and request.to.tag is None:
                 self.new_invite(event, now)
             else:
+                self.pracks += request.method == "PRACK"
                 self.answer_in_dialog(event, SDP_B)
         elif isinstance(event, CancelReceived):
             if self.cancelled(event):
@@ -322,6 +325,26 @@ class FakeAgent(FakeUA):
         else:
             self.respond(key, invite, status, tag=tag)
 
+    def ring(self, key: TransactionKey, invite: Request, status: int, *, tag: str, body: bytes) -> None:
+        """A provisional response: reliable (RFC 3262) now and then when the INVITE offers
+        100rel -- sometimes two in a row, out of order or retransmitted; the SBC's PRACKs get
+        random answers (answer_in_dialog)."""
+        rng = self.rng
+        if b"100rel" not in invite.get_all("Supported") or rng.random() < 0.4:
+            self.respond(key, invite, status, tag=tag, body=body)
+            return
+        for _ in range(rng.choice((1, 1, 2))):
+            rseq = self.rseq.get(invite.call_id, 0) + rng.choice((1, 1, 1, 1, 2))
+            self.rseq[invite.call_id] = rseq
+            headers = [("Contact", self.contact), ("Require", b"100rel"), ("RSeq", b"%d" % rseq)]
+            if body:
+                headers.append(("Content-Type", b"application/sdp"))
+            response = make_response(invite, status, to_tag=tag, headers=headers, body=body)
+            self.tx.send_response(key, response, self.world.now)
+            if rng.random() < 0.3:  # our retransmission (as if the PRACK were late)
+                self.later(rng.uniform(0, 1), lambda now, r=response: key in self.pending and
+                           self.tx.send_response(key, r, now))
+
     def new_invite(self, event: RequestReceived, now: float) -> None:
         key, invite = event.key, event.request
         self.pending[key] = invite
@@ -333,7 +356,7 @@ class FakeAgent(FakeUA):
         if script < 0.05:
             return  # silent agent: Timer B
         if rng.random() < 0.7:
-            self.later(rng.uniform(0, 2), lambda now: key in self.pending and self.respond(
+            self.later(rng.uniform(0, 2), lambda now: key in self.pending and self.ring(
                 key, invite, rng.choice((180, 183)), tag=tag, body=SDP_B if rng.random() < 0.3 else b""))
         if script < 0.12:
             return  # rings forever: the no-answer timeout
@@ -495,6 +518,10 @@ class RandomCallsTests(SynchronousTestCase):
                        "failed-486", "failed-503", "failed-302"):
             self.assertIn(reason, reasons)
         self.assertGreater(world.b2b.stats.get("cancel-race", 0), 10)
+        # reliable provisionals from the agent host: PRACKed, some out of order, some PRACKs failed
+        self.assertGreater(world.agent.pracks, 100)
+        for reason in ("100rel-out-of-order", "prack-failed"):
+            self.assertGreater(world.b2b.stats.get(reason, 0), 5, reason)
 
     @settings(max_examples=10)
     @given(seed=st.integers(0, 2**32 - 1), loss=st.sampled_from([0.0, 0.02, 0.1]))

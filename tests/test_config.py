@@ -668,6 +668,8 @@ class CallsAndAgentTests(SynchronousTestCase):
             (ipaddress.ip_network("10.1.0.0/16"), ipaddress.ip_network("2001:db8::/32")),
         )
         self.assertEqual((config.agent.options_interval, config.agent.down_after), (0.0, 5))
+        self.assertTrue(config.agent.reliable_provisionals)
+        self.assertFalse(load_config_text("[agent]\nreliable_provisionals = false").agent.reliable_provisionals)
 
     def test_errors(self) -> None:
         cases = {
@@ -684,6 +686,8 @@ class CallsAndAgentTests(SynchronousTestCase):
                 "etc/sbc.toml: agent.allow[0]: '10.0.0.1/8' has host bits set (did you mean '10.0.0.0/8'?)",
             "[agent]\ndown_after = 0": "etc/sbc.toml: agent.down_after: 0 is out of range (1..100)",
             '[agent]\noptions_interval = "30"': "etc/sbc.toml: agent.options_interval: expected a number, got a string",
+            '[agent]\nreliable_provisionals = "yes"':
+                "etc/sbc.toml: agent.reliable_provisionals: expected a boolean, got a string",
         }
         for text, expected in cases.items():
             self.assertEqual(error_of(text), expected)

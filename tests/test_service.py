@@ -193,6 +193,15 @@ class WiringTests(SynchronousTestCase):
         b2bua = top.b2bua
         self.assertEqual((b2bua.max_calls, b2bua.max_calls_per_trunk, b2bua.no_answer_timeout), (7, 3, None))
 
+    def test_agent_reliable_provisionals_switch(self) -> None:
+        top, _ = started(BASE + TRUNK_B)
+        self.addCleanup(top.stopService)
+        self.assertTrue(top.b2bua.agent_100rel)
+        self.assertIn("replaces", top.b2bua.option_tags)
+        off, _ = started(BASE.replace("down_after = 2", "down_after = 2\nreliable_provisionals = false") + TRUNK_B)
+        self.addCleanup(off.stopService)
+        self.assertFalse(off.b2bua.agent_100rel)
+
     def test_b2bua_hooks_are_set_when_it_has_them(self) -> None:
         import sbc.b2bua.core as core
 

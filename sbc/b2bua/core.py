@@ -61,23 +61,70 @@ supports ``100rel`` (and ``reliable_provisionals`` is on), every 18x we send it 
 arrives, and is given up with 504 toward the caller and CANCEL toward the called side after
 64*T1.  One reliable provisional is outstanding at a time (later ones queue); a 2xx waits
 for the PRACK of a provisional that carried SDP.  PRACKs are answered on the A leg and never
-relayed; the B leg does not offer 100rel.  Limits: a late-offer INVITE gets its reliable
-provisionals without SDP (no early media), and an offer inside a PRACK is refused with 488.
+relayed.  Limits: a late-offer INVITE gets its reliable provisionals without SDP (no early
+media), and an offer inside a PRACK is refused with 488.
+
+On the B leg toward the agent host (``agent_100rel``, config ``[agent]
+reliable_provisionals``, default on) the INVITE offers 100rel (``Supported: 100rel``, never
+``Require``) when it carries an SDP offer -- a late-offer INVITE does not, since a reliable
+provisional would then carry an offer we would have to answer in the PRACK.  A provisional
+from the agent host with ``Require: 100rel`` and an ``RSeq`` is PRACKed within its early
+dialog (RFC 3262 §4: next CSeq of that dialog, ``RAck: <RSeq> <CSeq> INVITE``, the 18x's
+route set and Contact), per To tag (another fork is PRACKed in its own dialog), and relayed
+to the A leg as any provisional (reliably there when the PBX supports 100rel; its SDP is the
+agent's early answer).  A retransmission (an RSeq already taken) is dropped, as is one out of
+order (RSeq beyond the next; notice ``100rel-out-of-order``): neither is PRACKed nor relayed.
+The PRACK's 200 is absorbed; a failure or no answer is only reported (notice
+``prack-failed``) and the call goes on -- the INVITE's final response decides.  A reliable
+provisional we cannot PRACK (100rel not offered: ``100rel-unrequested``; no To tag or no valid
+RSeq: ``100rel-malformed``) is relayed as an unreliable one, once (its retransmissions are
+dropped too).  The B leg toward a trunk (an outbound call) does not offer 100rel.
 
 Transfers (REFER, RFC 3515): only the agent host may transfer, and only on a trunk with
 ``allow_refer``.  Its in-dialog REFER is relayed on the other leg of the same call, inside
 that leg's own dialog (our Call-ID, tags, CSeq and Contact), with ``Refer-To`` passed through
-unchanged and ``Refer-Sub`` (RFC 4488) if present; ``Referred-By`` is dropped (it names the
-agent host's side).  The PBX's answer (202, or a failure) goes back to the agent host as
-is, and the NOTIFYs it then sends in its dialog (``Event: refer``, ``message/sipfrag``
+(but see Replaces below) and ``Refer-Sub`` (RFC 4488) if present; ``Referred-By`` is dropped
+(it names the agent host's side).  The PBX's answer (202, or a failure) goes back to the agent
+host as is, and the NOTIFYs it then sends in its dialog (``Event: refer``, ``message/sipfrag``
 bodies, ``Subscription-State``) are relayed back like any NOTIFY, the ``id`` of the Event
 header rewritten to the CSeq of the agent host's REFER (a NOTIFY without ``id`` reports on
 the last REFER).  The PBX then carries out the transfer itself and, typically, hangs up its
 leg -- the BYE ends the call on both legs as usual.  A REFER the agent host sends on a trunk
 without ``allow_refer`` is answered 403 (notice ``refer-refused``), a REFER from the PBX's
-side 405, a REFER outside any call 403; none of these touch the call.  Limits: ``Replaces``
-in a ``Refer-To`` (attended transfer) is passed through unmapped, so it names the agent
-host's dialog, which the PBX does not know; REFER is not relayed toward the agent host.
+side 405, a REFER outside any call 403; none of these touch the call.  REFER is not relayed
+toward the agent host.
+
+Attended transfer (``Replaces``, RFC 3891).  A dialog is named by its Call-ID and two tags, and
+each leg has its own: the agent host knows only the dialogs of the legs facing it, the PBX only
+those of the legs facing it.  So the SBC maps a Replaces from one side's view to the other's (:meth:`B2bua.map_refer_to`,
+:meth:`B2bua._invite_replaces`).  The tags of a Replaces are accepted either way round; the
+mapped value has them as RFC 3891 §3 wants them for the peer that will compare them:
+``to-tag`` that peer's own tag, ``from-tag`` ours; ``early-only`` and other parameters are
+kept.
+
+* REFER from the agent host whose ``Refer-To`` URI embeds ``?Replaces=...`` naming the agent
+  host's dialog of a call we hold on the same trunk (call 2): the Replaces is rewritten to name
+  the PBX's dialog of call 2 (its Call-ID, its tag as ``to-tag``, ours as ``from-tag``), and the
+  URI becomes the PBX's Contact in that dialog -- the transfer target as the PBX knows it (RFC
+  5589 §7); other URI headers, parameters and the display name are kept.  The PBX then replaces
+  its own dialog, and its BYE for call 2's A leg ends call 2 on both legs.  A Replaces naming a
+  call on another trunk, or whose PBX side has no dialog yet, gets 403 (notice
+  ``refer-replaces-refused``): the PBX could only fail it later.  A Replaces naming no dialog we
+  hold is passed on unchanged (notice ``refer-replaces-unknown``): it may name a dialog the
+  agent host has with the PBX by another path.  A malformed or repeated embedded Replaces gets
+  400 (``refer-replaces-bad``).
+* INVITE (a new call) whose ``Replaces`` header names a dialog of the caller's side of a call
+  we hold on the same trunk (the PBX's view of an A leg, or, on an outbound call, the agent
+  host's view of its leg): the called side's INVITE carries a Replaces naming the other leg's
+  dialog of that call (plus ``Require: replaces`` if the caller required it).  Here the SBC is
+  the UAS of the dialog named, so RFC 3891 §3 applies: no such dialog (or one on another trunk,
+  or the other side's view) 481, an early dialog the caller initiated 481, a dialog being torn
+  down 603, ``early-only`` on a confirmed dialog 486, a malformed or repeated Replaces 400
+  (notice ``replaces-refused``).  Passing such an INVITE on without its Replaces would ring the
+  called side with a new call where the caller meant to take over an existing one.
+  ``replaces`` is among our option
+  tags, so ``Require: replaces`` is accepted.  Vendor plugins may still remove Replaces toward
+  their platform (Teams does).
 
 In-dialog requests toward the PBX go back to the address the INVITE came from (symmetric
 signalling, the way PBX trunks behind NAT expect it); toward the agent host they follow the
@@ -96,10 +143,11 @@ from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
 from attrs import frozen
 
-from sbc.sip.dialog import Dialog, DialogError, DialogId
+from sbc.sip.dialog import CONFIRMED, TERMINATED, Dialog, DialogError, DialogId
 from sbc.sip.endpoint import Peer
 from sbc.sip.errors import SipError, SipParseError
 from sbc.sip.message import Request, Response, make_response, reason_phrase
+from sbc.sip.replaces import Replaces, embedded_replaces, parse_replaces, with_embedded_replaces
 from sbc.sip.timers import TimerHeap
 from sbc.sip.session_timer import Reject422, SessionTimerConfig, UasAccept, negotiate_uas
 from sbc.sip.transaction import (
@@ -252,6 +300,7 @@ class B2bua:
         session_timer: SessionTimerConfig | None = SessionTimerConfig(),
         agent_allow: Iterable[Any] = (),
         reliable_provisionals: bool = True,
+        agent_100rel: bool = True,
         local_hosts: Mapping[int, str] | None = None,
         quirks: Mapping[str, Any] | None = None,
         media: Any = None,
@@ -267,7 +316,9 @@ class B2bua:
         :mod:`sbc.sip.session_timer`); None turns session timers off.  With timers on, the
         option tag ``timer`` is supported, with ``reliable_provisionals`` ``100rel`` (give
         :attr:`option_tags` to the Endpoint as its ``supported``, or it refuses ``Require:
-        timer``/``Require: 100rel`` with 420 before we see it).  ``agent_allow``: the agent
+        timer``/``Require: 100rel`` with 420 before we see it).  ``agent_100rel``: the INVITE
+        toward the agent host offers ``100rel`` and its reliable provisionals are PRACKed
+        (``[agent] reliable_provisionals``).  ``agent_allow``: the agent
         hosts' source networks, whose INVITEs are outbound calls (see above).  ``local_hosts``:
         our address per IP version, for Via and Contact toward peers of that family.
 
@@ -300,6 +351,7 @@ class B2bua:
         self.user_agent = user_agent.encode()
         self.session_timer = session_timer
         self.reliable_provisionals = reliable_provisionals
+        self.agent_100rel = agent_100rel
         #: Source networks of the agent host(s): their INVITEs are calls toward a trunk
         #: (outbound dialling), routed by the trunks' ``dial`` patterns.
         self.agent_allow = tuple(agent_allow)
@@ -310,7 +362,7 @@ class B2bua:
         self.tls_admits: Any = None
         self.supported = frozenset(s.lower() for s in supported) | (
             {"timer"} if session_timer is not None else set()) | (
-            {"100rel"} if reliable_provisionals else set())
+            {"100rel"} if reliable_provisionals else set()) | {"replaces"}
         self.accepting = True  # False: new calls get 503 (graceful shutdown)
         #: Admission hook: ``agent_up(trunk_name)`` False (the pinger marked the trunk's agent
         #: host down) makes new calls of that trunk get 503 with Retry-After.
@@ -541,6 +593,115 @@ class B2bua:
 
     def cancel_timer(self, call: Call, kind: str) -> None:
         self._timers.cancel((call.id, kind))
+
+    # ------------------------------------------------------------------ Replaces (RFC 3891)
+
+    def _replaced_leg(self, replaces: Replaces, *, agent_side: bool, trunk: str) -> tuple[Leg | None, str]:
+        """The leg whose dialog ``replaces`` names as that leg's peer sees it (its Call-ID and
+        our tag and the peer's, taken either way round), facing the agent host
+        (``agent_side``) or the PBX, with a live call on trunk ``trunk``.  (None, why) if
+        there is none: ``"unknown"`` (no such dialog on that side) or ``"other-trunk"``."""
+        for local, remote in ((replaces.to_tag, replaces.from_tag), (replaces.from_tag, replaces.to_tag)):
+            leg = self._dialogs.get((replaces.call_id, local))
+            if leg is None or leg.dialog is None or leg.dialog.remote_tag != remote:
+                continue
+            if (leg is leg.call.agent_leg) != agent_side or leg.call.ended is not None:
+                continue
+            if leg.call.trunk != trunk:
+                return None, "other-trunk"
+            return leg, ""
+        return None, "unknown"
+
+    @staticmethod
+    def _mapped(leg: Leg, replaces: Replaces) -> tuple[Replaces, Dialog] | None:
+        """``replaces`` naming the dialog of the other leg of ``leg``'s call instead, as that
+        leg's peer sees it: its Call-ID, ``to-tag`` its own tag and ``from-tag`` ours (RFC
+        3891 §3: the tags as the UA receiving the INVITE compares them); ``early-only`` and
+        other parameters kept.  None when the other leg has no live dialog."""
+        dialog = leg.call.other(leg).dialog
+        if dialog is None or dialog.state == TERMINATED or not dialog.remote_tag:
+            return None
+        return replaces.with_dialog(dialog.call_id, dialog.remote_tag, dialog.local_tag), dialog
+
+    def map_refer_to(self, leg: Leg, value: bytes) -> bytes | tuple[int, str]:
+        """The Refer-To of the agent host's REFER as relayed to the PBX (LegStack).
+
+        Without an embedded Replaces it is unchanged.  A Replaces naming the agent host's
+        dialog of a call we hold on the same trunk is rewritten to name the PBX's dialog of
+        that call, and the URI becomes the PBX's Contact in that dialog (the transfer
+        target as the PBX knows it, RFC 5589 §7).  A Replaces naming a call on another
+        trunk, or one whose PBX side has no dialog, refuses the REFER with 403; one naming
+        no dialog we hold is passed on unchanged (both with a notice); a malformed one gets
+        400."""
+        if b"replaces" not in value.lower():
+            return value
+        call = leg.call
+        try:
+            found = embedded_replaces(value)
+        except SipParseError as e:
+            self.notice("refer-replaces-bad", f"REFER refused 400: {e.reason}", leg.peer, 400, call.id)
+            return 400, "Bad Refer-To"
+        if found is None:
+            return value
+        addr, replaces = found
+        named, why = self._replaced_leg(replaces, agent_side=True, trunk=call.trunk)
+        if named is None and why == "unknown":
+            self.notice("refer-replaces-unknown", "Replaces in Refer-To names no dialog we hold; passed on unchanged",
+                        leg.peer, None, call.id)
+            return value
+        mapped = self._mapped(named, replaces) if named is not None else None
+        if mapped is None:
+            detail = ("names a call on another trunk" if named is None
+                      else f"names call {named.call.id}, which has no dialog on the trunk's side")
+            self.notice("refer-replaces-refused", f"REFER refused 403: Replaces in Refer-To {detail}", leg.peer,
+                        403, call.id)
+            return 403, "Forbidden"
+        replaced, dialog = mapped
+        target = dialog.remote_target if dialog.remote_target.is_sip else None
+        self.stats["refer-replaces-mapped"] = self.stats.get("refer-replaces-mapped", 0) + 1
+        return with_embedded_replaces(addr, replaced, target)
+
+    def _invite_replaces(self, request: Request, peer: Peer, key: TransactionKey, trunk: Any, direction: str,
+                         now: float) -> tuple[tuple[str, bytes], ...] | None:
+        """The Replaces (and ``Require: replaces`` when the caller required it) for the new
+        call's outgoing INVITE, () when the INVITE has none; None when it was refused here
+        (RFC 3891 §3, as the UAS of the dialog it names): 400 for a malformed or repeated
+        Replaces; 481 when it names no dialog of the caller's side we hold on this trunk
+        (or an early dialog the caller initiated), 603 a dialog being torn down, 486 a
+        confirmed dialog with ``early-only``."""
+        values = request.get_all("Replaces")
+        if not values:
+            return ()
+        try:
+            if len(values) > 1:
+                raise SipParseError("more than one Replaces")
+            replaces = parse_replaces(values[0])
+        except SipParseError as e:
+            self._refuse(request, peer, key, 400, "Bad Replaces", e.reason, now, notice="replaces-refused")
+            return None
+        named, why = self._replaced_leg(replaces, agent_side=direction == "outbound", trunk=trunk.name)
+        status, detail = 0, ""
+        if named is None:
+            status, detail = 481, ("names a call on another trunk" if why == "other-trunk"
+                                   else "names no dialog we hold")
+        elif named.ended or named.state is named.TERMINATING:
+            status, detail = 603, "names a dialog being torn down"
+        elif named.dialog is not None and named.dialog.state != CONFIRMED and isinstance(named, UasLeg):
+            status, detail = 481, "names an early dialog we did not initiate"
+        elif replaces.early_only and named.dialog is not None and named.dialog.state == CONFIRMED:
+            status, detail = 486, "early-only, but the dialog is confirmed"
+        mapped = self._mapped(named, replaces) if named is not None and not status else None
+        if mapped is None and not status:
+            status, detail = 481, "names a call whose other leg has no dialog"
+        if mapped is None:
+            self._refuse(request, peer, key, status, reason_phrase(status), f"Replaces {detail}", now,
+                         notice="replaces-refused")
+            return None
+        self.stats["replaces-mapped"] = self.stats.get("replaces-mapped", 0) + 1
+        headers: tuple[tuple[str, bytes], ...] = (("Replaces", mapped[0].to_bytes()),)
+        if any(t.strip().lower() == b"replaces" for t in request.get_all("Require")):
+            headers += (("Require", b"replaces"),)
+        return headers
 
     # ------------------------------------------------------------------ vendor quirks
 
@@ -987,6 +1148,9 @@ class B2bua:
         if max_forwards is not None and max_forwards <= 0:
             self._refuse(request, peer, key, 483, "Too Many Hops", "Max-Forwards 0", now)
             return
+        replaces = self._invite_replaces(request, peer, key, trunk, direction, now)
+        if replaces is None:
+            return
         user = self._callee(request)
         # Vendor quirks and the canonical form toward the agent host (issue 6).
         inbound = self._inbound_quirks(trunk, request, peer) if direction == "inbound" else None
@@ -1054,7 +1218,7 @@ class B2bua:
         outbound = direction == "outbound"
         call.b = UacLeg(self, call, target, peers, local_host=_bracket(self.fqdn if outbound else self.local_host),
                         route=route, user_agent=self.user_agent, call_id=call_id, local_tag=self.new_token(),
-                        contact_host=self.fqdn if outbound else None)
+                        contact_host=self.fqdn if outbound else None, rel100=self.agent_100rel and not outbound)
         if peers is None:
             text = str(hop)
             call.b.lookup_key = text
@@ -1085,6 +1249,9 @@ class B2bua:
             caller_user, caller_display = inbound.caller(caller_user, caller_display)
         # Credentials are for the SBC alone: they never reach the agent host (nor events, CDRs).
         headers = tuple((name, value) for name, value in headers if name.lower() not in _CREDENTIAL_HEADERS)
+        if replaces:
+            # The Replaces as the called side knows the dialog (never the caller's own).
+            headers = tuple((n, v) for n, v in headers if n.lower() != "replaces") + replaces
         call.caller = caller_user  # canonical with quirks: +E.164, None for an anonymous caller
         call.callee = user
         call.headers = tuple((name, value.decode("utf-8", "replace")) for name, value in headers)

@@ -115,6 +115,22 @@ ALLOW = b"INVITE, ACK, CANCEL, BYE, UPDATE, PRACK, INFO, MESSAGE, NOTIFY"
 PRACK_TIMER = "prack-a"
 PRACK_END = "prack-timeout"
 
+_RSEQ_RE = re.compile(rb"\s*([0-9]{1,10})\s*\Z")
+
+
+def _requires_100rel(response: Response) -> bool:
+    """A provisional response sent reliably: ``Require: 100rel`` (RFC 3262 §4; never a 100)."""
+    return response.status > 100 and any(t.strip().lower() == b"100rel" for t in response.get_all("Require"))
+
+
+def _rseq_of(response: Response) -> int | None:
+    """The RSeq of a reliable provisional response (1 .. 2**31-1), None if absent or bad."""
+    m = _RSEQ_RE.match(response.get("RSeq") or b"")
+    if m is None:
+        return None
+    rseq = int(m.group(1))
+    return rseq if 1 <= rseq < 2**31 else None
+
 _RACK_RE = re.compile(rb"\s*([0-9]{1,10})\s+([0-9]{1,10})\s+([A-Za-z]+)\s*\Z")
 
 _DIGITS_RE = re.compile(rb"\s*([0-9]{1,9})")
@@ -158,6 +174,11 @@ class LegStack(Protocol):
 
     def resend_response(self, key: TransactionKey, response: Response, now: float) -> None: ...
 
+    def map_refer_to(self, leg: "Leg", value: bytes) -> bytes | tuple[int, str]:
+        """The Refer-To to relay for a REFER from ``leg``'s peer (an embedded Replaces mapped
+        to the other leg's dialog, see the core), or (status, reason) to refuse the REFER."""
+        ...
+
     #: RFC 3261 T1 in seconds (reliable provisional retransmissions, RFC 3262 §3)
     t1: float
 
@@ -193,6 +214,7 @@ _INVITE = "invite"
 _REOFFER = "reoffer"
 _INFO = "info"
 _BYE = "bye"
+_PRACK = "prack"  # our PRACK for a reliable provisional of the B leg's INVITE (RFC 3262 §4)
 _REFRESH = "refresh"  # our session refresh (RFC 4028): answered on this leg only
 _DONE = "done"  # final response seen; later ones (2xx retransmissions) only get re-ACKed
 
@@ -438,10 +460,17 @@ class Leg:
         if self.ended or not self.call.other(self).can_relay():
             self._respond(key, request, 481, now=now)
             return
+        # Attended transfer: a Replaces in the Refer-To names the agent host's dialog; the
+        # core maps it to the PBX's view of that dialog (or refuses the REFER).
+        mapped = self.stack.map_refer_to(self, refer_to[0])
+        if isinstance(mapped, tuple):
+            self._respond(key, request, mapped[0], mapped[1], now=now)
+            return
         rid = self.stack.new_id()
         self._in[rid] = (key, request)
         self._refers_in[rid] = request.cseq.seq
-        headers = tuple((name, v) for name in RELAYED_REFER_HEADERS for v in request.get_all(name)[:1])
+        headers = tuple((name, mapped if name == "Refer-To" else v)
+                        for name in RELAYED_REFER_HEADERS for v in request.get_all(name)[:1])
         self._emit(Info(rid, "REFER", body_of(request), headers), now)
 
     def _refer_of(self, request: Request) -> int | None:
@@ -577,6 +606,14 @@ class Leg:
             return
         if status < 200:
             return
+        if purpose == _PRACK:
+            # Absorbed here: the 200 ends the PRACK; a failure is only reported (the INVITE
+            # transaction decides the call), and never touches the dialog.
+            self._out[key] = (_DONE, rid)
+            if status >= 300:
+                self.stack.notice("prack-failed", f"PRACK for RSeq {rid} answered {status} {response.reason}",
+                                  self.peer, status, self.call.id)
+            return
         self._out[key] = (_DONE, rid)
         if self.dialog is not None:
             try:
@@ -630,6 +667,10 @@ class Leg:
         if purpose == _DONE:
             return
         self._out[key] = (_DONE, rid)
+        if purpose == _PRACK:
+            self.stack.notice("prack-failed", f"PRACK for RSeq {rid}: no answer ({status})", self.peer, status,
+                              self.call.id)
+            return
         if purpose == _BYE:
             self._bye_done(now)
             return
@@ -1224,11 +1265,12 @@ class UacLeg(Leg):
 
     def __init__(self, stack: LegStack, call: "Call", target: URI, peers: Sequence[Peer] | None,
                  *, local_host: str, route: bytes | None = None, user_agent: bytes | None = None,
-                 call_id: str, local_tag: str, contact_host: str | None = None) -> None:
+                 call_id: str, local_tag: str, contact_host: str | None = None, rel100: bool = False) -> None:
         """``peers``: where the INVITE may go, best first (the next one is tried on a timeout
         or 503 before any provisional response); None while the resolver is still looking
         (then :meth:`resolved` follows).  ``contact_host``: the host of our Contact (our FQDN
-        toward a trunk; default our address)."""
+        toward a trunk; default our address).  ``rel100``: offer ``100rel`` (RFC 3262) in the
+        INVITE when it carries an offer, and PRACK the peer's reliable provisionals."""
         first = peers[0] if peers else Peer("udp", "0.0.0.0", 0)
         super().__init__(stack, call, first, stack.contact(first.transport, contact_host, first.host))
         self.contact_host = contact_host
@@ -1248,6 +1290,11 @@ class UacLeg(Leg):
         self.final_status: int | None = None
         self.offerless = False
         self._st_neg: UacNegotiation | None = None  # session timer of the initial INVITE
+        self.rel100 = rel100
+        # RFC 3262 §4, per early dialog (To tag): the RSeq of the last reliable provisional
+        # taken in order, and the dialogs of other forks (PRACKed within their own dialog).
+        self._rseq_in: dict[str, int] = {}
+        self._forks: dict[str, Dialog] = {}
 
     def _target(self) -> Peer:
         if self.dialog is None:
@@ -1278,6 +1325,12 @@ class UacLeg(Leg):
         ]
         if self._st_neg is not None:
             headers.extend(self._st_neg.request_headers())
+        if self._offers_100rel(event):
+            supported = next((i for i, (n, _v) in enumerate(headers) if n == "Supported"), None)
+            if supported is None:
+                headers.append(("Supported", b"100rel"))
+            else:
+                headers[supported] = ("Supported", headers[supported][1] + b", 100rel")
         if self.user_agent:
             headers.append(("User-Agent", self.user_agent))
         headers.extend(event.headers)
@@ -1299,8 +1352,16 @@ class UacLeg(Leg):
         else:
             super()._initial_event(event, now)
 
+    def _offers_100rel(self, event: Try) -> bool:
+        """Offer 100rel only with an offer in the INVITE: a reliable provisional answering a
+        late-offer INVITE would carry an offer that we would have to answer in the PRACK,
+        before the PBX has said anything (RFC 3262 §5)."""
+        return self.rel100 and event.body is not None
+
     def _send_invite(self, cseq: int, now: float) -> None:
         assert self._try is not None
+        self._rseq_in.clear()  # a new INVITE (failover, 422): new early dialogs
+        self._forks.clear()
         self.contact = self.stack.contact(self.peer.transport, self.contact_host, self.peer.host)
         self.invite = self._build_invite(self._try, cseq)
         self.invite_key = self._send(self.invite, _INVITE, 0, now)
@@ -1335,13 +1396,13 @@ class UacLeg(Leg):
         self._send_invite(self.invite.cseq.seq + 1, now)
         return True
 
-    def _dialog_from(self, response: Response) -> None:
+    def _new_dialog(self, response: Response) -> Dialog:
         assert self.invite is not None
         try:
-            dialog = Dialog.from_uac(self.invite, response)
+            return Dialog.from_uac(self.invite, response)
         except DialogError:
             # No (usable) Contact: keep talking to the Request-URI's host.
-            dialog = Dialog(
+            return Dialog(
                 id=DialogId(self.call_id, self.local_tag, response.to.tag or ""),
                 local_seq=self.invite.cseq.seq, remote_seq=None,
                 local_uri=self.invite.from_.without_param("tag"),
@@ -1349,7 +1410,9 @@ class UacLeg(Leg):
                 remote_target=self.target, route_set=(), secure=False,
                 state=EARLY if response.status < 200 else CONFIRMED, is_uac=True,
                 local_contact=self.contact)
-        self._bind(dialog)
+
+    def _dialog_from(self, response: Response) -> None:
+        self._bind(self._new_dialog(response))
 
     def _invite_response(self, response: Response, key: TransactionKey, now: float) -> None:
         status = response.status
@@ -1367,6 +1430,8 @@ class UacLeg(Leg):
                     self.dialog.receive_response(response)
                 except DialogError:
                     pass
+            if _requires_100rel(response) and not self._reliable_provisional(response, tag, now):
+                return  # a retransmission, or out of order: not relayed (RFC 3262 §4)
             cancelling = self.state is _C.CANCELLING
             self._go("provisional")
             if response.body:
@@ -1374,6 +1439,8 @@ class UacLeg(Leg):
             if not cancelling:
                 self._emit(Ring(status, response.reason, body_of(response)), now)
             return
+        self._rseq_in.clear()  # a final response: no more reliable provisionals (RFC 3262 §4)
+        self._forks.clear()
         if status < 300:
             if self.state not in (_C.CALLING, _C.EARLY, _C.CANCELLING):
                 self._reack(response)
@@ -1409,6 +1476,59 @@ class UacLeg(Leg):
         if status == 422 and self._retry_422(response, now):
             return
         self._invite_failed(status, response.reason, retry_after_of(response), now)
+
+    # ---- reliable provisional responses from the peer (RFC 3262 §4), B leg
+
+    def _reliable_provisional(self, response: Response, tag: str | None, now: float) -> bool:
+        """A provisional response with ``Require: 100rel``: PRACK it if it is the next one of
+        its early dialog.  False: a retransmission (an RSeq already taken), or one out of
+        order -- discarded, neither PRACKed nor relayed.  One we cannot PRACK (we did not
+        offer 100rel, no RSeq, no To tag) is taken as an unreliable provisional (True) and
+        reported; its retransmissions are dropped all the same when it has an RSeq."""
+        offered = self._try is not None and self._offers_100rel(self._try)
+        rseq = _rseq_of(response)
+        if rseq is None or not tag:
+            self.stack.notice("100rel-malformed", f"reliable {response.status} without "
+                              f"{'a usable RSeq' if tag else 'a To tag'}; relayed as unreliable, no PRACK",
+                              self.peer, response.status, self.call.id)
+            return True
+        last = self._rseq_in.get(tag)
+        if last is not None and rseq <= last:
+            return False  # retransmitted: our PRACK transaction retransmits by itself
+        if not offered:
+            self._rseq_in[tag] = rseq
+            self.stack.notice("100rel-unrequested", f"{response.status} requires 100rel, which our INVITE "
+                              "did not offer; relayed as unreliable, no PRACK", self.peer, response.status,
+                              self.call.id)
+            return True
+        if last is not None and rseq != last + 1:
+            self.stack.notice("100rel-out-of-order", f"RSeq {rseq} after {last}; discarded", self.peer,
+                              response.status, self.call.id)
+            return False
+        self._rseq_in[tag] = rseq
+        self._send_prack(response, tag, rseq, now)
+        return True
+
+    def _send_prack(self, response: Response, tag: str, rseq: int, now: float) -> None:
+        """PRACK within the early dialog the response created (RFC 3262 §7.2: RAck = RSeq,
+        CSeq number and method of the response); another fork's dialog for a fork."""
+        dialog = self.dialog if self.dialog is not None and self.dialog.remote_tag == tag else None
+        if dialog is None:
+            dialog = self._forks.get(tag)
+            if dialog is None:
+                dialog = self._forks[tag] = self._new_dialog(response)
+        cseq = response.cseq
+        target = self.stack.next_hop(dialog, self.peer)
+        try:
+            prack = dialog.create_request(
+                "PRACK", via=self.stack.via(target.transport, target.host),
+                headers=[("RAck", b"%d %d %s" % (rseq, cseq.seq, cseq.method.encode("ascii")))])
+        except DialogError as e:
+            self.stack.notice("prack-failed", f"cannot PRACK RSeq {rseq}: {e.reason}", self.peer, None,
+                              self.call.id)
+            return
+        key = self.stack.send_request(self, prack, target, now)
+        self._out[key] = (_PRACK, rseq)
 
     def _retry_422(self, response: Response, now: float) -> bool:
         """RFC 4028 §7.3: the agent wants a longer session interval; send the INVITE once

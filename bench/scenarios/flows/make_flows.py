@@ -1,5 +1,5 @@
 """
-Writes the SIPp scenario pairs of this directory (all but topology_*.xml, which are kept by
+Writes the SIPp scenario pairs of this directory (all but topology_*.xml and prack*.xml, kept by
 hand): ``python3 bench/scenarios/flows/make_flows.py`` rewrites them in place.
 
 Each flow is ``<flow>_pbx.xml`` (a UAC playing the PBX, sending to the SBC) and
