@@ -58,7 +58,9 @@ class EventSubscriber(Protocol):
 @define(eq=False)
 class _CallBuffer:
     first_seen: float
-    events: deque[_Entry]
+    # A list trimmed to ``replay_per_call`` by the hub: a held call has one or two events, and
+    # a deque would take 760 bytes for them.
+    events: list[_Entry]
     ended: bool = False
     forget: IDelayedCall | None = None
 
@@ -204,9 +206,12 @@ class EventHub:
                 old_id, old = next(iter(self._calls.items()))
                 self._forget(old_id, old)
                 self.evicted += 1
-            buf = _CallBuffer(self.clock.seconds(), deque(maxlen=max(0, self.replay_per_call)))
+            buf = _CallBuffer(self.clock.seconds(), [])
             self._calls[call_id] = buf
-        buf.events.append(entry)
+        events = buf.events
+        events.append(entry)
+        if len(events) > self.replay_per_call:
+            del events[:len(events) - max(0, self.replay_per_call)]
         if isinstance(event, CallEnded):
             buf.ended = True
             if buf.forget is not None and buf.forget.active():

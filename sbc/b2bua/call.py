@@ -26,6 +26,8 @@ __all__ = ["Call", "CallHost", "map_failure", "PASS_THROUGH"]
 PASS_THROUGH = frozenset({403, 404, 410, 480, 484, 485, 486, 488, 600, 603, 604, 606, 607, 608})
 
 NO_ANSWER = "no-answer"
+
+_NO_IDS: frozenset[int] = frozenset()
 MAX_DURATION = "max-duration"
 
 
@@ -93,8 +95,9 @@ class Call:
         #: Media anchoring and DTMF collection (None: neither; see :mod:`sbc.b2bua.media`).
         self.media: "CallMedia | None" = None
         #: Ids of the INFOs we send to the agent host ourselves (agent events): their
-        #: answers end here instead of being relayed.
-        self.own_info: set[int] = set()
+        #: answers end here instead of being relayed.  A shared empty frozenset until the
+        #: first one (:meth:`add_own_info`): most calls send none.
+        self.own_info: set[int] | frozenset[int] = _NO_IDS
         #: The canonical headers of the call (what the agent host was told), as
         #: (name, value) pairs, for the ``call.started`` event.
         self.headers: tuple[tuple[str, str], ...] = ()
@@ -108,6 +111,12 @@ class Call:
     @property
     def now(self) -> float:
         return self.host.now
+
+    def add_own_info(self, rid: int) -> None:
+        """Remember ``rid``, an INFO we send ourselves (its answer is not relayed)."""
+        if type(self.own_info) is not set:
+            self.own_info = set()
+        self.own_info.add(rid)
 
     @property
     def a_status(self) -> int | None:
@@ -145,7 +154,7 @@ class Call:
     def leg_event(self, leg: "Leg", event: CallEvent, now: float) -> None:
         """``leg`` reports ``event``; apply the call's policy and hand it to the other leg."""
         if isinstance(event, InfoAnswer) and event.id in self.own_info:
-            self.own_info.discard(event.id)
+            self.own_info.discard(event.id)  # type: ignore[union-attr]  # a set once it has ids
             return
         if self.media is not None:
             filtered = self.media.filter(leg.side, event, now)

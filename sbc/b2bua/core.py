@@ -207,6 +207,20 @@ def _contact(host: str, port: int, transport: str) -> bytes:
     return f"<sip:{_bracket(host)}:{port}{param}>".encode("latin-1")
 
 
+def _shared_pairs(headers: Sequence[tuple[str, bytes]],
+                  canonical: Sequence[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    """``headers`` as text pairs (for ``call.started``); the leading ones that equal the
+    canonical pairs they were encoded from are those very pairs, so a held call stores them
+    once."""
+    out = []
+    for i, (name, value) in enumerate(headers):
+        pair = (name, value.decode("utf-8", "replace"))
+        if i < len(canonical) and canonical[i] == pair:
+            pair = canonical[i]
+        out.append(pair)
+    return tuple(out)
+
+
 def _bracket(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
@@ -624,7 +638,7 @@ class B2bua:
             leg = call.agent_leg
             if leg.can_relay():
                 rid = self.new_id()
-                call.own_info.add(rid)
+                call.add_own_info(rid)
                 leg.handle(Info(rid, "INFO", Body(b"application/json", encode_event(event))), self.now)
 
     def call_ended(self, call: Call) -> None:
@@ -1080,7 +1094,7 @@ class B2bua:
         headers = tuple((name, value) for name, value in headers if name.lower() not in _CREDENTIAL_HEADERS)
         call.caller = caller_user  # canonical with quirks: +E.164, None for an anonymous caller
         call.callee = user
-        call.headers = tuple((name, value.decode("utf-8", "replace")) for name, value in headers)
+        call.headers = _shared_pairs(headers, call.canonical_headers)
         self._agent_events.append(CallStarted(
             call_id, now, trunk.name, getattr(trunk, "vendor", "generic"), direction, call.caller or "", user,
             call.headers))

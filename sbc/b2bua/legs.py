@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, ClassVar, Iterable, Protocol, Sequence
 from sbc.sip.dialog import CONFIRMED, EARLY, TERMINATED, Dialog, DialogError, DialogId
 from sbc.sip.endpoint import Peer
 from sbc.sip.errors import SipParseError
-from sbc.sip.message import Header, NameAddr, Request, Response, make_response, reason_phrase
+from sbc.sip.message import Header, NameAddr, Request, Response, make_response, parse_message, reason_phrase
 from sbc.sip.session_timer import (
     Negotiated,
     Reject422,
@@ -188,6 +188,19 @@ def _data(body: Body | None) -> bytes:
     return b"" if body is None else body.data
 
 
+#: What a leg still reads from its initial INVITE once the call is confirmed: the dialog's
+#: identifiers and the CSeq (a late PRACK, a fork's 2xx, the CDR) and the Contact.
+_INVITE_KEEPS = frozenset({"from", "to", "call-id", "cseq", "contact"})
+
+
+def slim_invite(invite: Request) -> Request:
+    """``invite`` as a confirmed call keeps it for its lifetime: the Request-URI and the
+    headers above, without body, Via, raw bytes or parsed views (a tenth of the memory)."""
+    return Request(invite.method, invite.uri,
+                   tuple(Header(h.name, h.value) for h in invite.headers if h.key in _INVITE_KEEPS),
+                   version=invite.version)
+
+
 # Purposes of our client transactions.
 _INVITE = "invite"
 _REOFFER = "reoffer"
@@ -232,6 +245,14 @@ class Leg:
 
     state: enum.Enum
 
+    # A held call keeps its two legs for hours: their attributes live in slots, not in an
+    # instance dict (more than 30 attributes make a large unshared dict).  ``__dict__`` stays
+    # available for anything a subclass or a test adds without declaring it.
+    __slots__ = ("stack", "call", "peer", "contact", "dialog", "_bound", "_in", "_out", "offer_in", "offer_out",
+                 "_awaiting_ack", "_pending_2xx", "_last_ack", "_bye_after_ack", "_bye_headers", "session",
+                 "peer_allows_update", "local_sdp", "remote_sdp", "_in_timer", "_refers_in", "_refers_out", "_neg",
+                 "state", "__dict__")
+
     def __init__(self, stack: LegStack, call: "Call", peer: Peer, contact: bytes) -> None:
         self.stack = stack
         self.call = call
@@ -247,7 +268,9 @@ class Leg:
         self.offer_out: TransactionKey | None = None  # our re-INVITE/UPDATE in progress
         self._awaiting_ack: tuple[int, int] | None = None  # (INVITE CSeq, relay id) we 2xx'ed
         self._pending_2xx: tuple[int, Response] | None = None  # 2xx whose ACK waits for Confirm
-        self._last_ack: tuple[int, Request] | None = None  # (CSeq, ACK) for re-ACKs
+        # (CSeq, the ACK's bytes) for re-ACKs: kept serialised, it is parsed again only when a
+        # 2xx retransmission needs it (rare), and a held call keeps ~400 bytes instead of a message
+        self._last_ack: tuple[int, bytes] | None = None
         self._bye_after_ack = False
         self._bye_headers: tuple[tuple[str, bytes], ...] = ()
         # RFC 4028: this leg's timer, what the peer allows, the SDP last sent / received here
@@ -335,7 +358,7 @@ class Leg:
             # A 2xx that arrives after the dialog ended must still be ACKed (RFC 3261 §13.2.2.4).
             dialog = attrs.evolve(dialog, state=CONFIRMED)
         ack = dialog.create_ack(cseq, via=self._via(), headers=_body_headers(body), body=_data(body))
-        self._last_ack = (cseq, ack)
+        self._last_ack = (cseq, ack.to_bytes())
         if body is not None:
             self.local_sdp = body
         self.stack.send_ack(ack, self._target())
@@ -661,7 +684,9 @@ class Leg:
             return
         if self.dialog is not None and tag == self.dialog.remote_tag:
             if self._last_ack is not None and self._last_ack[0] == cseq:
-                self.stack.send_ack(self._last_ack[1], self._target())
+                ack = parse_message(self._last_ack[1])
+                assert isinstance(ack, Request)
+                self.stack.send_ack(ack, self._target())
             elif self.state in (self.TERMINAL, self.TERMINATING) and self._pending_2xx is None:
                 # A 2xx that lost the race with the peer's own BYE: nobody waits for it, but
                 # it must be ACKed all the same.
@@ -947,6 +972,9 @@ class UasLeg(Leg):
         (_U.TERMINATING, "bye_done"): _U.TERMINATED,
     }
 
+    __slots__ = ("invite", "invite_key", "local_tag", "final_status", "timer", "reliable", "_rseq", "_unacked",
+                 "_rel_queue", "_held_answer", "_pracked")
+
     def __init__(self, stack: LegStack, call: "Call", invite: Request, key: TransactionKey,
                  peer: Peer, contact: bytes, local_tag: str, timer: UasAccept | None = None,
                  reliable: bool = False) -> None:
@@ -970,7 +998,7 @@ class UasLeg(Leg):
         self._unacked: _Reliable | None = None
         self._rel_queue: list[Ring] = []
         self._held_answer: Answer | None = None
-        self._pracked: set[int] = set()
+        self._pracked: tuple[int, ...] = ()  # few if any: a tuple, not a set
 
     def start(self, now: float) -> None:
         self._respond(self.invite_key, self.invite, 100, now=now)
@@ -1031,7 +1059,7 @@ class UasLeg(Leg):
     def _reliable_done(self) -> None:
         """A final response went out: no more provisional retransmissions."""
         if self._unacked is not None:
-            self._pracked.add(self._unacked.rseq)  # a late PRACK for it still gets 200
+            self._pracked += (self._unacked.rseq,)  # a late PRACK for it still gets 200
         self._unacked = None
         self._rel_queue.clear()
         self._held_answer = None
@@ -1100,7 +1128,7 @@ class UasLeg(Leg):
             self._respond(key, request, 488, now=now)
             return
         self._respond(key, request, 200, now=now)
-        self._pracked.add(rel.rseq)
+        self._pracked += (rel.rseq,)
         self._unacked = None
         self.call.host.cancel_timer(self.call, PRACK_TIMER)
         held, self._held_answer = self._held_answer, None
@@ -1116,6 +1144,8 @@ class UasLeg(Leg):
         if ack.body:
             self.remote_sdp = body_of(ack)
         self._go("ack")
+        # Confirmed: from now on the PBX's INVITE is only read for its identifiers.
+        self.invite = slim_invite(self.invite)
         self._emit(Confirm(body_of(ack)), now)
         if self._bye_after_ack:
             self._send_bye(now, self._bye_headers)
@@ -1221,6 +1251,10 @@ class UacLeg(Leg):
         (_C.TERMINATING, "bye_in"): _C.TERMINATED,
         (_C.TERMINATING, "bye_done"): _C.TERMINATED,
     }
+
+    __slots__ = ("contact_host", "alternatives", "resolving", "lookup_key", "_try", "target", "route",
+                 "local_host", "user_agent", "call_id", "local_tag", "invite", "invite_key", "final_status",
+                 "offerless", "_st_neg")
 
     def __init__(self, stack: LegStack, call: "Call", target: URI, peers: Sequence[Peer] | None,
                  *, local_host: str, route: bytes | None = None, user_agent: bytes | None = None,
@@ -1456,6 +1490,11 @@ class UacLeg(Leg):
         if self.state is _C.ANSWERED:
             self._flush_pending_2xx(now, event.body)
             self._go("confirm")
+            # Confirmed: no new INVITE of this usage (failover, 422) can follow; a fork's late
+            # 2xx needs only the INVITE's identifiers.
+            if self.invite is not None:
+                self.invite = slim_invite(self.invite)
+            self._try = None
         else:
             super()._confirm(event, now)
 
