@@ -45,6 +45,7 @@ from sbc.sip.session_timer import (
     is_refresh_only,
     negotiate_uas,
 )
+from sbc.sip.slim import slim_request
 from sbc.sip.transaction import TransactionKey
 from sbc.sip.uri import URI
 
@@ -187,18 +188,6 @@ def _body_headers(body: Body | None) -> list[tuple[str, bytes]]:
 def _data(body: Body | None) -> bytes:
     return b"" if body is None else body.data
 
-
-#: What a leg still reads from its initial INVITE once the call is confirmed: the dialog's
-#: identifiers and the CSeq (a late PRACK, a fork's 2xx, the CDR) and the Contact.
-_INVITE_KEEPS = frozenset({"from", "to", "call-id", "cseq", "contact"})
-
-
-def slim_invite(invite: Request) -> Request:
-    """``invite`` as a confirmed call keeps it for its lifetime: the Request-URI and the
-    headers above, without body, Via, raw bytes or parsed views (a tenth of the memory)."""
-    return Request(invite.method, invite.uri,
-                   tuple(Header(h.name, h.value) for h in invite.headers if h.key in _INVITE_KEEPS),
-                   version=invite.version)
 
 
 # Purposes of our client transactions.
@@ -1145,7 +1134,7 @@ class UasLeg(Leg):
             self.remote_sdp = body_of(ack)
         self._go("ack")
         # Confirmed: from now on the PBX's INVITE is only read for its identifiers.
-        self.invite = slim_invite(self.invite)
+        self.invite = slim_request(self.invite)
         self._emit(Confirm(body_of(ack)), now)
         if self._bye_after_ack:
             self._send_bye(now, self._bye_headers)
@@ -1493,7 +1482,7 @@ class UacLeg(Leg):
             # Confirmed: no new INVITE of this usage (failover, 422) can follow; a fork's late
             # 2xx needs only the INVITE's identifiers.
             if self.invite is not None:
-                self.invite = slim_invite(self.invite)
+                self.invite = slim_request(self.invite)
             self._try = None
         else:
             super()._confirm(event, now)
