@@ -112,6 +112,16 @@ class Call:
     def now(self) -> float:
         return self.host.now
 
+    def detach(self) -> None:
+        """The call is over and no transaction of its legs is left (the stack decides): drop
+        the references from the legs and the media back to the call.  The call still holds
+        them (CDRs read ``a``, ``b`` and ``media``), but nothing holds the call in a cycle,
+        so it is freed as soon as its last user lets it go."""
+        for leg in (self.a, self.b):
+            leg.call = None  # type: ignore[assignment]
+        if self.media is not None:
+            self.media.call = None  # type: ignore[assignment]
+
     def add_own_info(self, rid: int) -> None:
         """Remember ``rid``, an INFO we send ourselves (its answer is not relayed)."""
         if type(self.own_info) is not set:

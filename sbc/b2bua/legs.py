@@ -240,7 +240,7 @@ class Leg:
     __slots__ = ("stack", "call", "peer", "contact", "dialog", "_bound", "_in", "_out", "offer_in", "offer_out",
                  "_awaiting_ack", "_pending_2xx", "_last_ack", "_bye_after_ack", "_bye_headers", "session",
                  "peer_allows_update", "local_sdp", "remote_sdp", "_in_timer", "_refers_in", "_refers_out", "_neg",
-                 "state", "__dict__")
+                 "state", "tx_count", "__dict__")
 
     def __init__(self, stack: LegStack, call: "Call", peer: Peer, contact: bytes) -> None:
         self.stack = stack
@@ -249,6 +249,8 @@ class Leg:
         self.contact = contact  # our Contact on this leg
         self.dialog: Dialog | None = None
         self._bound: DialogId | None = None
+        #: Transactions whose events the stack routes to this leg (kept by the stack).
+        self.tx_count = 0
         # incoming requests waiting for the other leg's answer: relay id -> (server key, request)
         self._in: dict[int, tuple[TransactionKey, Request]] = {}
         # our client transactions: key -> (purpose, relay id)
