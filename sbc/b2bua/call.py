@@ -26,9 +26,9 @@ __all__ = ["Call", "CallHost", "map_failure", "PASS_THROUGH"]
 PASS_THROUGH = frozenset({403, 404, 410, 480, 484, 485, 486, 488, 600, 603, 604, 606, 607, 608})
 
 NO_ANSWER = "no-answer"
+MAX_DURATION = "max-duration"
 
 _NO_IDS: frozenset[int] = frozenset()
-MAX_DURATION = "max-duration"
 
 
 def map_failure(fail: Fail, retry_after: int) -> Fail:

@@ -189,7 +189,6 @@ def _data(body: Body | None) -> bytes:
     return b"" if body is None else body.data
 
 
-
 # Purposes of our client transactions.
 _INVITE = "invite"
 _REOFFER = "reoffer"
