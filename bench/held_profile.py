@@ -10,6 +10,12 @@ traceback with ``--frames``), per live call.
 tracemalloc slows the process down about threefold: keep the rate modest.  The figure is
 the Python heap only (what tracemalloc sees), after a full ``gc.collect()``; the
 process-level RSS figure comes from ``bench/sipp_calls.py held``.
+
+``--rss`` runs without tracemalloc and prints the RSS per live call as that benchmark does,
+then again after ``gc.collect()`` (is the collector only deferring garbage?) and after
+``malloc_trim(0)`` (is freed memory only waiting in the C allocator?):
+
+    .venv/bin/python bench/held_profile.py --held 5000 --rate 250 --rss
 """
 
 from __future__ import annotations
