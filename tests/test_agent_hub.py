@@ -204,6 +204,19 @@ class ReplayTests(SynchronousTestCase):
         self.hub.publish(key("a", "2"))
         self.assertEqual(r.events, [started("a"), key("a", "1"), key("a", "2")])
 
+    def test_replayed_json_is_the_live_json(self) -> None:
+        # the buffer keeps events only; a replay encodes them again, to the same bytes
+        live = Recorder()
+        self.hub.subscribe(live, None)
+        self.hub.publish(started("a"))
+        self.hub.publish(key("a", "1"))
+        late, late_all = Recorder(), Recorder()
+        self.hub.subscribe(late, "a")
+        self.hub.subscribe(late_all, None)
+        self.assertEqual((late.events, late.data), (live.events, live.data))
+        self.assertEqual((late_all.events, late_all.data), (live.events, live.data))
+        self.assertEqual(live.data[0], encode(started("a")))
+
     def test_replay_is_bounded_per_call(self) -> None:
         self.hub.publish(started("a"))
         for digit in "123456":

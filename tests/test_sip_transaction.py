@@ -378,6 +378,24 @@ class InviteClientTests(_Base):
         self.assertEqual(h.take_events(), [TransactionTerminated(key)])
         self.assertEqual(len(h.layer), 0)
 
+    def test_accepted_holds_a_slim_invite(self) -> None:
+        # In Accepted the INVITE is neither retransmitted nor cancelled: only its identity is
+        # kept (a held call's transaction must not hold the whole message for 64*T1).
+        h = Harness()
+        inv = request(extra="Subject: big\r\nContent-Type: application/sdp\r\n")
+        key = h.send_request(inv)
+        self.assertIs(h.layer.request(key), inv)
+        h.receive(response(200))
+        kept = h.layer.request(key)
+        self.assertIsNot(kept, inv)
+        self.assertEqual([x.name for x in kept.headers], ["Via", "From", "To", "Call-ID", "CSeq", "Contact"])
+        self.assertEqual((kept.method, kept.uri, kept.body), ("INVITE", inv.uri, b""))
+        self.assertEqual((kept.call_id, kept.cseq, kept.top_via.branch), (inv.call_id, inv.cseq, "z9hG4bKabc1"))
+        self.assertIsNone(h.layer.cancel(key, h.now))  # nothing to cancel once answered
+        h.take_events()
+        h.receive(response(200))
+        self.assertEqual([type(e) for e in h.take_events()], [ResponseReceived])  # still passed up
+
     def test_2xx_after_provisional_reliable(self) -> None:
         h = Harness()
         key = h.send_request(request(), reliable=True)
@@ -1104,6 +1122,21 @@ class Retransmit2xxTests(_Base):
         h.advance_to(FAR)
         self.assertEqual(h.times_sent(200), [0.0, 0.5, 1.5, 3.5])
         self.assertEqual(h.events, [TransactionTerminated(key)])  # no AckMissing
+
+    def test_acked_transaction_keeps_neither_message_whole(self) -> None:
+        h, key, inv, ok = self.start()
+        self.assertIs(h.layer.request(key), inv)
+        h.receive(request("ACK", branch="z9hG4bKack", to_tag="uas1"))
+        kept = h.layer.request(key)
+        self.assertEqual([x.name for x in kept.headers], ["Via", "From", "To", "Call-ID", "CSeq", "Contact"])
+        self.assertEqual((kept.call_id, kept.cseq), (inv.call_id, inv.cseq))
+        # an INVITE retransmission is still absorbed, and nothing is sent again
+        h.take_sent()
+        h.take_events()
+        h.receive(inv)
+        self.assertEqual((h.take_sent(), h.take_events()), ([], []))
+        h.advance_to(FAR)
+        self.assertEqual(h.events, [TransactionTerminated(key)])
 
     def test_tu_resend_replaces_the_retransmitted_response(self) -> None:
         h, key, inv, ok = self.start()

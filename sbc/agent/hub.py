@@ -42,6 +42,10 @@ __all__ = ["EventHub", "EventSubscriber", "Subscription"]
 _log = Logger()
 
 _Entry = tuple[int, AgentEvent, bytes]     # (global publish sequence, event, its JSON bytes)
+#: What the replay buffer keeps: (global publish sequence, event).  The JSON is encoded again
+#: for a replay (rare) instead of being held for every call (it was a third of a held call's
+#: buffer).
+_Kept = tuple[int, AgentEvent]
 
 
 class EventSubscriber(Protocol):
@@ -58,7 +62,9 @@ class EventSubscriber(Protocol):
 @define(eq=False)
 class _CallBuffer:
     first_seen: float
-    events: deque[_Entry]
+    # A list trimmed to ``replay_per_call`` by the hub: a held call has one or two events, and
+    # a deque would take 760 bytes for them.
+    events: list[_Kept]
     ended: bool = False
     forget: IDelayedCall | None = None
 
@@ -204,9 +210,12 @@ class EventHub:
                 old_id, old = next(iter(self._calls.items()))
                 self._forget(old_id, old)
                 self.evicted += 1
-            buf = _CallBuffer(self.clock.seconds(), deque(maxlen=max(0, self.replay_per_call)))
+            buf = _CallBuffer(self.clock.seconds(), [])
             self._calls[call_id] = buf
-        buf.events.append(entry)
+        events = buf.events
+        events.append((entry[0], event))
+        if len(events) > self.replay_per_call:
+            del events[:len(events) - max(0, self.replay_per_call)]
         if isinstance(event, CallEnded):
             buf.ended = True
             if buf.forget is not None and buf.forget.active():
@@ -241,11 +250,12 @@ class EventHub:
     def _replay(self, call_id: str | None) -> list[_Entry]:
         if call_id is not None:
             buf = self._calls.get(call_id)
-            return list(buf.events) if buf is not None else []
-        since = self.clock.seconds() - self.replay_seconds
-        entries = [entry for buf in self._calls.values() if buf.first_seen >= since for entry in buf.events]
-        entries.sort(key=lambda entry: entry[0])
-        return entries
+            kept = list(buf.events) if buf is not None else []
+        else:
+            since = self.clock.seconds() - self.replay_seconds
+            kept = [entry for buf in self._calls.values() if buf.first_seen >= since for entry in buf.events]
+            kept.sort(key=lambda entry: entry[0])
+        return [(seq, event, encode(event)) for seq, event in kept]
 
     def _remove(self, sub: Subscription) -> bool:
         if not sub.active:

@@ -28,6 +28,8 @@ PASS_THROUGH = frozenset({403, 404, 410, 480, 484, 485, 486, 488, 600, 603, 604,
 NO_ANSWER = "no-answer"
 MAX_DURATION = "max-duration"
 
+_NO_IDS: frozenset[int] = frozenset()
+
 
 def map_failure(fail: Fail, retry_after: int) -> Fail:
     """How a failure of the B leg's INVITE is presented on the A leg.
@@ -93,8 +95,9 @@ class Call:
         #: Media anchoring and DTMF collection (None: neither; see :mod:`sbc.b2bua.media`).
         self.media: "CallMedia | None" = None
         #: Ids of the INFOs we send to the agent host ourselves (agent events): their
-        #: answers end here instead of being relayed.
-        self.own_info: set[int] = set()
+        #: answers end here instead of being relayed.  A shared empty frozenset until the
+        #: first one (:meth:`add_own_info`): most calls send none.
+        self.own_info: set[int] | frozenset[int] = _NO_IDS
         #: The canonical headers of the call (what the agent host was told), as
         #: (name, value) pairs, for the ``call.started`` event.
         self.headers: tuple[tuple[str, str], ...] = ()
@@ -108,6 +111,22 @@ class Call:
     @property
     def now(self) -> float:
         return self.host.now
+
+    def detach(self) -> None:
+        """The call is over and no transaction of its legs is left (the stack decides): drop
+        the references from the legs and the media back to the call.  The call still holds
+        them (CDRs read ``a``, ``b`` and ``media``), but nothing holds the call in a cycle,
+        so it is freed as soon as its last user lets it go."""
+        for leg in (self.a, self.b):
+            leg.call = None  # type: ignore[assignment]
+        if self.media is not None:
+            self.media.call = None  # type: ignore[assignment]
+
+    def add_own_info(self, rid: int) -> None:
+        """Remember ``rid``, an INFO we send ourselves (its answer is not relayed)."""
+        if type(self.own_info) is not set:
+            self.own_info = set()
+        self.own_info.add(rid)
 
     @property
     def a_status(self) -> int | None:
@@ -145,7 +164,7 @@ class Call:
     def leg_event(self, leg: "Leg", event: CallEvent, now: float) -> None:
         """``leg`` reports ``event``; apply the call's policy and hand it to the other leg."""
         if isinstance(event, InfoAnswer) and event.id in self.own_info:
-            self.own_info.discard(event.id)
+            self.own_info.discard(event.id)  # type: ignore[union-attr]  # a set once it has ids
             return
         if self.media is not None:
             filtered = self.media.filter(leg.side, event, now)

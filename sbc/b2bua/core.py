@@ -265,6 +265,20 @@ def _contact(host: str, port: int, transport: str) -> bytes:
     return f"<sip:{_bracket(host)}:{port}{param}>".encode("latin-1")
 
 
+def _shared_pairs(headers: Sequence[tuple[str, bytes]],
+                  canonical: Sequence[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    """``headers`` as text pairs (for ``call.started``); the leading ones that equal the
+    canonical pairs they were encoded from are those very pairs, so a held call stores them
+    once."""
+    out = []
+    for i, (name, value) in enumerate(headers):
+        pair = (name, value.decode("utf-8", "replace"))
+        if i < len(canonical) and canonical[i] == pair:
+            pair = canonical[i]
+        out.append(pair)
+    return tuple(out)
+
+
 def _bracket(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
@@ -380,6 +394,7 @@ class B2bua:
         self._lookup_queue: list[URI] = []
         self._notices: deque[B2buaNotice] = deque(maxlen=10_000)
         self._ended: deque[Call] = deque(maxlen=10_000)
+        self._ended_pending: list[Call] = []
         self.media = media
         #: SRTP policy toward the agent host(s) ("off", "optional", "required").
         self.agent_srtp = "off"
@@ -510,7 +525,7 @@ class B2bua:
         if self.quirks is not None:
             request = self._to_pbx(leg, request)
         key = self._tx.send_request(request, peer, peer.reliable, now)
-        self._by_tx[key] = leg
+        self._bind_tx(key, leg)
         return key
 
     def send_response(self, key: TransactionKey, response: Response, now: float) -> None:
@@ -729,7 +744,7 @@ class B2bua:
         return inbound
 
     def _pbx_chain(self, leg: Leg | None) -> QuirkChain | None:
-        if leg is None or not pbx_leg(leg.call, leg):
+        if leg is None or leg.call is None or not pbx_leg(leg.call, leg):
             return None
         return self.quirk_chain(leg.call.trunk)
 
@@ -792,8 +807,17 @@ class B2bua:
             leg = call.agent_leg
             if leg.can_relay():
                 rid = self.new_id()
-                call.own_info.add(rid)
+                call.add_own_info(rid)
                 leg.handle(Info(rid, "INFO", Body(b"application/json", encode_event(event))), self.now)
+
+    def _media_event(self, event: Any) -> None:
+        """An agent event from a call's media (DTMF): published for its call (found by id,
+        so that the media holds no reference back to the call through this callback)."""
+        call = self.calls.get(event.call_id)
+        if call is None:
+            self._agent_events.append(event)
+        else:
+            self.agent_event(call, event)
 
     def call_ended(self, call: Call) -> None:
         if self.calls.pop(call.id, None) is not None:
@@ -807,6 +831,9 @@ class B2bua:
             else:
                 self._per_trunk.pop(call.trunk, None)
             self._ended.append(call)
+            # Detached once its legs' last transactions end; checked after this event too,
+            # outside the legs' own code (which may still run on the call).
+            self._ended_pending.append(call)
             key = call.b.lookup_key
             if key is not None and key in self._waiting:
                 waiting = self._waiting[key][1]
@@ -822,6 +849,27 @@ class B2bua:
         tx = self._tx
         while (event := tx.next_event()) is not None:
             self._dispatch(event, now)
+        if self._ended_pending:
+            pending, self._ended_pending = self._ended_pending, []
+            for call in pending:
+                self._detach_if_done(call)
+
+    def _bind_tx(self, key: TransactionKey, leg: Leg) -> None:
+        """Route the events of transaction ``key`` to ``leg`` (until TransactionTerminated)."""
+        old = self._by_tx.get(key)
+        if old is not leg:
+            if old is not None:
+                old.tx_count -= 1
+            self._by_tx[key] = leg
+            leg.tx_count += 1
+
+    def _detach_if_done(self, call: Call | None) -> None:
+        """An ended call whose legs have no transaction left gets no more events: break its
+        reference cycles (:meth:`Call.detach`), so that it is freed as soon as the CDR drain
+        lets it go instead of waiting for the cyclic collector (a held call's objects sit in
+        the oldest generation, collected rarely)."""
+        if call is not None and call.ended is not None and call.a.tx_count == 0 and call.b.tx_count == 0:
+            call.detach()
 
     def _guard(self, fn: Any, *args: Any, request: Request | None = None, key: TransactionKey | None = None,
                peer: Peer | None = None) -> None:
@@ -871,7 +919,9 @@ class B2bua:
         elif isinstance(event, TransactionTerminated):
             leg = self._by_tx.pop(event.key, None)
             if leg is not None:
+                leg.tx_count -= 1
                 leg.transaction_gone(event.key)
+                self._detach_if_done(leg.call)
 
     # ------------------------------------------------------------------ requests
 
@@ -908,7 +958,7 @@ class B2bua:
             self._reply(request, key, e.status, e.reason, now=now)
             return
         if request.method == "INVITE":
-            self._by_tx[key] = leg
+            self._bind_tx(key, leg)
         leg.on_request(self._from_pbx(leg, request), key, now)
 
     def _ack(self, ack: Request, now: float) -> None:
@@ -1061,7 +1111,7 @@ class B2bua:
             agent = SideOptions(srtp=self.agent_srtp)
             a, b = (pbx, agent) if pbx_side == "a" else (agent, pbx)
             session = self.media.allocate(call.id, a, b, self)
-        call.media = CallMedia(call, session, collector, pbx_side, lambda event: self.agent_event(call, event),
+        call.media = CallMedia(call, session, collector, pbx_side, self._media_event,
                                info_dtmf=bool(getattr(dtmf, "info", True)))
         return call.media.first_offer(body)
 
@@ -1228,7 +1278,7 @@ class B2bua:
             self._waiting[text][1].append(call_id)
         self.calls[call_id] = call
         self._per_trunk[trunk.name] = self._per_trunk.get(trunk.name, 0) + 1
-        self._by_tx[key] = call.a
+        self._bind_tx(key, call.a)
         self.stats["calls"] = self.stats.get("calls", 0) + 1
         call.a.start(now)
         if self.no_answer_timeout is not None:
@@ -1254,7 +1304,7 @@ class B2bua:
             headers = tuple((n, v) for n, v in headers if n.lower() != "replaces") + replaces
         call.caller = caller_user  # canonical with quirks: +E.164, None for an anonymous caller
         call.callee = user
-        call.headers = tuple((name, value.decode("utf-8", "replace")) for name, value in headers)
+        call.headers = _shared_pairs(headers, call.canonical_headers)
         self._agent_events.append(CallStarted(
             call_id, now, trunk.name, getattr(trunk, "vendor", "generic"), direction, call.caller or "", user,
             call.headers))

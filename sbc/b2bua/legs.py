@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, ClassVar, Iterable, Protocol, Sequence
 from sbc.sip.dialog import CONFIRMED, EARLY, TERMINATED, Dialog, DialogError, DialogId
 from sbc.sip.endpoint import Peer
 from sbc.sip.errors import SipParseError
-from sbc.sip.message import Header, NameAddr, Request, Response, make_response, reason_phrase
+from sbc.sip.message import Header, NameAddr, Request, Response, make_response, parse_message, reason_phrase
 from sbc.sip.session_timer import (
     Negotiated,
     Reject422,
@@ -45,6 +45,7 @@ from sbc.sip.session_timer import (
     is_refresh_only,
     negotiate_uas,
 )
+from sbc.sip.slim import slim_request
 from sbc.sip.transaction import TransactionKey
 from sbc.sip.uri import URI
 
@@ -254,6 +255,14 @@ class Leg:
 
     state: enum.Enum
 
+    # A held call keeps its two legs for hours: their attributes live in slots, not in an
+    # instance dict (more than 30 attributes make a large unshared dict).  ``__dict__`` stays
+    # available for anything a subclass or a test adds without declaring it.
+    __slots__ = ("stack", "call", "peer", "contact", "dialog", "_bound", "_in", "_out", "offer_in", "offer_out",
+                 "_awaiting_ack", "_pending_2xx", "_last_ack", "_bye_after_ack", "_bye_headers", "session",
+                 "peer_allows_update", "local_sdp", "remote_sdp", "_in_timer", "_refers_in", "_refers_out", "_neg",
+                 "state", "tx_count", "__dict__")
+
     def __init__(self, stack: LegStack, call: "Call", peer: Peer, contact: bytes) -> None:
         self.stack = stack
         self.call = call
@@ -261,6 +270,8 @@ class Leg:
         self.contact = contact  # our Contact on this leg
         self.dialog: Dialog | None = None
         self._bound: DialogId | None = None
+        #: Transactions whose events the stack routes to this leg (kept by the stack).
+        self.tx_count = 0
         # incoming requests waiting for the other leg's answer: relay id -> (server key, request)
         self._in: dict[int, tuple[TransactionKey, Request]] = {}
         # our client transactions: key -> (purpose, relay id)
@@ -269,7 +280,9 @@ class Leg:
         self.offer_out: TransactionKey | None = None  # our re-INVITE/UPDATE in progress
         self._awaiting_ack: tuple[int, int] | None = None  # (INVITE CSeq, relay id) we 2xx'ed
         self._pending_2xx: tuple[int, Response] | None = None  # 2xx whose ACK waits for Confirm
-        self._last_ack: tuple[int, Request] | None = None  # (CSeq, ACK) for re-ACKs
+        # (CSeq, the ACK's bytes) for re-ACKs: kept serialised, it is parsed again only when a
+        # 2xx retransmission needs it (rare), and a held call keeps ~400 bytes instead of a message
+        self._last_ack: tuple[int, bytes] | None = None
         self._bye_after_ack = False
         self._bye_headers: tuple[tuple[str, bytes], ...] = ()
         # RFC 4028: this leg's timer, what the peer allows, the SDP last sent / received here
@@ -357,7 +370,7 @@ class Leg:
             # A 2xx that arrives after the dialog ended must still be ACKed (RFC 3261 §13.2.2.4).
             dialog = attrs.evolve(dialog, state=CONFIRMED)
         ack = dialog.create_ack(cseq, via=self._via(), headers=_body_headers(body), body=_data(body))
-        self._last_ack = (cseq, ack)
+        self._last_ack = (cseq, ack.to_bytes())
         if body is not None:
             self.local_sdp = body
         self.stack.send_ack(ack, self._target())
@@ -702,7 +715,9 @@ class Leg:
             return
         if self.dialog is not None and tag == self.dialog.remote_tag:
             if self._last_ack is not None and self._last_ack[0] == cseq:
-                self.stack.send_ack(self._last_ack[1], self._target())
+                ack = parse_message(self._last_ack[1])
+                assert isinstance(ack, Request)
+                self.stack.send_ack(ack, self._target())
             elif self.state in (self.TERMINAL, self.TERMINATING) and self._pending_2xx is None:
                 # A 2xx that lost the race with the peer's own BYE: nobody waits for it, but
                 # it must be ACKed all the same.
@@ -988,6 +1003,9 @@ class UasLeg(Leg):
         (_U.TERMINATING, "bye_done"): _U.TERMINATED,
     }
 
+    __slots__ = ("invite", "invite_key", "local_tag", "final_status", "timer", "reliable", "_rseq", "_unacked",
+                 "_rel_queue", "_held_answer", "_pracked")
+
     def __init__(self, stack: LegStack, call: "Call", invite: Request, key: TransactionKey,
                  peer: Peer, contact: bytes, local_tag: str, timer: UasAccept | None = None,
                  reliable: bool = False) -> None:
@@ -1011,7 +1029,7 @@ class UasLeg(Leg):
         self._unacked: _Reliable | None = None
         self._rel_queue: list[Ring] = []
         self._held_answer: Answer | None = None
-        self._pracked: set[int] = set()
+        self._pracked: tuple[int, ...] = ()  # few if any: a tuple, not a set
 
     def start(self, now: float) -> None:
         self._respond(self.invite_key, self.invite, 100, now=now)
@@ -1072,7 +1090,7 @@ class UasLeg(Leg):
     def _reliable_done(self) -> None:
         """A final response went out: no more provisional retransmissions."""
         if self._unacked is not None:
-            self._pracked.add(self._unacked.rseq)  # a late PRACK for it still gets 200
+            self._pracked += (self._unacked.rseq,)  # a late PRACK for it still gets 200
         self._unacked = None
         self._rel_queue.clear()
         self._held_answer = None
@@ -1141,7 +1159,7 @@ class UasLeg(Leg):
             self._respond(key, request, 488, now=now)
             return
         self._respond(key, request, 200, now=now)
-        self._pracked.add(rel.rseq)
+        self._pracked += (rel.rseq,)
         self._unacked = None
         self.call.host.cancel_timer(self.call, PRACK_TIMER)
         held, self._held_answer = self._held_answer, None
@@ -1157,6 +1175,8 @@ class UasLeg(Leg):
         if ack.body:
             self.remote_sdp = body_of(ack)
         self._go("ack")
+        # Confirmed: from now on the PBX's INVITE is only read for its identifiers.
+        self.invite = slim_request(self.invite)
         self._emit(Confirm(body_of(ack)), now)
         if self._bye_after_ack:
             self._send_bye(now, self._bye_headers)
@@ -1262,6 +1282,10 @@ class UacLeg(Leg):
         (_C.TERMINATING, "bye_in"): _C.TERMINATED,
         (_C.TERMINATING, "bye_done"): _C.TERMINATED,
     }
+
+    __slots__ = ("contact_host", "alternatives", "resolving", "lookup_key", "_try", "target", "route",
+                 "local_host", "user_agent", "call_id", "local_tag", "invite", "invite_key", "final_status",
+                 "offerless", "_st_neg")
 
     def __init__(self, stack: LegStack, call: "Call", target: URI, peers: Sequence[Peer] | None,
                  *, local_host: str, route: bytes | None = None, user_agent: bytes | None = None,
@@ -1576,6 +1600,11 @@ class UacLeg(Leg):
         if self.state is _C.ANSWERED:
             self._flush_pending_2xx(now, event.body)
             self._go("confirm")
+            # Confirmed: no new INVITE of this usage (failover, 422) can follow; a fork's late
+            # 2xx needs only the INVITE's identifiers.
+            if self.invite is not None:
+                self.invite = slim_request(self.invite)
+            self._try = None
         else:
             super()._confirm(event, now)
 

@@ -24,7 +24,9 @@ class TimerHeap(Generic[K]):
     __slots__ = ("_live", "_heap", "_seq")
 
     def __init__(self) -> None:
-        self._live: dict[K, tuple[float, int]] = {}
+        # key -> the sequence number of its live heap entry (unique per ``set``; the int object
+        # is the one in the heap entry, so a live timer costs one heap tuple and a dict slot)
+        self._live: dict[K, int] = {}
         self._heap: list[tuple[float, int, K]] = []
         self._seq = itertools.count()
 
@@ -37,7 +39,7 @@ class TimerHeap(Generic[K]):
     def set(self, key: K, when: float) -> None:
         """Arm (or re-arm) ``key`` to fire at ``when``."""
         seq = next(self._seq)
-        self._live[key] = (when, seq)
+        self._live[key] = seq
         heapq.heappush(self._heap, (when, seq, key))
 
     def cancel(self, key: K) -> None:
@@ -48,7 +50,7 @@ class TimerHeap(Generic[K]):
         heap = self._heap
         while heap:
             when, seq, key = heap[0]
-            if self._live.get(key) == (when, seq):
+            if self._live.get(key) == seq:
                 return when
             heapq.heappop(heap)
         return None
@@ -58,7 +60,7 @@ class TimerHeap(Generic[K]):
         heap = self._heap
         while heap and heap[0][0] <= now:
             when, seq, key = heapq.heappop(heap)
-            if self._live.get(key) == (when, seq):
+            if self._live.get(key) == seq:
                 del self._live[key]
                 return key
         return None
@@ -67,5 +69,5 @@ class TimerHeap(Generic[K]):
         heap = self._heap
         if len(heap) > 64 and len(heap) > 4 * len(self._live):
             live = self._live
-            self._heap = [e for e in heap if live.get(e[2]) == (e[0], e[1])]
+            self._heap = [e for e in heap if live.get(e[2]) == e[1]]
             heapq.heapify(self._heap)

@@ -43,6 +43,7 @@ from attrs import frozen
 
 from sbc.sip.errors import SipError, SipParseError
 from sbc.sip.message import Header, Request, Response
+from sbc.sip.slim import IDENTITY, slim_request
 
 __all__ = [
     "AckMissing",
@@ -244,6 +245,10 @@ Event = Union[
 # --------------------------------------------------------------------------- message builders
 
 
+#: Headers of an INVITE an Accepted transaction keeps (see :func:`sbc.sip.slim.slim_request`).
+_TX_IDENTITY = IDENTITY | {"via"}
+
+
 def _hdr(name: str, value: bytes) -> Header:
     return Header(name=name, value=value)
 
@@ -439,6 +444,9 @@ class _InviteClient(_Transaction):
 
     def _accepted(self, layer: "TransactionLayer", response: Response, now: float) -> None:
         layer._disarm(self, _RETRANSMIT)
+        # Accepted only passes 2xx retransmissions up for 64*T1 (no retransmission, no
+        # CANCEL): the INVITE need not be held whole meanwhile.
+        self.request = slim_request(self.request, _TX_IDENTITY)
         layer._events.append(ResponseReceived(response, self.key))
         layer._arm(self, _LIFETIME, _I.TIMER_M, layer._64t1, now)
 
@@ -548,6 +556,10 @@ class _InviteServer(_Transaction):
     def _acked(self, layer: "TransactionLayer", ack: Request, now: float) -> None:
         layer._disarm(self, _RETRANSMIT)
         layer._forget_ack(self)
+        # Acknowledged: the 2xx is not sent again, and until Timer L the transaction only
+        # absorbs INVITE retransmissions (matched by key): hold neither message whole.
+        self.last = None
+        self.request = slim_request(self.request, _TX_IDENTITY)
         layer._events.append(AckReceived(ack, self.peer))
 
     def _timer_l(self, layer: "TransactionLayer", _msg: Any, now: float) -> None:
