@@ -1285,7 +1285,7 @@ class UacLeg(Leg):
 
     __slots__ = ("contact_host", "alternatives", "resolving", "lookup_key", "_try", "target", "route",
                  "local_host", "user_agent", "call_id", "local_tag", "invite", "invite_key", "final_status",
-                 "offerless", "_st_neg")
+                 "offerless", "_st_neg", "rel100", "_rseq_in", "_forks")
 
     def __init__(self, stack: LegStack, call: "Call", target: URI, peers: Sequence[Peer] | None,
                  *, local_host: str, route: bytes | None = None, user_agent: bytes | None = None,
