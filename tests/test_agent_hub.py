@@ -217,6 +217,28 @@ class ReplayTests(SynchronousTestCase):
         self.assertEqual((late_all.events, late_all.data), (live.events, live.data))
         self.assertEqual(live.data[0], encode(started("a")))
 
+    def test_events_nobody_listens_to_are_encoded_only_on_replay(self) -> None:
+        import sbc.agent.hub as hub_module
+
+        encoded: list[AgentEvent] = []
+
+        def counting(event: AgentEvent) -> bytes:
+            encoded.append(event)
+            return encode(event)
+
+        self.patch(hub_module, "encode", counting)
+        self.hub.publish(started("a"))
+        self.hub.publish(key("a", "1"))
+        self.assertEqual(encoded, [])
+        self.assertEqual(self.hub.published, 2)
+        late = Recorder()
+        self.hub.subscribe(late, "a")
+        self.assertEqual(late.data, [encode(started("a")), encode(key("a", "1"))])
+        self.hub.publish(key("a", "2"))  # someone listens now: encoded at publish
+        self.hub.publish(key("b", "3"))  # nobody listens to call b
+        self.assertEqual(late.data[-1], encode(key("a", "2")))
+        self.assertEqual(encoded, [started("a"), key("a", "1"), key("a", "2")])
+
     def test_replay_is_bounded_per_call(self) -> None:
         self.hub.publish(started("a"))
         for digit in "123456":

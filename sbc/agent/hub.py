@@ -35,11 +35,13 @@ from attrs import define, field
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
-from sbc.events.schema import AgentEvent, CallEnded, CallStarted, encode
+from sbc.events.schema import AgentEvent, CallEnded, CallStarted, DtmfEventReceived, TextSubmitted, encode
 
 __all__ = ["EventHub", "EventSubscriber", "Subscription"]
 
 _log = Logger()
+
+_EVENT_TYPES = (DtmfEventReceived, TextSubmitted, CallStarted, CallEnded)
 
 _Entry = tuple[int, AgentEvent, bytes]     # (global publish sequence, event, its JSON bytes)
 #: What the replay buffer keeps: (global publish sequence, event).  The JSON is encoded again
@@ -183,8 +185,13 @@ class EventHub:
         Never raises and never blocks.
         """
         try:
-            data = encode(event)
+            if not isinstance(event, _EVENT_TYPES):
+                raise TypeError(f"not an agent event: {type(event).__name__}")
             call_id = event.call_id
+            # Encoded only when someone is listening: most calls' events are only kept for
+            # a replay that never comes (a replay encodes them then).
+            listening = self._all or self._by_call.get(call_id)
+            data = encode(event) if listening else b""
         except Exception:
             self.invalid += 1
             _log.failure("cannot encode agent event {event!r}; not published", event=event)
@@ -255,7 +262,14 @@ class EventHub:
             since = self.clock.seconds() - self.replay_seconds
             kept = [entry for buf in self._calls.values() if buf.first_seen >= since for entry in buf.events]
             kept.sort(key=lambda entry: entry[0])
-        return [(seq, event, encode(event)) for seq, event in kept]
+        out: list[_Entry] = []
+        for seq, event in kept:
+            try:
+                out.append((seq, event, encode(event)))
+            except Exception:
+                self.invalid += 1
+                _log.failure("cannot encode agent event {event!r}; not replayed", event=event)
+        return out
 
     def _remove(self, sub: Subscription) -> bool:
         if not sub.active:
