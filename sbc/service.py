@@ -51,6 +51,7 @@ from sbc.sip.endpoint import Endpoint
 from sbc.config import ConfigError, Invalid, load_config
 from sbc.sip.message import Response
 from sbc.sip.endpoint import Peer
+from sbc.sip.locate import LocateError
 from sbc.transport.driver import SipDriver
 from sbc.transport.pinger import PingerTU, ping_targets
 from sbc.transport.register import RegistrationTU, sent_by_host
@@ -89,8 +90,6 @@ class DnsResolver:
         self._targets: dict[tuple[str, str, int], Any] = {}
 
     def resolve(self, uri: Any) -> list[Peer] | None:
-        from sbc.transport.locator import LocateError
-
         try:
             targets = self.locator.cached(uri)
         except LocateError:
