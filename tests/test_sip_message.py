@@ -619,6 +619,17 @@ class LazinessTests(SynchronousTestCase):
         self.assertEqual(fresh.vias[0].rport, "5")
 
 
+    def test_without_raw(self) -> None:
+        from sbc.sip.message import Header, without_raw
+
+        parsed = parse_message(INVITE).headers[-1]
+        self.assertIsNotNone(parsed.raw)
+        bare = without_raw(parsed)
+        self.assertEqual((bare.name, bare.value, bare.raw), (parsed.name, parsed.value, None))
+        built = Header("X-A", b"1")
+        self.assertIs(without_raw(built), built)
+
+
 class HeaderReprTests(SynchronousTestCase):
     def test_credentials_never_in_repr(self) -> None:
         h = Header("Authorization", b'Digest username="bob", response="6629fae49393a05397450978507c4ef1"')

@@ -819,6 +819,18 @@ _set_value = Header.__dict__["value"].__set__
 _set_raw = Header.__dict__["raw"].__set__
 
 
+def without_raw(header: Header) -> Header:
+    """``header`` without the received line it keeps for byte-exact forwarding (its value
+    was checked when it was made, so no check again)."""
+    if header.raw is None:
+        return header
+    h = _new(Header)
+    _set_name(h, header.name)
+    _set_value(h, header.value)
+    _set_raw(h, None)
+    return h
+
+
 def _group_lines(lines: list[bytes], keep_raw: bool, eol: bytes) -> tuple[list[bytes], list[bytes | None]]:
     """Join folded continuation lines: (unfolded lines, raw lines or None)."""
     groups: list[list[bytes]] = []

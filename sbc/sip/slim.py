@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import AbstractSet
 
-from sbc.sip.message import Header, Request
+from sbc.sip.message import Request, without_raw
 
 __all__ = ["IDENTITY", "slim_request"]
 
@@ -25,5 +25,5 @@ def slim_request(request: Request, keep: AbstractSet[str] = IDENTITY) -> Request
     their order, and no body: a new message without raw bytes or parsed views (the header
     values are shared with ``request``)."""
     return Request(request.method, request.uri,
-                   tuple(Header(h.name, h.value) for h in request.headers if h.key in keep),
+                   tuple(without_raw(h) for h in request.headers if h.key in keep),
                    version=request.version)
