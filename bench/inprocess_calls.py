@@ -110,7 +110,7 @@ class Bench:
         self.reactor = HeapReactor()
         self.top = build_service(load_config_text(CONFIG), self.reactor, install_signals=False)
         self.top.startService()
-        tune_gc()  # as twistd sbc does after building the service
+        tune_gc()  # as twistd sbc does after building the service (no full collection runs here)
         self.port = self.reactor.udp_ports[0]
         self.seen = 0
         self.busy = 0.0

@@ -620,6 +620,12 @@ class SbcSection:
         type_name="string",
         doc="Value of the User-Agent / Server header.",
     )
+    gc_interval: float = setting(
+        non_negative_float,
+        default=600.0,
+        type_name="float",
+        doc="Seconds between full runs of Python's cyclic garbage collector; 0 turns them off.",
+    )
 
 
 @frozen

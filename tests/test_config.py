@@ -299,6 +299,8 @@ class KeyErrorTests(SynchronousTestCase):
             "etc/sbc.toml: sbc.user_agent: 'a\\r\\nX-Evil: 1' must be a non-empty string of printable characters",
         ),
         ("[sbc]\nuser_agent = ''", "etc/sbc.toml: sbc.user_agent: '' must be a non-empty string of printable characters"),
+        ("[sbc]\ngc_interval = -1", "etc/sbc.toml: sbc.gc_interval: -1 must be a number >= 0"),
+        ("[sbc]\ngc_interval = 'hourly'", "etc/sbc.toml: sbc.gc_interval: expected a number, got a string"),
         ("[admin]\naddress = 'localhost'", "etc/sbc.toml: admin.address: 'localhost' is not an IPv4 or IPv6 address"),
         ("[admin]\nport = 0", "etc/sbc.toml: admin.port: 0 is out of range (1..65535)"),
         ("[admin]\nport = 65536", "etc/sbc.toml: admin.port: 65536 is out of range (1..65535)"),

@@ -105,7 +105,49 @@ class TuneGcTests(SynchronousTestCase):
         self.patch(gc, "set_threshold", lambda *t: calls.append(t))
         tap.tune_gc()
         self.assertEqual(calls, ["collect", "freeze", tap.GC_THRESHOLDS])
-        self.assertGreater(tap.GC_THRESHOLDS[0], 700)  # CPython's default young threshold
+        young, middle, old = tap.GC_THRESHOLDS
+        self.assertLessEqual(young, 1000)  # a young collection stays short
+        self.assertGreaterEqual(min(middle, old), 2**30)  # never an automatic full one
+
+    def test_full_collection_on_its_timer_logged(self) -> None:
+        import gc
+
+        from twisted.internet.task import Clock
+        from twisted.logger import globalLogPublisher
+
+        runs: list[int] = []
+        self.patch(gc, "collect", lambda *a: runs.append(len(a)) or 5)
+        events: list[dict] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        clock = Clock()
+        service = tap.FullCollection(600.0, clock)
+        service.startService()
+        clock.advance(599)
+        self.assertEqual(runs, [])  # not at start-up
+        clock.advance(1)
+        self.assertEqual((runs, service.runs, service.freed), ([0], 1, 5))  # a full collection
+        clock.advance(600)
+        self.assertEqual(service.runs, 2)
+        logged = [e for e in events if "full garbage collection" in e.get("log_format", "")]
+        self.assertEqual([e["freed"] for e in logged], [5, 5])
+        service.stopService()
+        clock.advance(6000)
+        self.assertEqual(service.runs, 2)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_make_service_adds_the_full_collection(self) -> None:
+        built = MultiService()
+        fake = types.ModuleType("sbc.service")
+        fake.build_service = lambda config, reactor: built  # type: ignore[attr-defined]
+        self.patch(sys, "modules", {**sys.modules, "sbc.service": fake})
+        self.patch(tap, "tune_gc", lambda: None)
+        options = tap.Options()
+        options.parseOptions(["-c", str(default_config_path())])
+        tap.makeService(options)
+        [child] = list(built)
+        self.assertIsInstance(child, tap.FullCollection)
+        self.assertEqual(child.interval, 600.0)
 
 
 class DropinTests(SynchronousTestCase):
