@@ -277,17 +277,17 @@ class NameAddr:
         return _get_param(self.params, name)
 
     def with_param(self, name: str, value: str | None) -> NameAddr:
-        return attrs.evolve(self, params=_replace_param(self.params, name, value))
+        return NameAddr(self.display, self.uri, _replace_param(self.params, name, value), self.bracketed)
 
     def without_param(self, name: str) -> NameAddr:
         lname = name.lower()
-        return attrs.evolve(self, params=tuple(p for p in self.params if p[0].lower() != lname))
+        return NameAddr(self.display, self.uri, tuple(p for p in self.params if p[0].lower() != lname), self.bracketed)
 
     def with_tag(self, tag: str) -> NameAddr:
         return self.with_param("tag", tag)
 
     def with_uri(self, uri: URI) -> NameAddr:
-        return attrs.evolve(self, uri=uri)
+        return NameAddr(self.display, uri, self.params, self.bracketed)
 
     def to_bytes(self) -> bytes:
         uri = self.uri.to_bytes()
@@ -388,11 +388,11 @@ class Via:
         return _get_param(self.params, "ttl")
 
     def with_param(self, name: str, value: str | None) -> Via:
-        return attrs.evolve(self, params=_replace_param(self.params, name, value))
+        return Via(self.transport, self.host, self.port, _replace_param(self.params, name, value))
 
     def without_param(self, name: str) -> Via:
         lname = name.lower()
-        return attrs.evolve(self, params=tuple(p for p in self.params if p[0].lower() != lname))
+        return Via(self.transport, self.host, self.port, tuple(p for p in self.params if p[0].lower() != lname))
 
     def to_bytes(self) -> bytes:
         hostport = self.host if self.port is None else f"{self.host}:{self.port}"
