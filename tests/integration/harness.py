@@ -26,21 +26,35 @@ SCENARIOS = REPO / "bench" / "scenarios"
 FQDN = "sbc.test.invalid"
 
 
+#: Ports handed out for listeners in tests: below the kernel's ephemeral range (32768 and up
+#: on Linux), where an outgoing connection or client socket could take a port between our
+#: check and the moment SIPp or the SBC binds it, and below the SBCs' RTP blocks (20000 and up).
+_LISTEN_PORTS = (12000, 20000)
+_ports_rng = random.Random()  # its own: a test that seeds the global generator changes nothing here
+
+
+def _bindable(port: int) -> bool:
+    for fam, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+        for k in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+            try:
+                with socket.socket(fam, k) as t:
+                    t.bind((host, port))
+            except OSError:
+                return False
+    return True
+
+
 def free_port(kind: int = socket.SOCK_DGRAM, family: int = socket.AF_INET) -> int:
     """A port that is free for both UDP and TCP on 127.0.0.1 and ::1 right now."""
-    for _ in range(50):
+    for _ in range(200):
+        port = _ports_rng.randrange(*_LISTEN_PORTS)
+        if _bindable(port):
+            return port
+    for _ in range(50):  # crowded: any port the kernel offers
         with socket.socket(family, kind) as s:
             s.bind(("127.0.0.1" if family == socket.AF_INET else "::1", 0))
             port = s.getsockname()[1]
-        ok = True
-        for fam, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
-            for k in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-                try:
-                    with socket.socket(fam, k) as t:
-                        t.bind((host, port))
-                except OSError:
-                    ok = False
-        if ok:
+        if _bindable(port):
             return port
     raise RuntimeError("no free port")
 
