@@ -83,9 +83,8 @@ def makeService(options: Options) -> MultiService:
     )
     service = build_service(config, reactor)
     tune_gc()
-    interval = getattr(getattr(config, "sbc", None), "gc_interval", 0.0)
-    if interval:
-        FullCollection(interval, reactor).setServiceParent(service)
+    if config.sbc.gc_interval:
+        FullCollection(config.sbc.gc_interval, reactor).setServiceParent(service)
     return service
 
 

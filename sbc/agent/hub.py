@@ -29,19 +29,19 @@ from __future__ import annotations
 
 import itertools
 from collections import OrderedDict, deque
-from typing import Protocol
+from typing import Protocol, get_args
 
 from attrs import define, field
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
-from sbc.events.schema import AgentEvent, CallEnded, CallStarted, DtmfEventReceived, TextSubmitted, encode
+from sbc.events.schema import AgentEvent, CallEnded, CallStarted, encode
 
 __all__ = ["EventHub", "EventSubscriber", "Subscription"]
 
 _log = Logger()
 
-_EVENT_TYPES = (DtmfEventReceived, TextSubmitted, CallStarted, CallEnded)
+_EVENT_TYPES = get_args(AgentEvent)  # the event classes, for isinstance
 
 _Entry = tuple[int, AgentEvent, bytes]     # (global publish sequence, event, its JSON bytes)
 #: What the replay buffer keeps: (global publish sequence, event).  The JSON is encoded again

@@ -224,22 +224,22 @@ class Locator:
 
         :raises LocateError: for a URI that cannot be located at all.
         """
-        literal = self._literals.get(uri)
-        if literal is None:
+        targets = self._literals.get(uri)
+        if targets is None:
             plan = self._plan(uri)
             if not plan.done:
                 return None
-            literal = plan.targets()
+            targets = plan.targets()
             if plan.literal:
                 # An IP-literal target needs no DNS: its plan never changes, so it is built
                 # once (the agent host is usually named this way, and every B-leg request
                 # asks).  Bounded, as the URIs come from configuration and dialogs.
                 if len(self._literals) >= 1024:
                     self._literals.clear()
-                self._literals[uri] = literal
+                self._literals[uri] = targets
         if not self.quarantine.active:
-            return list(literal)
-        return self.quarantine.order(literal, self._clock.seconds())
+            return list(targets)
+        return self.quarantine.order(targets, self._clock.seconds())
 
     def mark_failed(self, target: Target, now: float | None = None) -> None:
         """``target`` timed out, answered 503 or had a transport error: later results put it
