@@ -390,6 +390,7 @@ class B2bua:
         self._timers: TimerHeap[tuple[str, str]] = TimerHeap()  # (call id, kind)
         self._seq = itertools.count(1)
         self._prefix = os.urandom(5).hex()
+        self._random_pool: list[str] = []
         self._waiting: dict[str, tuple[URI, list[str]]] = {}  # URI text -> (URI, call ids)
         self._lookup_queue: list[URI] = []
         self._notices: deque[B2buaNotice] = deque(maxlen=10_000)
@@ -566,7 +567,15 @@ class B2bua:
         return next(self._seq)
 
     def new_token(self) -> str:
-        return f"{self._prefix}{next(self._seq):x}{os.urandom(3).hex()}"
+        """A tag or Call-ID: the process prefix, a counter, and 24 random bits (RFC 3261
+        §19.3 wants at least 32 bits of randomness in a tag; the prefix gives 40 more).  The
+        random hex comes from a buffer of os.urandom refilled 1,024 tokens at a time: one
+        system call per call setup was measurable at a thousand calls a second."""
+        pool = self._random_pool
+        if not pool:
+            raw = os.urandom(3 * 1024).hex()
+            pool.extend(raw[i : i + 6] for i in range(0, len(raw), 6))
+        return f"{self._prefix}{next(self._seq):x}{pool.pop()}"
 
     def bind_dialog(self, leg: Leg, dialog_id: DialogId) -> None:
         self._dialogs[(dialog_id.call_id, dialog_id.local_tag)] = leg

@@ -15,8 +15,10 @@ import attrs
 from attrs import define, frozen
 
 from sbc.sip.errors import SipError, SipParseError
-from sbc.sip.message import Header, NameAddr, Request, Response
+from sbc.sip.message import CSeq, Header, NameAddr, Request, Response, trusted_header
 from sbc.sip.uri import URI
+
+_MAX_FORWARDS_70 = Header("Max-Forwards", b"70")
 
 __all__ = [
     "Dialog",
@@ -196,22 +198,31 @@ class Dialog:
         else:
             seq = cseq
         ruri, routes = self._request_target()
-        hdrs = [Header(name="Via", value=via), Header(name="Max-Forwards", value=b"70")]
-        hdrs.extend(Header(name="Route", value=r) for r in routes)
-        hdrs.append(Header(name="From", value=self.local_uri.with_tag(self.id.local_tag).to_bytes()))
+        hdrs = [Header("Via", via), _MAX_FORWARDS_70]
+        hdrs.extend(Header("Route", r) for r in routes)
+        from_ = self.local_uri.with_tag(self.id.local_tag)
+        hdrs.append(trusted_header("From", "from", from_.to_bytes()))
         remote = self.remote_uri
         if self.id.remote_tag:
             remote = remote.with_tag(self.id.remote_tag)
-        hdrs.append(Header(name="To", value=remote.to_bytes()))
-        hdrs.append(Header(name="Call-ID", value=self.id.call_id.encode("latin-1")))
-        hdrs.append(Header(name="CSeq", value=b"%d %s" % (seq, method.encode("ascii"))))
+        hdrs.append(trusted_header("To", "to", remote.to_bytes()))
+        call_id = self.id.call_id
+        hdrs.append(Header("Call-ID", call_id.encode("latin-1")))
+        hdrs.append(trusted_header("CSeq", "cseq", b"%d %s" % (seq, method.encode("ascii"))))
         if contact is None and method in TARGET_REFRESH_METHODS:
             contact = self.local_contact
         if contact is not None:
-            hdrs.append(Header(name="Contact", value=contact))
-        hdrs.extend(Header(name=n, value=v) for n, v in headers)
-        hdrs.append(Header(name="Content-Length", value=b"%d" % len(body)))
-        return Request(method=method, uri=ruri, headers=tuple(hdrs), body=body)
+            hdrs.append(Header("Contact", contact))
+        hdrs.extend(Header(n, v) for n, v in headers)
+        hdrs.append(trusted_header("Content-Length", "content-length", b"%d" % len(body)))
+        request = Request(method, ruri, tuple(hdrs), body)
+        # What we just formatted needs no parsing back (the transaction layer reads them).
+        cache = request._cache
+        cache["from_"] = from_
+        cache["to"] = remote
+        cache["call_id"] = call_id
+        cache["cseq"] = CSeq(seq, method)
+        return request
 
     def create_ack(
         self,

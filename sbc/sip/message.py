@@ -222,42 +222,64 @@ def _to_bytes_value(value: bytes | str) -> bytes:
 # --------------------------------------------------------------------------- value types
 
 
-def _header_value(value: bytes | str) -> bytes:
-    data = value if type(value) is bytes else _to_bytes_value(value)
-    if b"\r" in data or b"\n" in data:
-        raise ValueError("header value must not contain CR or LF")
-    return data
-
-
 _SECRET_HEADERS = frozenset({"authorization", "proxy-authorization"})
 
 
-@frozen(repr=False)
+@frozen(repr=False, init=False)
 class Header:
     """One header line.  ``raw`` is the line(s) exactly as received (None if built in code).
 
     Built in code, ``value`` may be given as str (UTF-8 encoded); CR and LF are refused
     (ValueError) so that no rewrite can inject header lines.  ``repr()`` hides the value of
     credential headers, so a header logged by accident leaks no digest response.
+
+    ``key`` (the lower-case long form of the name) is worked out once, when the header is
+    made: every lookup, filter and copy of a message's headers compares it.
     """
 
     name: str
-    value: bytes = field(converter=_header_value)
+    value: bytes
     raw: bytes | None = None
+    key: str = field(default="", init=False, eq=False, hash=False)
+
+    def __init__(self, name: str, value: bytes | str, raw: bytes | None = None) -> None:
+        data = value if type(value) is bytes else _to_bytes_value(value)
+        if b"\r" in data or b"\n" in data:
+            raise ValueError("header value must not contain CR or LF")
+        _set_name(self, name)
+        _set_value(self, data)
+        _set_raw(self, raw)
+        _set_key(self, header_key(name))
 
     def __repr__(self) -> str:
-        if self.name.lower() in _SECRET_HEADERS:
+        if self.key in _SECRET_HEADERS:
             return f"Header(name={self.name!r}, value=<redacted>)"
         return f"Header(name={self.name!r}, value={self.value!r})"
-
-    @property
-    def key(self) -> str:
-        return header_key(self.name)
 
     def to_bytes(self) -> bytes:
         if self.raw is not None:
             return self.raw
         return self.name.encode("latin-1") + b": " + self.value
+
+
+# Slot descriptors of the frozen Header: its __init__ and the parser fill instances through
+# them (a frozen class refuses plain assignment).
+_set_name = Header.__dict__["name"].__set__
+_set_value = Header.__dict__["value"].__set__
+_set_raw = Header.__dict__["raw"].__set__
+_set_key = Header.__dict__["key"].__set__
+
+
+def trusted_header(name: str, key: str, value: bytes) -> Header:
+    """A Header from parts already known good: ``name`` canonical, ``key`` its header_key,
+    ``value`` bytes without CR or LF (the builders of our own messages, which copy values
+    from parsed headers or format them from parsed views)."""
+    h = _new(Header)
+    _set_name(h, name)
+    _set_value(h, value)
+    _set_raw(h, None)
+    _set_key(h, key)
+    return h
 
 
 @frozen
@@ -525,12 +547,10 @@ class Message:
         idx = cache.get("_idx")
         if idx is None:
             idx = {}
-            keys = cache.pop("_keys", None)
-            pairs = zip(keys, self.headers) if keys is not None else ((h.key, h) for h in self.headers)
-            for k, h in pairs:
-                lst = idx.get(k)
+            for h in self.headers:
+                lst = idx.get(h.key)
                 if lst is None:
-                    idx[k] = [h]
+                    idx[h.key] = [h]
                 else:
                     lst.append(h)
             cache["_idx"] = idx
@@ -655,6 +675,9 @@ class Message:
 
     @_cached
     def top_via(self) -> Via:
+        parsed = self._cache.get("vias")
+        if parsed:
+            return parsed[0]  # type: ignore[no-any-return]
         lst = self._index().get("via")
         if not lst:
             raise SipParseError("missing Via")
@@ -813,12 +836,6 @@ def _name_info(raw_name: bytes) -> tuple[str, str]:
     return info
 
 
-# Slot descriptors of the frozen Header: the parser fills fresh instances through them.
-_set_name = Header.__dict__["name"].__set__
-_set_value = Header.__dict__["value"].__set__
-_set_raw = Header.__dict__["raw"].__set__
-
-
 def without_raw(header: Header) -> Header:
     """``header`` without the received line it keeps for byte-exact forwarding (its value
     was checked when it was made, so no check again)."""
@@ -828,6 +845,7 @@ def without_raw(header: Header) -> Header:
     _set_name(h, header.name)
     _set_value(h, header.value)
     _set_raw(h, None)
+    _set_key(h, header.key)
     return h
 
 
@@ -920,8 +938,6 @@ def parse_message(data: bytes) -> Request | Response:
 
     headers: list[Header] = []
     append = headers.append
-    keys: list[str] = []
-    append_key = keys.append
     clen: int | None = None
     name_cache = _NAME_CACHE
     del lines[0]
@@ -943,8 +959,8 @@ def parse_message(data: bytes) -> Request | Response:
             _set_name(h, info[0])
             _set_value(h, value)
             _set_raw(h, raw)
+            _set_key(h, info[1])
             append(h)
-            append_key(info[1])
             if info[1] == "content-length":
                 m2 = _DIGITS_RE.match(value)
                 if m2 is None:
@@ -966,7 +982,7 @@ def parse_message(data: bytes) -> Request | Response:
         body = data[body_start:body_end]
     _set(msg, "headers", tuple(headers))
     _set(msg, "body", body)
-    _set(msg, "_cache", {"_keys": keys})
+    _set(msg, "_cache", {})
     if start == 0 and body_end == n:
         _set(msg, "_raw", data)
     else:
@@ -1104,7 +1120,27 @@ def make_response(
             name, value = item
             out.append(Header(canonical_name(name), _to_bytes_value(value)))
     out.append(_CONTENT_LENGTH_0 if not body else Header("Content-Length", str(len(body)).encode()))
-    return Response(status, reason if reason is not None else reason_phrase(status), tuple(out), bytes(body))
+    response = Response(status, reason if reason is not None else reason_phrase(status), tuple(out), bytes(body))
+    # The views of the copied headers are the request's: the response starts with them
+    # instead of parsing its own copies again (the transaction layer reads To, CSeq, Via).
+    seen = request._cache
+    cache = response._cache
+    for name in _COPIED_VIEWS:
+        value = seen.get(name, _MISSING)
+        if value is not _MISSING:
+            cache[name] = value
+    if top_via is None:
+        for name in ("vias", "top_via"):
+            value = seen.get(name, _MISSING)
+            if value is not _MISSING:
+                cache[name] = value
+    to = seen.get("to")
+    if to is not None and to_headers:
+        cache["to"] = to if to_tag is None or to.tag is not None else to.with_tag(to_tag)
+    return response
+
+
+_COPIED_VIEWS = ("from_", "call_id", "cseq")
 
 
 _CONTENT_LENGTH_0 = Header("Content-Length", b"0")
