@@ -234,6 +234,8 @@ NO_TRUNK = "no-matching-trunk"
 
 #: ``_trunk_for``: the source belongs to trunks, but no trunk's ``match_ruri`` matches.
 _RURI_MISMATCH = object()
+_AGENT = 0  # in _source_trunks' answer: the agent host's networks hold the address (no id is 0)
+_MISSING: Any = object()
 
 
 @functools.lru_cache(maxsize=1024)
@@ -369,6 +371,7 @@ class B2bua:
         #: Source networks of the agent host(s): their INVITEs are calls toward a trunk
         #: (outbound dialling), routed by the trunks' ``dial`` patterns.
         self.agent_allow = tuple(agent_allow)
+        self._sources_memo: tuple[Any, Any, dict[str, frozenset[int] | None]] = ((), (), {})
         #: ``(peer, trunk) -> True | False | None``: whether the client certificate of the
         #: peer's TLS connection admits it to the trunk whatever its source (True), keeps it
         #: out (False: the trunk requires mutual TLS), or does not matter (None); set by the
@@ -1007,9 +1010,8 @@ class B2bua:
         ``match_ruri`` patterns, whose patterns match the Request-URI (``re.search``).
         Returns :data:`_RURI_MISMATCH` when the source belongs to trunks but no trunk's
         patterns match, None when the source belongs to no trunk."""
-        try:
-            addr = ip_address(peer.host)
-        except ValueError:
+        sources = self._source_trunks(peer.host)
+        if sources is None:
             return None
         mismatch = False
         admits = self.tls_admits
@@ -1017,7 +1019,7 @@ class B2bua:
             by_certificate = admits(peer, trunk) if admits is not None else None
             if by_certificate is False:  # mutual TLS required and not satisfied
                 continue
-            if by_certificate or any(addr.version == net.version and addr in net for net in trunk.allow):
+            if by_certificate or id(trunk) in sources:
                 if request is None or self._ruri_ok(trunk, request):
                     return trunk
                 mismatch = True
@@ -1057,11 +1059,33 @@ class B2bua:
     def _from_agent(self, peer: Peer) -> bool:
         if not self.agent_allow:
             return False
-        try:
-            addr = ip_address(peer.host)
-        except ValueError:
-            return False
-        return any(addr.version == net.version and addr in net for net in self.agent_allow)
+        sources = self._source_trunks(peer.host)
+        return sources is not None and _AGENT in sources
+
+    def _source_trunks(self, host: str) -> frozenset[int] | None:
+        """The ids of the trunks whose ``allow`` networks hold ``host`` (and :data:`_AGENT` when the
+        agent host's do), None when ``host`` is not an IP address.  Memoised per address:
+        a trunk's few sources place every call (network containment costs microseconds);
+        the memo starts again when the trunks or the agent networks change (reload)."""
+        memo = self._sources_memo
+        if memo[0] is not self.trunks or memo[1] is not self.agent_allow:
+            memo = self._sources_memo = (self.trunks, self.agent_allow, {})
+        table = memo[2]
+        found = table.get(host, _MISSING)
+        if found is _MISSING:
+            try:
+                addr = ip_address(host)
+            except ValueError:
+                found = None
+            else:
+                hit = [id(t) for t in self.trunks if any(addr.version == n.version and addr in n for n in t.allow)]
+                if any(addr.version == n.version and addr in n for n in self.agent_allow):
+                    hit.append(_AGENT)
+                found = frozenset(hit)
+            if len(table) >= 4096:
+                table.clear()
+            table[host] = found
+        return found  # type: ignore[no-any-return]
 
     def _dial_trunk(self, user: str) -> Any:
         """The first trunk whose ``dial`` patterns fully match ``user`` (and that has a

@@ -322,7 +322,7 @@ class Endpoint:
         in any case, and the parameters tell the client what we saw.
         """
         via = request.top_via
-        stamped = via.with_param("received", peer.host).with_param("rport", str(peer.port))
+        stamped = via.stamped(peer.host, str(peer.port))
         return with_top_via(request, stamped)
 
     def _unsupported(self, request: Request) -> list[str]:

@@ -416,6 +416,29 @@ class Via:
         lname = name.lower()
         return Via(self.transport, self.host, self.port, tuple(p for p in self.params if p[0].lower() != lname))
 
+    def stamped(self, received: str, rport: str) -> Via:
+        """``received`` and ``rport`` set (in place if present, else appended in that order):
+        what a server writes on the top Via of a request it takes in."""
+        out = []
+        got_received = got_rport = False
+        for n, v in self.params:
+            ln = n.lower()
+            if ln == "received":
+                if not got_received:
+                    out.append((n, received))
+                    got_received = True
+            elif ln == "rport":
+                if not got_rport:
+                    out.append((n, rport))
+                    got_rport = True
+            else:
+                out.append((n, v))
+        if not got_received:
+            out.append(("received", received))
+        if not got_rport:
+            out.append(("rport", rport))
+        return Via(self.transport, self.host, self.port, tuple(out))
+
     def to_bytes(self) -> bytes:
         hostport = self.host if self.port is None else f"{self.host}:{self.port}"
         return f"SIP/2.0/{self.transport} {hostport}".encode("latin-1") + _format_params(self.params)
