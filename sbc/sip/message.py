@@ -330,7 +330,20 @@ def parse_name_addr(value: bytes) -> NameAddr:
     """
     if type(value) is not bytes:
         value = bytes(value)
+    # A tag is new in every dialog, so whole values rarely repeat across calls; the part
+    # before a final ``;tag=token`` does (the same trunk user, the same agent URI).  The tag
+    # is parsed here and the rest comes from the memo -- the same NameAddr a whole parse gives.
+    cut = value.rfind(b";tag=")
+    if cut > 0:
+        tag = value[cut + 5 :]
+        if _TAG_RE.match(tag) is not None:
+            base = _parse_name_addr_cached(value[:cut])
+            return NameAddr(base.display, base.uri, (*base.params, ("tag", tag.decode("latin-1"))),
+                            base.bracketed)
     return _parse_name_addr_cached(value)
+
+
+_TAG_RE = re.compile(rb"[A-Za-z0-9\-.!%*_+`'~]+\Z")
 
 
 @functools.lru_cache(maxsize=4096)
