@@ -974,6 +974,7 @@ def parse_message(data: bytes) -> Request | Response:
 
     headers: list[Header] = []
     append = headers.append
+    index: dict[str, list[Header]] = {}
     clen: int | None = None
     name_cache = _NAME_CACHE
     del lines[0]
@@ -983,21 +984,28 @@ def parse_message(data: bytes) -> Request | Response:
         else:
             unfolded = raws = lines
         for line, raw in zip(unfolded, raws):
-            colon = line.find(b":")
-            if colon <= 0:
+            raw_name, colon, rest = line.partition(b":")
+            if not colon or not raw_name:
                 raise SipParseError("header line without a colon")
-            raw_name = line[:colon]
             info = name_cache.get(raw_name)
             if info is None:
                 info = _name_info(raw_name)
-            value = line[colon + 1 :].strip(b" \t")
+            value = rest.strip(b" \t")
+            key = info[1]
             h = _new(Header)
             _set_name(h, info[0])
             _set_value(h, value)
             _set_raw(h, raw)
-            _set_key(h, info[1])
+            _set_key(h, key)
             append(h)
-            if info[1] == "content-length":
+            # The index of the headers by key, built on the way (every message is looked
+            # into at once: validation, transaction matching).
+            same = index.get(key)
+            if same is None:
+                index[key] = [h]
+            else:
+                same.append(h)
+            if key == "content-length":
                 m2 = _DIGITS_RE.match(value)
                 if m2 is None:
                     raise SipParseError("malformed Content-Length")
@@ -1018,7 +1026,7 @@ def parse_message(data: bytes) -> Request | Response:
         body = data[body_start:body_end]
     _set(msg, "headers", tuple(headers))
     _set(msg, "body", body)
-    _set(msg, "_cache", {})
+    _set(msg, "_cache", {"_idx": index})
     if start == 0 and body_end == n:
         _set(msg, "_raw", data)
     else:

@@ -181,16 +181,20 @@ class SipDriver:
     def _service_tus(self) -> None:
         """Send what the TUs queued and schedule the earliest of their deadlines."""
         admission = self.admission
+        allowlist = admission.allowlist if admission is not None else None
         for tu in self._tus:
             items = tu.messages_to_send()
-            if self.observers and items:
+            if not items:
+                pass
+            elif self.observers:
                 self._observe("messages_out", items)
             for message, peer in items:
-                if admission is not None and admission.allowlist is not None and isinstance(message, Request):
+                is_request = isinstance(message, Request)
+                if allowlist is not None and is_request:
                     # A peer we send requests to may answer and send requests back.
-                    admission.allowlist.remember(peer.host)
+                    allowlist.remember(peer.host)
                 try:
-                    if peer.conn == 0 and isinstance(message, Request):
+                    if peer.conn == 0 and is_request:
                         self.send_request(message, Target(peer.transport, peer.host, peer.port))
                     else:
                         self.send_to_peer(message.to_bytes(), peer)
