@@ -293,6 +293,11 @@ class B2bua:
     #: In-dialog OPTIONS (a PBX's keep-alive inside a call) is answered 200 by the dialog's leg
     #: when the endpoint hands it over; out-of-dialog OPTIONS stays with the endpoint.
 
+    #: The agent host's networks (set by the service); see :meth:`_from_agent`.
+    agent_allow: tuple[Any, ...] = ()
+    #: (trunks, agent networks, address -> trunk ids): see :meth:`_source_trunks`.
+    _sources_memo: tuple[Any, Any, dict[str, frozenset[int] | None]] | None = None
+
     def __init__(
         self,
         *,
@@ -371,7 +376,6 @@ class B2bua:
         #: Source networks of the agent host(s): their INVITEs are calls toward a trunk
         #: (outbound dialling), routed by the trunks' ``dial`` patterns.
         self.agent_allow = tuple(agent_allow)
-        self._sources_memo: tuple[Any, Any, dict[str, frozenset[int] | None]] = ((), (), {})
         #: ``(peer, trunk) -> True | False | None``: whether the client certificate of the
         #: peer's TLS connection admits it to the trunk whatever its source (True), keeps it
         #: out (False: the trunk requires mutual TLS), or does not matter (None); set by the
@@ -1068,7 +1072,7 @@ class B2bua:
         a trunk's few sources place every call (network containment costs microseconds);
         the memo starts again when the trunks or the agent networks change (reload)."""
         memo = self._sources_memo
-        if memo[0] is not self.trunks or memo[1] is not self.agent_allow:
+        if memo is None or memo[0] is not self.trunks or memo[1] is not self.agent_allow:
             memo = self._sources_memo = (self.trunks, self.agent_allow, {})
         table = memo[2]
         found = table.get(host, _MISSING)
