@@ -30,6 +30,7 @@ FQDN = "sbc.test.invalid"
 #: on Linux), where an outgoing connection or client socket could take a port between our
 #: check and the moment SIPp or the SBC binds it, and below the SBCs' RTP blocks (20000 and up).
 _LISTEN_PORTS = (12000, 20000)
+_handed_out: set[int] = set()
 _ports_rng = random.Random()  # its own: a test that seeds the global generator changes nothing here
 
 
@@ -45,10 +46,13 @@ def _bindable(port: int) -> bool:
 
 
 def free_port(kind: int = socket.SOCK_DGRAM, family: int = socket.AF_INET) -> int:
-    """A port that is free for both UDP and TCP on 127.0.0.1 and ::1 right now."""
+    """A port that is free for both UDP and TCP on 127.0.0.1 and ::1 right now, and not one
+    this process handed out before (two peers of one test, each given a free port before
+    either binds it, must not get the same one)."""
     for _ in range(200):
         port = _ports_rng.randrange(*_LISTEN_PORTS)
-        if _bindable(port):
+        if port not in _handed_out and _bindable(port):
+            _handed_out.add(port)
             return port
     for _ in range(50):  # crowded: any port the kernel offers
         with socket.socket(family, kind) as s:
