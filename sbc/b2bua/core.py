@@ -146,7 +146,7 @@ from attrs import frozen
 from sbc.sip.dialog import CONFIRMED, TERMINATED, Dialog, DialogError, DialogId
 from sbc.sip.endpoint import Peer
 from sbc.sip.errors import SipError, SipParseError
-from sbc.sip.message import Request, Response, make_response, reason_phrase
+from sbc.sip.message import Request, Response, Via, make_response, reason_phrase
 from sbc.sip.replaces import Replaces, embedded_replaces, parse_replaces, with_embedded_replaces
 from sbc.sip.timers import TimerHeap
 from sbc.sip.session_timer import Reject422, SessionTimerConfig, UasAccept, negotiate_uas
@@ -565,10 +565,12 @@ class B2bua:
                 return self.local_hosts[version]
         return self.local_host
 
-    def via(self, transport: str, peer_host: str | None = None) -> bytes:
+    def via(self, transport: str, peer_host: str | None = None) -> Via:
+        """Our Via for a request we originate (a new branch; ``rport`` asked for).  A parsed
+        value: the request built with it starts with it as its ``top_via`` view."""
         branch = f"{MAGIC_COOKIE}{self._prefix}{next(self._seq):x}"
-        return (f"SIP/2.0/{transport.upper()} {_bracket(self.host_for(peer_host))}:{self.port_for(transport)}"
-                f";branch={branch};rport").encode("latin-1")
+        return Via(transport.upper(), _bracket(self.host_for(peer_host)), self.port_for(transport),
+                   (("branch", branch), ("rport", None)))
 
     def new_id(self) -> int:
         return next(self._seq)

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, ClassVar, Iterable, Protocol, Sequence
 from sbc.sip.dialog import CONFIRMED, EARLY, TERMINATED, Dialog, DialogError, DialogId
 from sbc.sip.endpoint import Peer
 from sbc.sip.errors import SipParseError
-from sbc.sip.message import CSeq, Header, NameAddr, Request, Response, make_response, parse_message, reason_phrase
+from sbc.sip.message import CSeq, Header, NameAddr, Request, Response, Via, make_response, parse_message, reason_phrase
 from sbc.sip.session_timer import (
     Negotiated,
     Reject422,
@@ -157,7 +157,7 @@ class LegStack(Protocol):
 
     def cancel(self, key: TransactionKey, now: float) -> None: ...
 
-    def via(self, transport: str, peer_host: str | None = None) -> bytes: ...
+    def via(self, transport: str, peer_host: str | None = None) -> Via: ...
 
     def new_id(self) -> int: ...
 
@@ -319,7 +319,7 @@ class Leg:
     def _target(self) -> Peer:
         return self.peer
 
-    def _via(self) -> bytes:
+    def _via(self) -> Via:
         target = self._target()
         return self.stack.via(target.transport, target.host)
 
@@ -1333,8 +1333,9 @@ class UacLeg(Leg):
         from_ = NameAddr(event.caller_display, from_uri).with_tag(self.local_tag)
         to = NameAddr(None, URI(self.target.scheme, user=self.target.user, host=self.target.host,
                                 port=self.target.port))
+        via = self.stack.via(self.peer.transport, self.peer.host)
         headers: list[tuple[str, bytes]] = [
-            ("Via", self.stack.via(self.peer.transport, self.peer.host)),
+            ("Via", via.to_bytes()),
             ("Max-Forwards", b"%d" % max(event.max_forwards - 1, 0)),
         ]
         if self.route is not None:
@@ -1368,6 +1369,7 @@ class UacLeg(Leg):
         cache["to"] = to
         cache["call_id"] = self.call_id
         cache["cseq"] = CSeq(cseq, "INVITE")
+        cache["top_via"] = via
         return request
 
     def _initial_event(self, event: CallEvent, now: float) -> None:

@@ -15,7 +15,7 @@ import attrs
 from attrs import define, frozen
 
 from sbc.sip.errors import SipError, SipParseError
-from sbc.sip.message import CSeq, Header, NameAddr, Request, Response, trusted_header
+from sbc.sip.message import CSeq, Header, NameAddr, Request, Response, Via, trusted_header
 from sbc.sip.uri import URI
 
 _MAX_FORWARDS_70 = Header("Max-Forwards", b"70")
@@ -170,7 +170,7 @@ class Dialog:
         self,
         method: str,
         *,
-        via: bytes,
+        via: bytes | Via,
         contact: bytes | None = None,
         headers: Iterable[tuple[str, bytes]] = (),
         body: bytes = b"",
@@ -198,7 +198,8 @@ class Dialog:
         else:
             seq = cseq
         ruri, routes = self._request_target()
-        hdrs = [Header("Via", via), _MAX_FORWARDS_70]
+        top_via = via if type(via) is Via else None
+        hdrs = [Header("Via", top_via.to_bytes() if top_via is not None else via), _MAX_FORWARDS_70]
         hdrs.extend(Header("Route", r) for r in routes)
         from_ = self.local_uri.with_tag(self.id.local_tag)
         hdrs.append(trusted_header("From", "from", from_.to_bytes()))
@@ -222,13 +223,15 @@ class Dialog:
         cache["to"] = remote
         cache["call_id"] = call_id
         cache["cseq"] = CSeq(seq, method)
+        if top_via is not None:
+            cache["top_via"] = top_via
         return request
 
     def create_ack(
         self,
         invite_cseq: int,
         *,
-        via: bytes,
+        via: bytes | Via,
         headers: Iterable[tuple[str, bytes]] = (),
         body: bytes = b"",
     ) -> Request:
