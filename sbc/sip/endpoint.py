@@ -319,9 +319,15 @@ class Endpoint:
         """Fill in received and rport on the top Via (RFC 3261 §18.2.1, RFC 3581 §4).
 
         We behave as if every Via carried ``rport``: responses go to the source address and port
-        in any case, and the parameters tell the client what we saw.
+        in any case, and the parameters tell the client what we saw -- unless the Via already
+        says exactly that (its host and port are the source's, and it asks for no rport).
         """
         via = request.top_via
+        if via.host == peer.host and via.port == peer.port and via.rport is None and via.received is None:
+            # The Via names the very address and port the request came from: received and
+            # rport would repeat it (RFC 3261 §18.2.1 adds received only when the host
+            # differs; RFC 3581 fills rport only when asked).
+            return request
         stamped = via.stamped(peer.host, str(peer.port))
         return with_top_via(request, stamped)
 
