@@ -84,6 +84,9 @@ _METHODS = frozenset({
 _METHODS_BYTES = {m.encode(): m for m in _METHODS}
 
 
+_STATUS_KINDS = {n: f"{n}xx" for n in range(1, 7)}
+
+
 def message_kind(message: Any) -> str:
     """The ``kind`` label of a message: its method (``other`` for unknown ones), ``2xx``
     style for responses, ``keepalive`` for CRLF pings, ``invalid`` for garbage.
@@ -102,7 +105,7 @@ def message_kind(message: Any) -> str:
         return _METHODS_BYTES.get(head[:space], "other")
     status = getattr(message, "status", None)
     if isinstance(status, int):
-        return f"{status // 100}xx" if 100 <= status <= 699 else "invalid"
+        return _STATUS_KINDS.get(status // 100, "invalid") if 100 <= status <= 699 else "invalid"
     method = getattr(message, "method", None)
     if isinstance(method, str):
         return method if method in _METHODS else "other"

@@ -1025,7 +1025,9 @@ class UasLeg(Leg):
         # RFC 3262: the reliable provisional awaiting its PRACK, those queued behind it, a 2xx
         # held until an SDP-carrying provisional is PRACKed, and the RSeqs already PRACKed.
         self.reliable = reliable
-        self._rseq = int.from_bytes(os.urandom(3), "big") + 1
+        # The RSeq space starts at a random point (RFC 3262 §3); drawn only for a PBX that
+        # takes reliable provisionals (a system call per call otherwise).
+        self._rseq = int.from_bytes(os.urandom(3), "big") + 1 if reliable else 0
         self._unacked: _Reliable | None = None
         self._rel_queue: list[Ring] = []
         self._held_answer: Answer | None = None

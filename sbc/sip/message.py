@@ -792,7 +792,8 @@ class Message:
         raw = self._raw
         if raw is None:
             parts = [self.start_line()]
-            parts.extend(h.to_bytes() for h in self.headers)
+            parts += [h.raw if h.raw is not None else h.name.encode("latin-1") + b": " + h.value
+                      for h in self.headers]  # Header.to_bytes, inline: every message sent
             parts.append(b"")
             raw = b"\r\n".join(parts) + b"\r\n" + self.body
             object.__setattr__(self, "_raw", raw)

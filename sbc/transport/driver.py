@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 
 from attrs import evolve
-from typing import TYPE_CHECKING, Any, Protocol as TypingProtocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol as TypingProtocol
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
@@ -91,6 +91,7 @@ class SipDriver:
         self._no_tcp: dict[tuple[str, int], float] = {}
         self._notice_log = RateLimitedLog(self.log, clock)
         self._tus: list[TransactionUser] = []
+        self._tu_methods: list[tuple[Callable[[], Any], Callable[[], Any] | None, Callable[[], float | None]]] = []
         self._timer: IDelayedCall | None = None
         self._timer_at: float | None = None
         self.counters: dict[str, int] = {}
@@ -176,14 +177,16 @@ class SipDriver:
     def add_tu(self, tu: "TransactionUser") -> None:
         """A transaction user (the B2BUA) whose output and timers this driver runs."""
         self._tus.append(tu)
+        # The bound methods, looked up once: they run at every flush (every datagram).
+        self._tu_methods.append((tu.messages_to_send, getattr(tu, "notices", None), tu.next_deadline))
         self._service_tus()
 
     def _service_tus(self) -> None:
         """Send what the TUs queued and schedule the earliest of their deadlines."""
         admission = self.admission
         allowlist = admission.allowlist if admission is not None else None
-        for tu in self._tus:
-            items = tu.messages_to_send()
+        for messages_to_send, notices, _ in self._tu_methods:
+            items = messages_to_send()
             if not items:
                 pass
             elif self.observers:
@@ -201,13 +204,12 @@ class SipDriver:
                 except Exception:
                     self.log.failure("sending a {kind} to {host}:{port} failed",
                                      kind=type(message).__name__, host=peer.host, port=peer.port)
-            notices = getattr(tu, "notices", None)
             if notices is not None:
                 for notice in notices():
                     self._log_notice(notice)
         at = None
-        for tu in self._tus:
-            d = tu.next_deadline()
+        for _, _, next_deadline in self._tu_methods:
+            d = next_deadline()
             if d is not None and (at is None or d < at):
                 at = d
         if at == self._timer_at and (self._timer is None or self._timer.active()):
