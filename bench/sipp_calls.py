@@ -5,7 +5,9 @@ plays the agent host.
 Call rate: for each rate, `--calls` calls at that rate; a rate passes when every call on both
 sides succeeded.
 
-    .venv/bin/python bench/sipp_calls.py rate --rates 100,200,400 --calls 10000
+    .venv/bin/python bench/sipp_calls.py rate --rates 100,200,400 --calls 10000 [--pin]
+
+``--pin`` puts the SBC alone on CPU 0 and the SIPp peers on CPU 1 (needs two CPUs).
 
 Held calls: `--held` calls are set up and held (each lasts `--hold` seconds), and the SBC's
 resident memory is compared with its memory before the calls.
@@ -16,6 +18,7 @@ resident memory is compared with its memory before the calls.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import subprocess
 import sys
@@ -48,6 +51,15 @@ def uac_cmd(sbc_port: int, calls: int, rate: int, transport: str, *extra: str) -
             "-timeout_error", "-max_socket", "5000", *extra, f"127.0.0.1:{sbc_port}"]
 
 
+def _pin(sbc: RunningSbc) -> None:
+    """The SBC alone on CPU 0, this script and the SIPp peers it starts on CPU 1: "one core"
+    for the SBC, and no peer scheduled onto its core to evict its caches."""
+    assert sbc.proc is not None
+    for tid in os.listdir(f"/proc/{sbc.proc.pid}/task"):
+        os.sched_setaffinity(int(tid), {0})
+    os.sched_setaffinity(0, {1})
+
+
 def rate_sweep(args: argparse.Namespace) -> None:
     for rate in (int(r) for r in args.rates.split(",")):
         agent_port = free_port()
@@ -55,6 +67,8 @@ def rate_sweep(args: argparse.Namespace) -> None:
         # measures the relay).
         sbc = RunningSbc(agent_uri=f"sip:{{user}}@127.0.0.1:{agent_port}", extra_toml=NO_MEDIA).start()
         try:
+            if args.pin:
+                _pin(sbc)
             uas = start_uas(agent_port, args.calls, args.transport)
             time.sleep(0.5)
             start = time.monotonic()
@@ -124,6 +138,7 @@ def main() -> int:
     r.add_argument("--rates", default="100,200,400")
     r.add_argument("--calls", type=int, default=10000)
     r.add_argument("--transport", default="u1")
+    r.add_argument("--pin", action="store_true", help="the SBC on CPU 0, the SIPp peers on CPU 1")
     h = sub.add_parser("held")
     h.add_argument("--held", type=int, default=5000)
     h.add_argument("--hold", type=int, default=60)

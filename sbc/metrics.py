@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import math
 import platform
-import weakref
 from collections import Counter as _Tally
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -126,6 +125,10 @@ def _status_class(status: int | None) -> str:
 # Traffic tap
 
 
+#: The tap's mark in a message's cache of parsed views (see :class:`SipTrafficTap`).
+_SENT = "sbc.metrics:sent"
+
+
 class SipTrafficTap:
     """Counts SIP messages in and out, and our retransmissions: a traffic observer of the
     :class:`~sbc.transport.driver.SipDriver` (``driver.add_observer(tap)``, see
@@ -133,18 +136,14 @@ class SipTrafficTap:
 
     A retransmission is recognised by identity: the transaction layer queues the very same
     message object again (Timers A, E, G, the 2xx retransmissions, a re-sent final response
-    or ACK), so a weak map from ``id`` to message spots it without hashing or keeping
-    messages alive.
+    or ACK).  The first time a message goes out, the tap marks it in the message's own cache
+    of parsed views (a key no view uses); a message that comes back marked was sent before.
+    Nothing is kept here, and the mark goes with the message.
     """
 
     def __init__(self) -> None:
         self.messages: dict[tuple[str, str], int] = {}
         self.retransmissions = 0
-        # id(message) -> weak reference to it.  A plain dict of references rather than a
-        # WeakValueDictionary (whose get is Python code, on every message): dead entries
-        # are swept when the table has doubled since the last sweep.
-        self._sent: dict[int, weakref.ref[Any]] = {}
-        self._sweep_at = 4096
         self._driver: Any = None
 
     # -- counting --------------------------------------------------------------------------
@@ -164,25 +163,17 @@ class SipTrafficTap:
 
     def messages_out(self, items: list[tuple[Any, Any]]) -> None:
         """Count a transaction user's output batch (message objects)."""
-        sent = self._sent
+        messages = self.messages
         for message, _peer in items:
-            self.count("out", message)
-            key = id(message)
-            ref = sent.get(key)
-            if ref is not None and ref() is message:
+            key = ("out", message_kind(message))
+            messages[key] = messages.get(key, 0) + 1
+            marks = getattr(message, "_cache", None)
+            if type(marks) is not dict:  # not an sbc.sip message: cannot tell, count as new
+                continue
+            if _SENT in marks:
                 self.retransmissions += 1
-                continue
-            try:
-                sent[key] = weakref.ref(message)
-            except TypeError:  # not weak-referenceable: cannot tell, count as new
-                continue
-            if len(sent) > self._sweep_at:
-                self._sweep()
-
-    def _sweep(self) -> None:
-        """Drop the references to messages that are gone (their ids may be reused)."""
-        self._sent = {k: r for k, r in self._sent.items() if r() is not None}
-        self._sweep_at = max(4096, 2 * len(self._sent))
+            else:
+                marks[_SENT] = True
 
     def bytes_out(self, items: list[tuple[bytes, Any]]) -> None:
         for data, _peer in items:

@@ -906,7 +906,13 @@ class B2bua:
                     pass
 
     def _dispatch(self, event: Event, now: float) -> None:
-        if isinstance(event, RequestReceived):
+        if type(event) is TransactionTerminated:  # the most frequent: four per call
+            leg = self._by_tx.pop(event.key, None)
+            if leg is not None:
+                leg.tx_count -= 1
+                leg.transaction_gone(event.key)
+                self._detach_if_done(leg.call)
+        elif isinstance(event, RequestReceived):
             peer = event.peer if isinstance(event.peer, Peer) else _NOWHERE
             self._guard(self._request, event.request, peer, event.key, now,
                         request=event.request, key=event.key, peer=peer)
