@@ -417,7 +417,8 @@ class RewriteTests(SynchronousTestCase):
     def test_build_from_scratch(self) -> None:
         req = Request("OPTIONS", b"sip:h", (Header("Via", b"SIP/2.0/UDP a;branch=z9hG4bKz"), Header("Call-ID", b"1")))
         self.assertEqual(req.to_bytes(), b"OPTIONS sip:h SIP/2.0\r\nVia: SIP/2.0/UDP a;branch=z9hG4bKz\r\nCall-ID: 1\r\n\r\n")
-        self.assertEqual(parse_message(req.to_bytes()).headers, tuple(Header(h.name, h.value, h.to_bytes()) for h in req.headers))
+        # Lines written as "Name: value" come back without a raw copy of themselves.
+        self.assertEqual(parse_message(req.to_bytes()).headers, req.headers)
         resp = Response(200, "OK")
         self.assertEqual(resp.to_bytes(), b"SIP/2.0 200 OK\r\n\r\n")
         self.assertEqual(req, Request("OPTIONS", "sip:h", list(req.headers)))
@@ -619,11 +620,20 @@ class LazinessTests(SynchronousTestCase):
         self.assertEqual(fresh.vias[0].rport, "5")
 
 
+    def test_raw_only_when_the_line_differs_from_its_writing(self) -> None:
+        msg = parse_message(b"OPTIONS sip:h SIP/2.0\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK1\r\nv:  SIP/2.0/UDP b"
+                            b";branch=z9hG4bK2\r\nCall-ID:1\r\ncall-id: 2\r\nMax-Forwards: 70 \r\nTo: <sip:h>\r\n\r\n")
+        self.assertEqual([h.raw for h in msg.headers],
+                         [None, b"v:  SIP/2.0/UDP b;branch=z9hG4bK2", b"Call-ID:1", b"call-id: 2", b"Max-Forwards: 70 ",
+                          None])
+        self.assertEqual(b"\r\n".join(h.to_bytes() for h in msg.headers),
+                         msg.to_bytes().split(b"\r\n", 1)[1].rstrip(b"\r\n"))
+
     def test_without_raw(self) -> None:
         from sbc.sip.message import Header, without_raw
 
-        parsed = parse_message(INVITE).headers[-1]
-        self.assertIsNotNone(parsed.raw)
+        parsed = parse_message(b"OPTIONS sip:h SIP/2.0\r\nx-a:1\r\n\r\n").headers[-1]  # not as we write it
+        self.assertEqual(parsed.raw, b"x-a:1")
         bare = without_raw(parsed)
         self.assertEqual((bare.name, bare.value, bare.raw), (parsed.name, parsed.value, None))
         built = Header("X-A", b"1")

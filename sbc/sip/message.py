@@ -227,7 +227,8 @@ _SECRET_HEADERS = frozenset({"authorization", "proxy-authorization"})
 
 @frozen(repr=False, init=False)
 class Header:
-    """One header line.  ``raw`` is the line(s) exactly as received (None if built in code).
+    """One header line.  ``raw`` is the line(s) exactly as received, None if built in code or
+    received exactly as ``to_bytes()`` writes it (``Name: value``, the usual spelling).
 
     Built in code, ``value`` may be given as str (UTF-8 encoded); CR and LF are refused
     (ValueError) so that no rewrite can inject header lines.  ``repr()`` hides the value of
@@ -854,20 +855,21 @@ class Response(Message):
 
 # --------------------------------------------------------------------------- parsing
 
-_NAME_CACHE: dict[bytes, tuple[str, str]] = {}
+_NAME_CACHE: dict[bytes, tuple[str, str, bool]] = {}
 _NAME_CACHE_LIMIT = 4096
 _new = object.__new__
 _set = object.__setattr__
 
 
-def _name_info(raw_name: bytes) -> tuple[str, str]:
+def _name_info(raw_name: bytes) -> tuple[str, str, bool]:
+    """(canonical name, key, whether ``raw_name`` is the canonical name exactly)."""
     info = _NAME_CACHE.get(raw_name)
     if info is None:
         name_b = raw_name.rstrip(b" \t")
         if not is_token(name_b):
             raise SipParseError("malformed header name")
         name = canonical_name(name_b.decode("latin-1"))
-        info = (name, header_key(name))
+        info = (name, header_key(name), raw_name == name.encode("latin-1"))
         if len(_NAME_CACHE) < _NAME_CACHE_LIMIT:
             _NAME_CACHE[raw_name] = info
     return info
@@ -992,6 +994,8 @@ def parse_message(data: bytes) -> Request | Response:
             if info is None:
                 info = _name_info(raw_name)
             value = rest.strip(b" \t")
+            if info[2] and raw is line and len(rest) == len(value) + 1 and rest[0] == 0x20:
+                raw = None  # exactly "Name: value": to_bytes() gives the same line back
             key = info[1]
             h = _new(Header)
             _set_name(h, info[0])
