@@ -1196,7 +1196,7 @@ def make_response(
             out.append(item)
         else:
             name, value = item
-            out.append(Header(canonical_name(name), _to_bytes_value(value)))
+            out.append(Header(canonical_name(name), value))
     out.append(_CONTENT_LENGTH_0 if not body else Header("Content-Length", str(len(body)).encode()))
     response = Response(status, reason if reason is not None else reason_phrase(status), tuple(out), bytes(body))
     # The views of the copied headers are the request's: the response starts with them

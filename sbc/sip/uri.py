@@ -12,7 +12,7 @@ import functools
 import re
 
 import attrs
-from attrs import frozen
+from attrs import field, frozen
 
 from sbc.sip.errors import SipParseError
 
@@ -148,6 +148,9 @@ class URI:
     params: tuple[tuple[str, str | None], ...] = ()
     headers: tuple[tuple[str, str], ...] = ()
     opaque: str | None = None
+    #: The bytes of this (immutable) URI, made by the first to_bytes(): the URIs of a trunk's
+    #: targets, peers and memoised parses are written into message after message.
+    _bytes: bytes | None = field(init=False, default=None, eq=False, hash=False, repr=False)
 
     def param(self, name: str) -> str | None:
         """Value of a URI parameter (case-insensitive name); "" if present without value."""
@@ -201,7 +204,11 @@ class URI:
         return "".join(out)
 
     def to_bytes(self) -> bytes:
-        return str(self).encode("latin-1")
+        data = self._bytes
+        if data is None:
+            data = str(self).encode("latin-1")
+            object.__setattr__(self, "_bytes", data)
+        return data
 
 
 def parse_uri(data: bytes | str) -> URI:
