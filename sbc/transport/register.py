@@ -106,6 +106,8 @@ class ClientTU:
 
     def owns(self, response: Response) -> bool:
         """True if ``response`` answers a live transaction of this TU."""
+        if not len(self._tx):  # nothing of ours is waiting: every call's response passes here
+            return False
         try:
             branch = response.top_via.branch
             method = response.cseq.method
