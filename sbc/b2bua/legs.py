@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING, ClassVar, Iterable, Protocol, Sequence
 from sbc.sip.dialog import CONFIRMED, EARLY, TERMINATED, Dialog, DialogError, DialogId
 from sbc.sip.endpoint import Peer
 from sbc.sip.errors import SipParseError
-from sbc.sip.message import CSeq, Header, NameAddr, Request, Response, Via, make_response, parse_message, reason_phrase
+from sbc.sip.message import (CSeq, Header, NameAddr, Request, Response, Via, make_response, parse_message, preparsed,
+                              reason_phrase)
 from sbc.sip.session_timer import (
     Negotiated,
     Reject422,
@@ -1363,16 +1364,9 @@ class UacLeg(Leg):
         headers.extend(event.headers)
         headers.extend(_body_headers(event.body))
         headers.append(("Content-Length", b"%d" % len(_data(event.body))))
-        request = Request("INVITE", self.target.to_bytes(), tuple(Header(n, v) for n, v in headers),
-                          _data(event.body))
-        # What we just formatted needs no parsing back (the transaction layer reads them).
-        cache = request._cache
-        cache["from_"] = from_
-        cache["to"] = to
-        cache["call_id"] = self.call_id
-        cache["cseq"] = CSeq(cseq, "INVITE")
-        cache["top_via"] = via
-        return request
+        return preparsed(Request("INVITE", self.target.to_bytes(), tuple(Header(n, v) for n, v in headers),
+                                 _data(event.body)),
+                         from_=from_, to=to, call_id=self.call_id, cseq=CSeq(cseq, "INVITE"), top_via=via)
 
     def _initial_event(self, event: CallEvent, now: float) -> None:
         if isinstance(event, Try):

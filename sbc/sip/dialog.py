@@ -15,7 +15,7 @@ import attrs
 from attrs import define, frozen
 
 from sbc.sip.errors import SipError, SipParseError
-from sbc.sip.message import CSeq, Header, NameAddr, Request, Response, Via, trusted_header
+from sbc.sip.message import CSeq, Header, NameAddr, Request, Response, Via, preparsed, trusted_header
 from sbc.sip.uri import URI
 
 _MAX_FORWARDS_70 = Header("Max-Forwards", b"70")
@@ -216,16 +216,9 @@ class Dialog:
             hdrs.append(Header("Contact", contact))
         hdrs.extend(Header(n, v) for n, v in headers)
         hdrs.append(trusted_header("Content-Length", "content-length", b"%d" % len(body)))
-        request = Request(method, ruri, tuple(hdrs), body)
-        # What we just formatted needs no parsing back (the transaction layer reads them).
-        cache = request._cache
-        cache["from_"] = from_
-        cache["to"] = remote
-        cache["call_id"] = call_id
-        cache["cseq"] = CSeq(seq, method)
-        if top_via is not None:
-            cache["top_via"] = top_via
-        return request
+        request = preparsed(Request(method, ruri, tuple(hdrs), body),
+                            from_=from_, to=remote, call_id=call_id, cseq=CSeq(seq, method))
+        return request if top_via is None else preparsed(request, top_via=top_via)
 
     def create_ack(
         self,

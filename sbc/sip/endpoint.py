@@ -328,7 +328,7 @@ class Endpoint:
             # rport would repeat it (RFC 3261 §18.2.1 adds received only when the host
             # differs; RFC 3581 fills rport only when asked).
             return request
-        stamped = via.stamped(peer.host, str(peer.port))
+        stamped = via.with_param("received", peer.host).with_param("rport", str(peer.port))
         return with_top_via(request, stamped)
 
     def _unsupported(self, request: Request) -> list[str]:

@@ -271,6 +271,14 @@ _set_raw = Header.__dict__["raw"].__set__
 _set_key = Header.__dict__["key"].__set__
 
 
+def preparsed(message: _M, **views: Any) -> _M:
+    """``message``, just built, given the parsed views of what it was built from (``from_``,
+    ``to``, ``call_id``, ``cseq``, ``top_via``...): the values parsing its own headers would
+    give, so that nothing we send is parsed back by the layers below."""
+    message._cache.update(views)
+    return message
+
+
 def trusted_header(name: str, key: str, value: bytes) -> Header:
     """A Header from parts already known good: ``name`` canonical, ``key`` its header_key,
     ``value`` bytes without CR or LF (the builders of our own messages, which copy values
@@ -429,29 +437,6 @@ class Via:
     def without_param(self, name: str) -> Via:
         lname = name.lower()
         return Via(self.transport, self.host, self.port, tuple(p for p in self.params if p[0].lower() != lname))
-
-    def stamped(self, received: str, rport: str) -> Via:
-        """``received`` and ``rport`` set (in place if present, else appended in that order):
-        what a server writes on the top Via of a request it takes in."""
-        out = []
-        got_received = got_rport = False
-        for n, v in self.params:
-            ln = n.lower()
-            if ln == "received":
-                if not got_received:
-                    out.append((n, received))
-                    got_received = True
-            elif ln == "rport":
-                if not got_rport:
-                    out.append((n, rport))
-                    got_rport = True
-            else:
-                out.append((n, v))
-        if not got_received:
-            out.append(("received", received))
-        if not got_rport:
-            out.append(("rport", rport))
-        return Via(self.transport, self.host, self.port, tuple(out))
 
     def to_bytes(self) -> bytes:
         hostport = self.host if self.port is None else f"{self.host}:{self.port}"
@@ -909,12 +894,7 @@ def without_raw(header: Header) -> Header:
     was checked when it was made, so no check again)."""
     if header.raw is None:
         return header
-    h = _new(Header)
-    _set_name(h, header.name)
-    _set_value(h, header.value)
-    _set_raw(h, None)
-    _set_key(h, header.key)
-    return h
+    return trusted_header(header.name, header.key, header.value)
 
 
 def _group_lines(lines: list[bytes], keep_raw: bool, eol: bytes) -> tuple[list[bytes], list[bytes | None]]:
