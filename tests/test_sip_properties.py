@@ -20,6 +20,8 @@ from sbc.sip.message import (
     make_response,
     parse_cseq,
     parse_message,
+    _parse_name_addr_cached,
+    _parse_via,
     parse_name_addr,
     parse_via,
     salvage_error_response,
@@ -100,6 +102,23 @@ class RoundTripProperties(SynchronousTestCase):
     @given(s.vias())
     def test_via_round_trip(self, via: object) -> None:
         self.assertEqual(parse_via(via.to_bytes()), via)  # type: ignore[attr-defined]
+
+    @given(st.one_of(s.vias().map(lambda v: v.to_bytes()),
+                     s.mutated(s.vias().map(lambda v: v.to_bytes())),
+                     st.builds(lambda v, b: v.to_bytes() + b";branch=" + b,
+                               s.vias(), st.binary(max_size=12))))
+    def test_via_memo_agrees_with_a_whole_parse(self, value: bytes) -> None:
+        """parse_via's memo (the via-parm without its branch) gives what a whole parse gives,
+        or refuses what it refuses."""
+        self.assertEqual(_outcome(parse_via, value), _outcome(_parse_via, value))
+
+    @given(st.one_of(s.name_addrs().map(lambda n: n.to_bytes()),
+                     s.mutated(s.name_addrs(tag=True).map(lambda n: n.to_bytes())),
+                     st.builds(lambda n, t: n.to_bytes() + b";tag=" + t, s.name_addrs(), st.binary(max_size=12))))
+    def test_name_addr_memo_agrees_with_a_whole_parse(self, value: bytes) -> None:
+        """parse_name_addr's memo (the value without a final tag) gives what a whole parse
+        gives, or refuses what it refuses."""
+        self.assertEqual(_outcome(parse_name_addr, value), _outcome(_parse_name_addr_cached.__wrapped__, value))
 
     @given(st.integers(0, 2**31 - 1), s.tokens)
     def test_cseq(self, seq: int, method: str) -> None:
@@ -251,6 +270,13 @@ class RobustnessProperties(SynchronousTestCase):
             except SipParseError:
                 pass
         self.assertIsInstance(salvage_error_response(value, 400, "Bad Request"), (bytes, type(None)))
+
+
+def _outcome(parse: object, value: bytes) -> object:
+    try:
+        return ("parsed", parse(value))  # type: ignore[operator]
+    except SipParseError as e:
+        return ("refused", e.reason)
 
 
 class TortureFuzzTests(SynchronousTestCase):
