@@ -45,14 +45,16 @@ def _bindable(port: int) -> bool:
     return True
 
 
-def free_port(kind: int = socket.SOCK_DGRAM, family: int = socket.AF_INET) -> int:
+def free_port(kind: int = socket.SOCK_DGRAM, family: int = socket.AF_INET, span: int = 1) -> int:
     """A port that is free for both UDP and TCP on 127.0.0.1 and ::1 right now, and not one
     this process handed out before (two peers of one test, each given a free port before
-    either binds it, must not get the same one)."""
+    either binds it, must not get the same one).  ``span``: the ports after it too (see
+    :func:`free_media_port`)."""
     for _ in range(200):
-        port = _ports_rng.randrange(*_LISTEN_PORTS)
-        if port not in _handed_out and _bindable(port):
-            _handed_out.add(port)
+        port = _ports_rng.randrange(_LISTEN_PORTS[0], _LISTEN_PORTS[1] - span)
+        block = range(port, port + span)
+        if all(p not in _handed_out for p in block) and all(_bindable(p) for p in block):
+            _handed_out.update(block)
             return port
     for _ in range(50):  # crowded: any port the kernel offers
         with socket.socket(family, kind) as s:
@@ -61,6 +63,12 @@ def free_port(kind: int = socket.SOCK_DGRAM, family: int = socket.AF_INET) -> in
         if _bindable(port):
             return port
     raise RuntimeError("no free port")
+
+
+def free_media_port() -> int:
+    """A base for SIPp's ``-mp``: SIPp binds it and the three ports after it (audio RTP and
+    RTCP, video RTP and RTCP), so all four must be free and handed out to nobody else."""
+    return free_port(span=4)
 
 
 def sipp_path() -> str | None:

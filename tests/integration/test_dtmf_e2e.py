@@ -18,7 +18,7 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase
 
 from . import rtpgen, sipp
-from .harness import RunningSbc, free_port
+from .harness import RunningSbc, free_media_port, free_port
 
 HERE = Path(__file__).parent
 TE_PT = 96  # not 101: the payload type must come from the SDP
@@ -90,9 +90,9 @@ class DtmfEndToEnd(SynchronousTestCase):
             self.fail(f"WebSocket client: {line}{ws.stdout.read() if ws.stdout else ''}")
         detail = sipp.run_pair(
             self, self.sbc,
-            uas=["-sf", str(uas_xml), "-p", str(self.agent_port), "-mi", "127.0.0.1", "-mp", str(free_port()),
+            uas=["-sf", str(uas_xml), "-p", str(self.agent_port), "-mi", "127.0.0.1", "-mp", str(free_media_port()),
                  "-rtp_echo"],
-            uac=["-sf", str(uac_xml), "-s", "agent", "-mi", "127.0.0.1", "-mp", str(free_port())])
+            uac=["-sf", str(uac_xml), "-s", "agent", "-mi", "127.0.0.1", "-mp", str(free_media_port())])
         # the call.ended event closes the call's story: wait for it (bounded)
         deadline = time.monotonic() + 10
         events: list[dict[str, Any]] = []

@@ -52,7 +52,7 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase
 from sbc.media.core.sdes import SrtpKeying, crypto_value, new_keying, parse_crypto_value
 
 from . import rtpgen, sipp
-from .harness import RunningSbc, free_port
+from .harness import RunningSbc, free_media_port, free_port
 
 try:
     from pylibsrtp import Error as SrtpLibError
@@ -496,7 +496,7 @@ class _Base(SynchronousTestCase):
         for _ in range(3):
             uas = subprocess.Popen(
                 [self.sipp_exe, "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(self.agent_port), "-t", "u1",
-                 "-mi", "127.0.0.1", "-mp", str(free_port()), "-rtp_echo", "-m", "1", "-nostdin",
+                 "-mi", "127.0.0.1", "-mp", str(free_media_port()), "-rtp_echo", "-m", "1", "-nostdin",
                  "-timeout", "40s", "-timeout_error", "-trace_msg", "-message_file", str(trace)],
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
                 cwd=self.sbc.dir)

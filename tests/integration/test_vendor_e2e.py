@@ -64,7 +64,7 @@ from attrs import Factory, evolve, frozen
 from twisted.trial.unittest import SynchronousTestCase
 
 from . import sipp
-from .harness import FQDN, REPO, RunningSbc, free_port
+from .harness import FQDN, REPO, RunningSbc, free_media_port, free_port
 
 MESSAGES = REPO / "tests" / "vendor_messages"
 WS_LISTEN = Path(__file__).parent / "ws_listen.py"
@@ -594,7 +594,7 @@ class VendorCallTests(SynchronousTestCase):
         self.addCleanup(sbc.stop)
         work = Path(tempfile.mkdtemp(prefix=f"vendor-{vendor.name}-"))
         call_id = f"e2e-{vendor.name}-{secrets.token_hex(4)}-1"
-        pbx_media = free_port()
+        pbx_media = free_media_port()
         invite = pbx_invite(vendor, pbx_media, tcp=transport == "t1")
         (work / "pbx.xml").write_text(pbx_scenario(vendor, invite))
         (work / "agent.xml").write_text(
@@ -612,7 +612,7 @@ class VendorCallTests(SynchronousTestCase):
             self.fail(f"WebSocket client: {line}{ws.stdout.read() if ws.stdout else ''}")
 
         agent = sipp.start_logged(self, sipp_exe, work, "agent",
-                                  ["-p", str(agent_port), "-mp", str(free_port()), "-t", "u1"], listen_port=agent_port)
+                                  ["-p", str(agent_port), "-mp", str(free_media_port()), "-t", "u1"], listen_port=agent_port)
         pbx = sipp.start_logged(
             self, sipp_exe, work, "pbx",
             ["-p", str(pbx_port), "-mp", str(pbx_media), "-s", vendor.callee, "-t", transport,
@@ -931,10 +931,10 @@ class OutboundVendorTests(SynchronousTestCase):
         (work / "pbx.xml").write_text(outbound_pbx_scenario(out))
         (work / "agent.xml").write_text(outbound_agent_scenario(out))
         pbx = sipp.start_logged(self, sipp_exe, work, "pbx",
-                                ["-p", str(pbx_port), "-mp", str(free_port()), "-t", "u1"], listen_port=pbx_port)
+                                ["-p", str(pbx_port), "-mp", str(free_media_port()), "-t", "u1"], listen_port=pbx_port)
         agent = sipp.start_logged(
             self, sipp_exe, work, "agent",
-            ["-p", str(free_port()), "-mp", str(free_port()), "-t", "u1", "-s", out.dialled, "-recv_timeout", "15000"],
+            ["-p", str(free_port()), "-mp", str(free_media_port()), "-t", "u1", "-s", out.dialled, "-recv_timeout", "15000"],
             remote=f"{HOST}:{sbc.sip_port}")
         sipp.wait_all((agent, 60), (pbx, 15))
         sbc.stop()
