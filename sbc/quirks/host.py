@@ -40,10 +40,14 @@ class InboundCall:
         self.canonical: CanonicalCall = chain.canonical(self.request, ctx)
         #: Hook failures (the core logs them as ``quirk-error`` notices).
         self.notices: list[QuirkNotice] = chain.notices()
+        self._headers: tuple[tuple[str, str], ...] | None = None
 
     def headers(self) -> tuple[tuple[str, str], ...]:
-        """The canonical header list (for ``Call.canonical_headers`` and ``call.started``)."""
-        return self.canonical.headers()
+        """The canonical header list (for ``Call.canonical_headers``, ``call.started`` and the
+        B leg's INVITE; worked out once, the canonical call being settled by then)."""
+        if self._headers is None:
+            self._headers = self.canonical.headers()
+        return self._headers
 
     def callee(self, fallback: str | None) -> str | None:
         """The user for the agent URI template: the canonical callee when it is a safe URI
