@@ -1181,21 +1181,21 @@ def make_response(
     response = Response(status, reason if reason is not None else reason_phrase(status), tuple(out), bytes(body))
     # The views of the copied headers are the request's: the response starts with them
     # instead of parsing its own copies again (the transaction layer reads To, CSeq, Via).
-    seen = request._cache
-    cache = response._cache
-    for name in _COPIED_VIEWS:
-        value = seen.get(name, _MISSING)
-        if value is not _MISSING:
-            cache[name] = value
-    if top_via is None:
-        for name in ("vias", "top_via"):
-            value = seen.get(name, _MISSING)
-            if value is not _MISSING:
-                cache[name] = value
-    to = seen.get("to")
+    copy_views(request, response, _COPIED_VIEWS if top_via is not None else _COPIED_VIEWS + ("vias", "top_via"))
+    to = request._cache.get("to")
     if to is not None and to_headers:
-        cache["to"] = to if to_tag is None or to.tag is not None else to.with_tag(to_tag)
+        response._cache["to"] = to if to_tag is None or to.tag is not None else to.with_tag(to_tag)
     return response
+
+
+def copy_views(source: Message, target: Message, names: Iterable[str]) -> None:
+    """Give ``target`` the views called ``names`` that ``source`` has parsed already (views
+    are immutable values): for a message made from another one's headers, unchanged."""
+    seen = source._cache
+    cache = target._cache
+    for name in names:
+        if name in seen:
+            cache[name] = seen[name]
 
 
 _COPIED_VIEWS = ("from_", "call_id", "cseq")

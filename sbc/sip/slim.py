@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import AbstractSet
 
-from sbc.sip.message import Request, without_raw
+from sbc.sip.message import Request, copy_views, without_raw
 
 __all__ = ["IDENTITY", "slim_request"]
 
@@ -22,24 +22,15 @@ IDENTITY = frozenset({"from", "to", "call-id", "cseq", "contact"})
 
 def slim_request(request: Request, keep: AbstractSet[str] = IDENTITY) -> Request:
     """``request`` with only its headers whose key (lower-case, long form) is in ``keep``, in
-    their order, and no body: a new message without raw bytes or parsed views (the header
-    values are shared with ``request``)."""
+    their order, and no body: a new message without raw bytes, which shares the header
+    values of ``request`` and the views it had parsed from the kept headers."""
     slim = Request(request.method, request.uri,
                    tuple(without_raw(h) for h in request.headers if h.key in keep),
                    version=request.version)
-    # The views already parsed from the kept headers stay (they are immutable values).
-    seen = request._cache
-    if seen:
-        cache = slim._cache
-        for name, key in _VIEWS:
-            if key in keep:
-                value = seen.get(name, _MISSING)
-                if value is not _MISSING:
-                    cache[name] = value
+    copy_views(request, slim, [name for name, key in _VIEWS if key in keep])
     return slim
 
 
-_MISSING = object()
 #: Parsed views and the header each is read from.
 _VIEWS = (("from_", "from"), ("to", "to"), ("call_id", "call-id"), ("cseq", "cseq"), ("contacts", "contact"),
           ("contact_star", "contact"))
